@@ -1,0 +1,1 @@
+"""The node's store: engine, sessions, schema management and ORM models."""

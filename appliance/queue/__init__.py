@@ -1,0 +1,1 @@
+"""The durable queue: spool bodies plus per-recipient entries in the store."""

@@ -1,0 +1,277 @@
+"""Queue entries in the store: enqueue, claim with a lease, and every outcome with its history row.
+
+Functions take the session first and flush; the caller owns the transaction. Functions that may
+leave a spool file unreferenced return its path, to be removed only after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
+from appliance.errors import InvalidInput, NotFound
+from appliance.types import Action, NewMessage, QueueState, domain_of
+
+# Columns a history row copies from its queue entry.
+_SHARED = [c.key for c in HistoryEntry.__table__.columns if c.key not in ("id", "queueid", "transfertime")]
+
+
+def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
+    """Insert one entry per recipient (and its metadata); return the queue ids in order."""
+    if not msg.envelope.recipients:
+        raise InvalidInput("a message needs at least one recipient")
+    entries = []
+    for rcpt in msg.envelope.recipients:
+        entry = QueueEntry(
+            msgid=msg.msgid, ts0=msg.received, ts=now, sender=msg.envelope.sender,
+            sender_domain=domain_of(msg.envelope.sender), rcpt=rcpt, rcpt_domain=domain_of(rcpt),
+            subject=msg.subject, size=msg.size, listener=msg.envelope.listener,
+            transport=msg.transports.get(rcpt, msg.transport), fromserver=msg.envelope.client_ip,
+            helo=msg.envelope.helo, sasl=msg.envelope.sasl, path=msg.path,
+            state=msg.state.value, quarantine=msg.quarantine,
+            action=Action.QUARANTINE.value if msg.quarantine else "",
+            is_dsn=int(msg.is_dsn), description="", error="", retries=0, actionid=0, jobid="",
+            score=0.0, next_retry=0.0, lease_until=0.0, lease_owner="",
+        )
+        entries.append(entry)
+    session.add_all(entries)
+    session.flush()
+    if msg.metadata:
+        session.add_all(
+            QueueMetadata(entry_id=e.id, key=k, value=v) for e in entries for k, v in msg.metadata.items()
+        )
+        session.flush()
+    return [e.id for e in entries]
+
+
+def get_entry(session: Session, entry_id: int, *, where: ColumnElement[bool] | None = None) -> QueueEntry:
+    """One entry, or NotFound; `where` is the caller's access restriction."""
+    stmt = select(QueueEntry).where(QueueEntry.id == entry_id)
+    if where is not None:
+        stmt = stmt.where(where)
+    entry = session.scalars(stmt).one_or_none()
+    if entry is None:
+        raise NotFound(f"no queue entry {entry_id}")
+    return entry
+
+
+def due_condition(now: float) -> ColumnElement[bool]:
+    """Entries a worker may take now: ACTIVE, or DEFER whose retry time has come; not leased."""
+    return and_(
+        or_(
+            QueueEntry.state == QueueState.ACTIVE.value,
+            and_(QueueEntry.state == QueueState.DEFER.value, QueueEntry.next_retry <= now),
+        ),
+        QueueEntry.lease_until < now,
+    )
+
+
+def claim(
+    session: Session, *, owner: str, now: float, lease: float, limit: int,
+    transport: str | None = None,
+) -> list[QueueEntry]:
+    """Lease up to `limit` due entries to `owner` until `now + lease`, oldest first."""
+    stmt = select(QueueEntry.id).where(due_condition(now)).order_by(QueueEntry.id).limit(limit)
+    if transport is not None:
+        stmt = stmt.where(QueueEntry.transport == transport)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list(session.scalars(stmt))
+    if not ids:
+        return []
+    # Conditional on the lease still being free, so two claimers never share an entry.
+    session.execute(
+        update(QueueEntry)
+        .where(QueueEntry.id.in_(ids), QueueEntry.lease_until < now)
+        .values(lease_until=now + lease, lease_owner=owner, state=QueueState.ACTIVE.value)
+    )
+    return list(
+        session.scalars(
+            select(QueueEntry)
+            .where(QueueEntry.id.in_(ids), QueueEntry.lease_owner == owner,
+                   QueueEntry.lease_until == now + lease)
+            .order_by(QueueEntry.id)
+        )
+    )
+
+
+def release_all_leases(session: Session) -> int:
+    """At start: entries leased by a process that died go back to being due."""
+    result = session.execute(
+        update(QueueEntry).where(QueueEntry.lease_until > 0).values(lease_until=0.0, lease_owner="")
+    )
+    return result.rowcount or 0
+
+
+def _leased(session: Session, entry_id: int, owner: str | None) -> QueueEntry | None:
+    """The entry if it still exists (and, with `owner`, is still leased to it)."""
+    entry = session.get(QueueEntry, entry_id, with_for_update=session.get_bind().dialect.name == "postgresql")
+    if entry is None or (owner is not None and entry.lease_owner != owner):
+        return None
+    return entry
+
+
+def write_history(
+    session: Session, entry: QueueEntry, action: Action, *, now: float, error: str | None = None,
+    transfertime: float = 0.0, description: str | None = None,
+) -> HistoryEntry:
+    row = HistoryEntry(**{k: getattr(entry, k) for k in _SHARED})
+    row.queueid = entry.id
+    row.action = action.value
+    row.ts = now
+    row.transfertime = transfertime
+    if error is not None:
+        row.error = error
+    if description is not None:
+        row.description = description
+    session.add(row)
+    session.flush()
+    meta = session.execute(
+        select(QueueMetadata.key, QueueMetadata.value).where(QueueMetadata.entry_id == entry.id)
+    ).all()
+    if meta:
+        session.add_all(HistoryMetadata(entry_id=row.id, key=k, value=v) for k, v in meta)
+    return row
+
+
+def finish(
+    session: Session, entry: QueueEntry, action: Action, *, now: float, error: str | None = None,
+    transfertime: float = 0.0,
+) -> str | None:
+    """Write the final history row and remove the entry; return the spool path if now unused."""
+    write_history(session, entry, action, now=now, error=error, transfertime=transfertime)
+    session.delete(entry)
+    session.flush()
+    return unreferenced_path(session, entry.path)
+
+
+def unreferenced_path(session: Session, path: str) -> str | None:
+    if not path:
+        return None
+    left = session.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.path == path))
+    return path if not left else None
+
+
+def record_delivered(
+    session: Session, entry_id: int, *, owner: str | None, now: float, transfertime: float,
+    response: str = "",
+) -> str | None:
+    entry = _leased(session, entry_id, owner)
+    if entry is None:
+        return None
+    return finish(session, entry, Action.DELIVER, now=now, error=response, transfertime=transfertime)
+
+
+def record_deferred(
+    session: Session, entry_id: int, *, owner: str | None, now: float, error: str, next_retry: float,
+) -> None:
+    """A temporary failure: DEFER until `next_retry`, one more retry counted, a DEFER history row."""
+    entry = _leased(session, entry_id, owner)
+    if entry is None:
+        return
+    held = entry.state == QueueState.HOLD.value
+    entry.retries += 1
+    entry.error = error
+    entry.ts = now
+    entry.next_retry = next_retry
+    entry.lease_until = 0.0
+    entry.lease_owner = ""
+    if not held:  # an operator's hold during the attempt wins
+        entry.state = QueueState.DEFER.value
+    session.flush()
+    write_history(session, entry, Action.DEFER, now=now)
+
+
+def release(session: Session, entry_id: int, *, owner: str) -> None:
+    """Give a claimed entry back unchanged (e.g. at shutdown)."""
+    session.execute(
+        update(QueueEntry)
+        .where(QueueEntry.id == entry_id, QueueEntry.lease_owner == owner)
+        .values(lease_until=0.0, lease_owner="")
+    )
+
+
+def hold(session: Session, entry_id: int, *, now: float, where: ColumnElement[bool] | None = None) -> None:
+    entry = get_entry(session, entry_id, where=where)
+    entry.state = QueueState.HOLD.value
+    entry.ts = now
+    session.flush()
+
+
+def retry(
+    session: Session, entry_id: int, *, now: float, duplicate: bool = False,
+    where: ColumnElement[bool] | None = None,
+) -> int:
+    """Make an entry due now; with `duplicate`, queue a copy and keep the original. Returns the id acted on."""
+    entry = get_entry(session, entry_id, where=where)
+    if not duplicate:
+        entry.state = QueueState.ACTIVE.value
+        entry.next_retry = 0.0
+        entry.ts = now
+        session.flush()
+        return entry.id
+    copy = QueueEntry(**{k: getattr(entry, k) for k in _SHARED})
+    copy.state = QueueState.ACTIVE.value
+    copy.ts = now
+    copy.next_retry = 0.0
+    copy.lease_until = 0.0
+    copy.lease_owner = ""
+    copy.retries = 0
+    session.add(copy)
+    session.flush()
+    meta = session.execute(
+        select(QueueMetadata.key, QueueMetadata.value).where(QueueMetadata.entry_id == entry.id)
+    ).all()
+    session.add_all(QueueMetadata(entry_id=copy.id, key=k, value=v) for k, v in meta)
+    session.flush()
+    return copy.id
+
+
+def delete(
+    session: Session, entry_id: int, *, now: float, where: ColumnElement[bool] | None = None,
+) -> str | None:
+    """Remove an entry silently (a DELETE history row); return the spool path if now unused."""
+    entry = get_entry(session, entry_id, where=where)
+    return finish(session, entry, Action.DELETE, now=now)
+
+
+def set_metadata(
+    session: Session, entry_id: int, key: str, value: str, *, where: ColumnElement[bool] | None = None,
+) -> None:
+    if not key or len(key) > 128:
+        raise InvalidInput("metadata key must be 1 to 128 characters")
+    entry = get_entry(session, entry_id, where=where)
+    row = session.get(QueueMetadata, (entry.id, key))
+    if row is None:
+        session.add(QueueMetadata(entry_id=entry.id, key=key, value=value))
+    else:
+        row.value = value
+    session.flush()
+
+
+def metadata_of(session: Session, entry_ids: Iterable[int], *, history: bool = False) -> dict[int, dict[str, str]]:
+    model = HistoryMetadata if history else QueueMetadata
+    out: dict[int, dict[str, str]] = {}
+    ids = list(entry_ids)
+    if not ids:
+        return out
+    for entry_id, key, value in session.execute(
+        select(model.entry_id, model.key, model.value).where(model.entry_id.in_(ids))
+    ):
+        out.setdefault(entry_id, {})[key] = value
+    return out
+
+
+def referenced_paths(session: Session) -> set[str]:
+    return set(session.scalars(select(QueueEntry.path).distinct()))
+
+
+def counts_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(QueueEntry.state, func.count()).group_by(QueueEntry.state)).all()
+    counts = {s.value: 0 for s in QueueState}
+    counts.update({state: n for state, n in rows})
+    return counts
+

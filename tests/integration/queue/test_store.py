@@ -1,0 +1,113 @@
+"""Queue entries through their life: enqueue, claim, defer, deliver, hold, retry, delete."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from appliance.db.engine import Store
+from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry
+from appliance.errors import NotFound
+from appliance.queue import store as q
+from appliance.types import Envelope, NewMessage, QueueState
+
+
+def _msg(*rcpts: str, meta: dict[str, str] | None = None) -> NewMessage:
+    msgid = str(uuid.uuid4())
+    return NewMessage(
+        msgid=msgid, path=f"{msgid[:2]}/{msgid}.eml", size=100, subject="hi", received=1000.0,
+        envelope=Envelope(sender="A@Example.COM", recipients=rcpts, listener="inbound",
+                          client_ip="127.0.0.1", helo="client", sasl="alice"),
+        transport="mx", metadata=meta or {},
+    )
+
+
+def test_enqueue_one_entry_per_recipient(store: Store) -> None:
+    with store.transaction() as s:
+        ids = q.enqueue(s, _msg("x@one.test", "y@Two.Test", meta={"k": "v"}), now=1000.0)
+    with store.transaction(read_only=True) as s:
+        rows = s.scalars(select(QueueEntry).order_by(QueueEntry.id)).all()
+        assert [r.id for r in rows] == ids
+        assert [r.rcpt_domain for r in rows] == ["one.test", "two.test"]
+        assert rows[0].sender_domain == "example.com"
+        assert q.metadata_of(s, ids) == {ids[0]: {"k": "v"}, ids[1]: {"k": "v"}}
+
+
+def test_claim_leases_exclusively_and_lease_expires(store: Store) -> None:
+    with store.transaction() as s:
+        q.enqueue(s, _msg("a@x.test", "b@x.test", "c@x.test"), now=1000.0)
+    with store.transaction() as s:
+        first = q.claim(s, owner="w1", now=1000.0, lease=60, limit=2)
+    with store.transaction() as s:
+        second = q.claim(s, owner="w2", now=1000.0, lease=60, limit=5)
+    assert len(first) == 2 and len(second) == 1
+    assert not {e.id for e in first} & {e.id for e in second}
+    with store.transaction() as s:
+        assert q.claim(s, owner="w3", now=1001.0, lease=60, limit=5) == []
+        # w1 died: after its lease the entries are due again.
+        again = q.claim(s, owner="w3", now=1061.0, lease=60, limit=5)
+    assert len(again) == 3
+
+
+def test_defer_then_deliver_writes_history(store: Store) -> None:
+    with store.transaction() as s:
+        [eid] = q.enqueue(s, _msg("a@x.test", meta={"tag": "t1"}), now=1000.0)
+        [e] = q.claim(s, owner="w", now=1000.0, lease=60, limit=1)
+        q.record_deferred(s, e.id, owner="w", now=1001.0, error="451 later", next_retry=1100.0)
+    with store.transaction() as s:
+        assert q.claim(s, owner="w", now=1050.0, lease=60, limit=1) == []
+        [e] = q.claim(s, owner="w", now=1100.0, lease=60, limit=1)
+        assert e.retries == 1 and e.error == "451 later"
+        orphan = q.record_delivered(s, e.id, owner="w", now=1101.0, transfertime=0.5, response="250 ok")
+    assert orphan == e.path
+    with store.transaction(read_only=True) as s:
+        assert s.scalars(select(QueueEntry)).all() == []
+        hist = s.scalars(select(HistoryEntry).order_by(HistoryEntry.id)).all()
+        assert [h.action for h in hist] == ["DEFER", "DELIVER"]
+        assert hist[1].queueid == eid and hist[1].transfertime == 0.5
+        assert s.scalars(select(HistoryMetadata.value)).all() == ["t1", "t1"]
+
+
+def test_outcome_of_a_stolen_lease_is_ignored(store: Store) -> None:
+    with store.transaction() as s:
+        q.enqueue(s, _msg("a@x.test"), now=1000.0)
+        [e] = q.claim(s, owner="w1", now=1000.0, lease=10, limit=1)
+        [e2] = q.claim(s, owner="w2", now=1011.0, lease=10, limit=1)
+        assert q.record_delivered(s, e.id, owner="w1", now=1012.0, transfertime=1) is None
+        assert s.get(QueueEntry, e2.id) is not None
+
+
+def test_hold_retry_duplicate_delete(store: Store) -> None:
+    with store.transaction() as s:
+        [eid] = q.enqueue(s, _msg("a@x.test", meta={"k": "v"}), now=1000.0)
+        q.hold(s, eid, now=1001.0)
+        assert q.claim(s, owner="w", now=1002.0, lease=60, limit=5) == []
+        dup = q.retry(s, eid, now=1003.0, duplicate=True)
+        assert dup != eid and s.get(QueueEntry, eid).state == QueueState.HOLD.value
+        assert q.metadata_of(s, [dup]) == {dup: {"k": "v"}}
+        q.retry(s, eid, now=1004.0)
+        assert s.get(QueueEntry, eid).state == QueueState.ACTIVE.value
+        assert q.delete(s, eid, now=1005.0) is None  # the duplicate still uses the file
+        path = q.delete(s, dup, now=1006.0)
+        assert path is not None
+        with pytest.raises(NotFound):
+            q.hold(s, eid, now=1007.0)
+
+
+def test_restriction_hides_entries(store: Store) -> None:
+    with store.transaction() as s:
+        [eid] = q.enqueue(s, _msg("a@x.test"), now=1000.0)
+        with pytest.raises(NotFound):
+            q.delete(s, eid, now=1001.0, where=QueueEntry.rcpt_domain == "other.test")
+        assert s.get(QueueEntry, eid) is not None
+
+
+def test_release_all_leases_at_start(store: Store) -> None:
+    with store.transaction() as s:
+        q.enqueue(s, _msg("a@x.test", "b@x.test"), now=1000.0)
+        q.claim(s, owner="dead", now=1000.0, lease=3600, limit=5)
+    with store.transaction() as s:
+        assert q.release_all_leases(s) == 2
+        assert len(q.claim(s, owner="w", now=1001.0, lease=60, limit=5)) == 2

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything a node (and, with --test, the test suite) needs on a fresh Debian machine.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pkgs="librrd-dev rrdtool pkg-config libcurl4-openssl-dev libssl-dev liblua5.4-dev"
+if [ "$want_test" = 1 ]; then
+  pkgs="$pkgs postgresql php-cli php-soap swaks"
+fi
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_ apt-get update -qq
+  sudo_ apt-get install -y -qq --no-install-recommends $missing
+fi
+
+cd "$here"
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
