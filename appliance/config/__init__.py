@@ -1,0 +1,1 @@
+"""The configuration document: schema, loading, revisions and applying them."""

@@ -1,0 +1,118 @@
+"""The configuration document's schema (TOML), validated with pydantic.
+
+Boot settings (paths, database URL) are not here: see appliance.settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_hostport(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT")
+    return value
+
+
+class NodeSection(_Section):
+    name: str = "node1"
+    hostname: str = "localhost"  # used in the banner, Received headers and HELO
+
+
+class Listener(_Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    address: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    max_message_size: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_recipients: int = Field(default=1000, ge=1)
+    starttls: bool = False
+    tls_cert: str = ""  # PEM paths; empty = the node's self-signed certificate
+    tls_key: str = ""
+    auth: bool = False  # offer AUTH PLAIN/LOGIN (after STARTTLS when starttls is on)
+    require_auth: bool = False
+    transport: str = "default"  # transport of the entries this listener queues
+    script: str = ""  # policy script id (policy)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+
+class Transport(_Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    nexthop: str = ""  # HOST:PORT; empty = MX lookup of the recipient domain
+    port: int = Field(default=25, ge=1, le=65535)  # port for MX-routed delivery
+    starttls: Literal["none", "opportunistic", "require"] = "opportunistic"
+    tls_verify: bool = False
+    max_connections: int = Field(default=10, ge=1)  # per destination
+    max_messages_per_connection: int = Field(default=100, ge=1)
+    connect_timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("nexthop")
+    @classmethod
+    def _nexthop(cls, value: str) -> str:
+        return _check_hostport(value) if value else value
+
+
+class QueueSection(_Section):
+    workers: int = Field(default=4, ge=1, le=256)  # mail_queue_threads
+    retry_schedule: list[int] = Field(
+        default=[60, 300, 900, 1800, 3600, 7200, 14400], min_length=1
+    )  # seconds after each failed attempt; the last repeats
+    lifetime: int = Field(default=5 * 86400, ge=60)  # older entries bounce
+    lease: int = Field(default=600, ge=10)  # how long a worker may hold an entry
+    poll_interval: float = Field(default=1.0, gt=0, le=60)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v <= 0 for v in value):
+            raise ValueError("retry intervals must be positive seconds")
+        return value
+
+
+class ApiSection(_Section):
+    listen: str = "https://127.0.0.1:8443"
+    tls_cert: str = ""
+    tls_key: str = ""
+    public_url: str = ""  # soap:address in the WSDL; default derived from listen
+    max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    auth_failures_before_throttle: int = Field(default=5, ge=1)
+
+
+class Config(_Section):
+    node: NodeSection = NodeSection()
+    listeners: list[Listener] = [Listener(id="inbound", port=2525)]
+    transports: list[Transport] = [Transport(id="default")]
+    queue: QueueSection = QueueSection()
+    api: ApiSection = ApiSection()
+
+    @model_validator(mode="after")
+    def _references(self) -> "Config":
+        ids = [t.id for t in self.transports]
+        if len(set(ids)) != len(ids):
+            raise ValueError("transport ids must be unique")
+        lids = [listener.id for listener in self.listeners]
+        if len(set(lids)) != len(lids):
+            raise ValueError("listener ids must be unique")
+        for listener in self.listeners:
+            if listener.transport not in ids:
+                raise ValueError(f"listener {listener.id!r} names unknown transport {listener.transport!r}")
+        return self
+
+    def transport(self, transport_id: str) -> Transport:
+        for t in self.transports:
+            if t.id == transport_id:
+                return t
+        raise KeyError(transport_id)
