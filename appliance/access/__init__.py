@@ -1,0 +1,1 @@
+"""Users, access levels and the audit log."""

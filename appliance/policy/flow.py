@@ -1,0 +1,120 @@
+"""The policy seam: what SMTP reception and delivery ask at each stage of a message's life.
+
+`Flow` is the protocol the protocol layers call; `DefaultFlow` is the built-in behaviour when no
+script is configured (accept, queue to the listener's transport). Scripted flows implement the
+same protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Protocol
+
+
+class Decision(str, enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"  # permanent (5xx)
+    DEFER = "defer"  # temporary (4xx)
+    QUARANTINE = "quarantine"  # queue in HOLD with action QUARANTINE
+    DELETE = "delete"  # accept and drop (history DELETE)
+    DELIVER = "deliver"  # pre-delivery: deliver via `transport` / `nexthop`
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Verdict:
+    decision: Decision = Decision.ACCEPT
+    code: int = 0  # SMTP code for reject/defer; 0 = the default for the decision
+    text: str = ""
+    quarantine: str = ""
+    transport: str = ""  # route to this transport id
+    nexthop: str = ""  # pre-delivery: HOST:PORT override
+    source_ip: str = ""  # pre-delivery: bind to this local address
+
+
+ACCEPT = Verdict()
+
+
+@dataclasses.dataclass(kw_only=True)
+class SessionInfo:
+    """What the SMTP session knows; flows may read it and scripts see it as variables."""
+
+    listener: str
+    client_ip: str
+    client_port: int = 0
+    helo: str = ""
+    sasl: str = ""  # SASL username once authenticated
+    authenticated: bool = False
+    tls: bool = False
+    sender: str | None = None
+    recipients: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(kw_only=True)
+class DataResult:
+    """The DATA stage's verdict plus the changes a flow made to the message."""
+
+    verdict: Verdict = ACCEPT
+    add_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    remove_headers: list[str] = dataclasses.field(default_factory=list)
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    recipient_transports: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeliveryInfo:
+    """One queue entry as pre-/post-delivery flows see it."""
+
+    queueid: int
+    msgid: str
+    sender: str
+    recipient: str
+    transport: str
+    listener: str
+    sasl: str
+    retries: int
+    metadata: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeliveryOutcome:
+    action: str  # DELIVER, DEFER, BOUNCE
+    code: int
+    text: str
+    transfertime: float
+
+
+class Flow(Protocol):
+    def connect(self, session: SessionInfo) -> Verdict: ...
+    def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:
+        """A verdict to decide the login, or None to check it against the node's users."""
+    def mail_from(self, session: SessionInfo, sender: str) -> Verdict: ...
+    def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict: ...
+    def data(self, session: SessionInfo, message: bytes) -> DataResult: ...
+    def pre_delivery(self, entry: DeliveryInfo) -> Verdict: ...
+    def post_delivery(self, entry: DeliveryInfo, outcome: DeliveryOutcome) -> None: ...
+
+
+class DefaultFlow:
+    """No script: accept everything the listener's own limits allow."""
+
+    def connect(self, session: SessionInfo) -> Verdict:
+        return ACCEPT
+
+    def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:
+        return None
+
+    def mail_from(self, session: SessionInfo, sender: str) -> Verdict:
+        return ACCEPT
+
+    def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
+        return ACCEPT
+
+    def data(self, session: SessionInfo, message: bytes) -> DataResult:
+        return DataResult()
+
+    def pre_delivery(self, entry: DeliveryInfo) -> Verdict:
+        return ACCEPT
+
+    def post_delivery(self, entry: DeliveryInfo, outcome: DeliveryOutcome) -> None:
+        return None
