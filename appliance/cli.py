@@ -1,0 +1,166 @@
+"""`appliance run | db upgrade | user add|list|delete|passwd` — the node's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance.access import users
+from appliance.config.document import ConfigError
+from appliance.db.engine import Store
+from appliance.db.schema import ensure_schema
+from appliance.errors import ApplianceError
+from appliance.settings import Settings, default_database_url, parse_hostport
+
+log = logging.getLogger(__name__)
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # On sub-commands the default is SUPPRESS, so `appliance --data-dir D run` and
+    # `appliance run --data-dir D` both work and the later one does not reset the earlier.
+    default = (lambda value: value) if top else (lambda _value: argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, default=default(Path("var")),
+                        help="the node's data directory (default ./var)")
+    parser.add_argument("--database", default=default(None),
+                        help="store URL (default: SQLite file in the data directory)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description="An email gateway node.")
+    _common(parser, top=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the node until SIGTERM/SIGINT")
+    _common(run, top=False)
+    run.add_argument("--config", type=Path, help="config document (TOML)")
+    run.add_argument("--smtp-listen", type=parse_hostport, metavar="HOST:PORT",
+                     help="address of the first SMTP listener")
+    run.add_argument("--soap-listen", metavar="[http://|https://]HOST:PORT",
+                     help="SOAP API address (https when no scheme is given)")
+    run.add_argument("--relay", type=parse_hostport, metavar="HOST:PORT",
+                     help="next hop of the default transport")
+
+    db = sub.add_parser("db", help="store maintenance")
+    _common(db, top=False)
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    _common(db_sub.add_parser("upgrade", help="upgrade the store's schema"), top=False)
+
+    user = sub.add_parser("user", help="manage the node's users")
+    _common(user, top=False)
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--role", default="admin", choices=users.ROLES)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    passwd = user_sub.add_parser("passwd", help="set a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    delete = user_sub.add_parser("delete", help="delete a user")
+    delete.add_argument("name")
+    list_ = user_sub.add_parser("list", help="list users")
+    for p in (add, passwd, delete, list_):
+        _common(p, top=False)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    data_dir = Path(args.data_dir).resolve()
+    soap = getattr(args, "soap_listen", None)
+    if soap is not None:
+        _check_soap_listen(soap)
+    return Settings(
+        data_dir=data_dir,
+        database_url=args.database or default_database_url(data_dir),
+        config_path=getattr(args, "config", None),
+        smtp_listen=getattr(args, "smtp_listen", None),
+        soap_listen=soap,
+        relay=getattr(args, "relay", None),
+    )
+
+
+def _check_soap_listen(text: str) -> None:
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme not in ("http", "https"):
+        raise ValueError(f"--soap-listen: scheme must be http or https, got {scheme!r}")
+    parse_hostport(rest if sep else text)
+
+
+def _open_store(settings: Settings) -> Store:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    ensure_schema(store.engine)
+    return store
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise ValueError("the passwords differ")
+    return first
+
+
+def cmd_run(settings: Settings) -> int:
+    from appliance.wiring import Node
+
+    node = Node(settings)
+    password = node.prepare()
+    if password is not None:
+        # Printed once: only the first start creates the admin user.
+        print(f"created user admin with password: {password}", flush=True)
+    print(f"node {node.serial} starting (data dir {settings.data_dir})", flush=True)
+    asyncio.run(node.run())
+    return 0
+
+
+def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
+    store = _open_store(settings)
+    try:
+        if args.user_command == "list":
+            with store.transaction(read_only=True) as session:
+                for user in users.list_users(session):
+                    print(f"{user.name}\t{user.role}")
+            return 0
+        password = "" if args.user_command == "delete" else _read_password(args.password_stdin)
+        with store.transaction() as session:
+            if args.user_command == "add":
+                users.add_user(session, args.name, password, role=args.role)
+            elif args.user_command == "passwd":
+                users.set_password(session, args.name, password)
+            else:
+                users.delete_user(session, args.name)
+        print(f"user {args.name}: {args.user_command} done")
+        return 0
+    finally:
+        store.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = _settings(args)
+        if args.command == "run":
+            return cmd_run(settings)
+        if args.command == "db":
+            _open_store(settings).dispose()
+            print("store schema is up to date")
+            return 0
+        return cmd_user(settings, args)
+    except ConfigError as exc:
+        print(f"appliance: invalid config: {exc}", file=sys.stderr)
+        return 2
+    except (ApplianceError, ValueError, OSError) as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 1
