@@ -1,0 +1,184 @@
+"""A cluster of nodes queried as one: merged searches with per-node paging, sums, bulk actions."""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from appliance_client.errors import NodeError, NodeFault
+from appliance_client.fanout import Call, FanOut
+from appliance_client.node import NodeSpec
+
+BULK_OPERATIONS = {
+    "retry": "mailQueueRetryBulk", "bounce": "mailQueueBounceBulk",
+    "delete": "mailQueueDeleteBulk", "hold": "mailQueueHoldBulk",
+}
+
+
+@dataclasses.dataclass
+class ClusterResult:
+    """Per-node values and per-node errors of one fan-out call."""
+
+    values: dict[str, Any]
+    errors: dict[str, NodeError]
+
+
+@dataclasses.dataclass
+class Page:
+    """One merged page, newest first; `cursor` continues every node where this page stopped."""
+
+    items: list[tuple[str, Any]]  # (node label, item)
+    cursor: dict[str, int]
+    errors: dict[str, NodeError]
+    totals: dict[str, int]
+
+
+@dataclasses.dataclass
+class GroupRow:
+    key: str
+    count: int
+    buckets: list[int]
+    per_node: dict[str, int]
+
+
+def _items(value: Any) -> list[Any]:
+    """zeep gives a one-child array as a list (None when empty) or wraps it in `item`."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    items = getattr(value, "item", None)
+    return list(items or [])
+
+
+class Cluster:
+    """Nodes addressed by label; every helper makes one fan-out round per step."""
+
+    def __init__(self, nodes: list[NodeSpec], *, wsdl_source: str | NodeSpec | None = None) -> None:
+        if not nodes:
+            raise ValueError("a cluster needs at least one node")
+        self.nodes = {n.label: n for n in nodes}
+        if len(self.nodes) != len(nodes):
+            raise ValueError("node labels must be unique")
+        self.fanout = FanOut(wsdl_source or nodes[0])
+
+    def close(self) -> None:
+        self.fanout.close()
+
+    def call(self, operation: str, **kwargs: Any) -> ClusterResult:
+        return self.call_each({label: kwargs for label in self.nodes}, operation)
+
+    def call_each(self, kwargs_by_node: dict[str, dict[str, Any]], operation: str) -> ClusterResult:
+        calls = {label: self.fanout.stage(self.nodes[label], operation, **kw)
+                 for label, kw in kwargs_by_node.items()}
+        self.fanout.dispatch()
+        return _collect(calls)
+
+    def search(
+        self, *, filter: str = "", limit: int = 100, cursor: dict[str, int] | None = None,
+        history: bool = False,
+    ) -> Page:
+        """A merged page of queue (or history) items, newest `msgts0` first across nodes.
+
+        Each node is asked for `limit` items from its own offset; the page takes the newest
+        `limit` of the union and every node's offset advances by what it contributed.
+        """
+        cursor = dict(cursor or {label: 0 for label in self.nodes})
+        op = "mailHistory" if history else "mailQueue"
+        result = self.call_each(
+            {label: {"filter": filter, "offset": off, "limit": limit, "options": {"totalhits": True}}
+             for label, off in cursor.items()}, op,
+        )
+        streams, totals = {}, {}
+        for label, value in result.values.items():
+            streams[label] = _items(getattr(value, "result", value))
+            total = getattr(value, "totalhits", None)
+            if total is not None:
+                totals[label] = int(total)
+        merged = heapq.merge(
+            *[[(label, item) for item in items] for label, items in streams.items()],
+            key=lambda pair: (pair[1].msgts0, pair[1].id), reverse=True,
+        )
+        page = [pair for _, pair in zip(range(limit), merged)]
+        taken: dict[str, int] = {}
+        for label, _item in page:
+            taken[label] = taken.get(label, 0) + 1
+        next_cursor = {label: off + taken.get(label, 0) for label, off in cursor.items()}
+        return Page(items=page, cursor=next_cursor, errors=result.errors, totals=totals)
+
+    def count(self, *, filter: str = "") -> tuple[int, ClusterResult]:
+        result = self.call("mailQueueCount", filter=filter)
+        return sum(int(v) for v in result.values.values()), result
+
+    def group_by(self, *, filter: str = "", field: str = "to-domain") -> tuple[list[GroupRow], ClusterResult]:
+        result = self.call("mailQueueGroupBy", filter=filter, field=field)
+        rows: dict[str, GroupRow] = {}
+        for label, value in result.values.items():
+            for item in _items(value):
+                buckets = [int(b) for b in _items(getattr(item, "buckets", None))]
+                row = rows.setdefault(item.key, GroupRow(item.key, 0, [0] * len(buckets), {}))
+                row.count += int(item.count)
+                row.per_node[label] = int(item.count)
+                row.buckets = [a + b for a, b in zip(row.buckets, buckets)] if row.buckets else buckets
+        return sorted(rows.values(), key=lambda r: (-r.count, r.key)), result
+
+    def bulk(self, action: str, *, filter: str, duplicate: bool = False) -> ClusterResult:
+        if action not in BULK_OPERATIONS:
+            raise ValueError(f"bulk action must be one of {', '.join(BULK_OPERATIONS)}")
+        kwargs: dict[str, Any] = {"filter": filter}
+        if action == "retry" and duplicate:
+            kwargs["duplicate"] = True
+        return self.call(BULK_OPERATIONS[action], **kwargs)
+
+    def graphs(self, name: str) -> ClusterResult:
+        return self.call("graphFile", name=name)
+
+    def run_command(
+        self, argv: list[str], *, poll_interval: float = 0.2, deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> Iterator[tuple[str, bytes]]:
+        """Run one command on every node and yield (label, chunk) as output arrives.
+
+        Polls all still-running commands in one fan-out round each time; a node's command is
+        over when its poll faults after the output is drained. `stop()` returning true, or the
+        deadline passing, stops the remaining commands.
+        """
+        started = self.call("commandRun", argv={"item": [a.encode() for a in argv]})
+        self.errors: dict[str, NodeError] = dict(started.errors)
+        running = {label: cid for label, cid in started.values.items()}
+        while running:
+            calls = {label: self.fanout.stage(self.nodes[label], "commandPoll", commandid=cid)
+                     for label, cid in running.items()}
+            self.fanout.dispatch()
+            for label, call in calls.items():
+                if isinstance(call.error, NodeFault):
+                    del running[label]  # ended and drained
+                    continue
+                if call.error is not None:
+                    self.errors[label] = call.error
+                    del running[label]
+                    continue
+                for chunk in _items(call.result()):
+                    yield label, bytes(chunk)
+            expired = deadline is not None and time.monotonic() > deadline
+            if running and (expired or (stop is not None and stop())):
+                for label, cid in running.items():
+                    self.fanout.stage(self.nodes[label], "commandStop", commandid=cid)
+                self.fanout.dispatch()
+                return
+            if running:
+                time.sleep(poll_interval)
+
+
+def _collect(calls: dict[str, Call]) -> ClusterResult:
+    values: dict[str, Any] = {}
+    errors: dict[str, NodeError] = {}
+    for label, call in calls.items():
+        if call.error is not None:
+            errors[label] = call.error
+        else:
+            values[label] = call.result()
+    return ClusterResult(values=values, errors=errors)
