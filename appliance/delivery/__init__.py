@@ -1,0 +1,1 @@
+"""Outbound delivery: workers, routing, the SMTP client edge and the pure retry/reply rules."""
