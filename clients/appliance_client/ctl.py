@@ -1,0 +1,309 @@
+"""appliancectl: operate every node of a cluster at once from the command line.
+
+Exit codes: 0 every node answered, 1 one or more nodes failed, 2 bad usage or settings,
+3 a destructive action was not confirmed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from zeep.helpers import serialize_object
+
+from appliance_client import provision
+from appliance_client.cluster import BULK_OPERATIONS, Cluster, ClusterResult, _items
+from appliance_client.errors import NodeError
+from appliance_client.settings import SettingsError, load_nodes
+
+EXIT_OK, EXIT_NODE_FAILED, EXIT_USAGE, EXIT_NOT_CONFIRMED = 0, 1, 2, 3
+QUEUE_COLUMNS = ("id", "msgid", "msgts0", "msgfrom", "msgto", "msgqueue", "msgsubject", "msgerror")
+
+
+def plain(value: Any) -> Any:
+    """zeep objects -> JSON-ready values; base64 fields (bytes) become text."""
+    value = serialize_object(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+class Output:
+    def __init__(self, *, as_json: bool, console: Console | None = None) -> None:
+        self.as_json = as_json
+        self.console = console or Console()
+        self.failed = False
+
+    def errors(self, errors: dict[str, NodeError]) -> None:
+        for label, err in sorted(errors.items()):
+            self.failed = True
+            Console(stderr=True).print(f"[red]{label}: {err.message}[/red]")
+
+    def emit(self, data: Any, table: Table | None = None) -> None:
+        if self.as_json or table is None:
+            print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        else:
+            self.console.print(table)
+
+    def per_node(self, title: str, result: ClusterResult, *, column: str = "value") -> None:
+        self.errors(result.errors)
+        data = {label: plain(v) for label, v in result.values.items()}
+        table = Table(title=title)
+        table.add_column("node")
+        table.add_column(column)
+        for label, value in sorted(data.items()):
+            table.add_row(label, str(value))
+        self.emit({"nodes": data, "errors": {k: e.message for k, e in result.errors.items()}}, table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        nodes = load_nodes(args.config)
+    except SettingsError as exc:
+        print(f"appliancectl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.node:
+        nodes = [n for n in nodes if n.label in args.node]
+        if not nodes:
+            print("appliancectl: --node matches no configured node", file=sys.stderr)
+            return EXIT_USAGE
+    out = Output(as_json=args.json)
+    cluster = Cluster(nodes)
+    try:
+        code = args.handler(cluster, args, out)
+    except (ValueError, provision.ProvisionError) as exc:
+        print(f"appliancectl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        cluster.close()
+    if code is not None:
+        return code
+    return EXIT_NODE_FAILED if out.failed else EXIT_OK
+
+
+def _queue_list(cluster: Cluster, args: argparse.Namespace, out: Output, *, history: bool = False) -> None:
+    cursor = json.loads(args.cursor) if args.cursor else None
+    page = cluster.search(filter=args.filter, limit=args.limit, cursor=cursor, history=history)
+    out.errors(page.errors)
+    rows = [{"node": label, **plain(item)} for label, item in page.items]
+    table = Table(title=f"{'history' if history else 'queue'} ({sum(page.totals.values())} matches)")
+    for col in ("node", *QUEUE_COLUMNS):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(row.get(c, "")) for c in ("node", *QUEUE_COLUMNS)])
+    out.emit({"items": rows, "cursor": page.cursor, "totals": page.totals}, table)
+    if not out.as_json:
+        out.console.print(f"next page: --cursor '{json.dumps(page.cursor)}'")
+
+
+def _queue_count(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    total, result = cluster.count(filter=args.filter)
+    out.per_node(f"matching entries: {total}", result, column="count")
+
+
+def _queue_shape(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    rows, result = cluster.group_by(filter=args.filter, field=args.field)
+    out.errors(result.errors)
+    labels = sorted(cluster.nodes)
+    table = Table(title=f"queue shape by {args.field}")
+    for col in ("key", "total", *labels, "<5m", "<10m", "<20m", "<40m", "<80m", "<160m",
+                "<320m", "<640m", "<1280m", "older"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.key, str(r.count), *[str(r.per_node.get(n, 0)) for n in labels],
+                      *[str(b) for b in r.buckets])
+    out.emit([vars(r) for r in rows], table)
+
+
+def _queue_action(cluster: Cluster, args: argparse.Namespace, out: Output) -> int | None:
+    if not args.yes and args.action in ("bounce", "delete"):
+        total, _ = cluster.count(filter=args.filter)
+        if not sys.stdin.isatty():
+            print("appliancectl: refusing a destructive bulk action without --yes", file=sys.stderr)
+            return EXIT_NOT_CONFIRMED
+        answer = input(f"{args.action} {total} entries on {len(cluster.nodes)} node(s)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return EXIT_NOT_CONFIRMED
+    with Progress(transient=True, disable=out.as_json) as progress:
+        progress.add_task(f"{args.action} on {len(cluster.nodes)} node(s)", total=None)
+        result = cluster.bulk(args.action, filter=args.filter, duplicate=args.duplicate)
+    out.per_node(f"{args.action}: {sum(int(v) for v in result.values.values())} entries", result,
+                 column="affected")
+    return None
+
+
+def _log_search(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    argv = ["searchlog"] + (["-f"] if args.follow else []) + ["-n", str(args.max), "--", args.text]
+    hits = {label: 0 for label in cluster.nodes}
+    with Progress(transient=True, disable=out.as_json) as progress:
+        task = progress.add_task("searching", total=None)
+        for label, chunk in cluster.run_command(argv):
+            lines = chunk.decode("utf-8", "replace").splitlines()
+            hits[label] += len(lines)
+            progress.update(task, description=" ".join(f"{k}:{v}" for k, v in sorted(hits.items())))
+            for line in lines:
+                print(json.dumps({"node": label, "line": line}) if out.as_json else f"{label}: {line}")
+    out.errors(cluster.errors)
+
+
+def _simple(operation: str, title: str, **fixed: Any):  # type: ignore[no-untyped-def]
+    def handler(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+        kwargs = {k: getattr(args, k) for k in vars(args) if k.startswith("arg_")}
+        kwargs = {k[4:]: v for k, v in kwargs.items() if v is not None}
+        result = cluster.call(operation, **fixed, **kwargs)
+        out.errors(result.errors)
+        data = {label: plain(_items(v) if not isinstance(v, (str, int, bytes)) else v)
+                for label, v in result.values.items()}
+        if out.as_json:
+            out.emit(data)
+            return
+        for label, value in sorted(data.items()):
+            out.console.rule(f"{title} — {label}")
+            if isinstance(value, list):
+                for item in value:
+                    out.console.print(item)
+            else:
+                out.console.print(value, markup=False)
+    return handler
+
+
+def _graph(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    import os
+    import tempfile
+
+    import rrdtool
+
+    result = cluster.graphs(args.name)
+    out.errors(result.errors)
+    written = {}
+    for label, data in sorted(result.values.items()):
+        target = args.png if len(cluster.nodes) == 1 else args.png.replace(".png", f"-{label}.png")
+        with tempfile.NamedTemporaryFile(suffix=".rrd", delete=False) as fh:
+            fh.write(bytes(data))
+        try:
+            info = rrdtool.info(fh.name)
+            sources = sorted({k.split("[")[1].split("]")[0] for k in info if k.startswith("ds[")})
+            defs = [f"DEF:{ds}={fh.name}:{ds}:AVERAGE" for ds in sources]
+            lines = [f"LINE1:{ds}#{_colour(i)}:{ds}" for i, ds in enumerate(sources)]
+            rrdtool.graph(target, "--start", f"-{args.period}", "--title", f"{args.name} on {label}",
+                          "--width", "800", "--height", "250", *defs, *lines)
+        finally:
+            os.unlink(fh.name)
+        written[label] = target
+    out.emit(written)
+
+
+def _colour(i: int) -> str:
+    return ["1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "7f7f7f"][i % 8]
+
+
+def _provision(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    report = provision.apply(cluster, provision.load(args.file))
+    out.errors(report.errors)
+    out.emit(report.changes)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="appliancectl", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="node list (TOML); default ~/.config/appliancectl.toml")
+    p.add_argument("--node", action="append", help="only this node (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers()
+
+    q = sub.add_parser("queue", help="the mail queue").add_subparsers()
+    lst = q.add_parser("list")
+    lst.add_argument("--filter", default="")
+    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--cursor", help="the cursor a previous page printed")
+    lst.set_defaults(handler=_queue_list)
+    cnt = q.add_parser("count")
+    cnt.add_argument("--filter", default="")
+    cnt.set_defaults(handler=_queue_count)
+    shape = q.add_parser("shape")
+    shape.add_argument("--filter", default="")
+    shape.add_argument("--field", default="to-domain")
+    shape.set_defaults(handler=_queue_shape)
+    for action in BULK_OPERATIONS:
+        a = q.add_parser(action)
+        a.add_argument("--filter", required=True)
+        a.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        a.add_argument("--duplicate", action="store_true", help="retry: deliver a copy, keep the original")
+        a.set_defaults(handler=_queue_action, action=action)
+
+    h = sub.add_parser("history", help="the history of final actions")
+    h.add_argument("--filter", default="")
+    h.add_argument("--limit", type=int, default=50)
+    h.add_argument("--cursor")
+    h.set_defaults(handler=lambda c, a, o: _queue_list(c, a, o, history=True))
+
+    lg = sub.add_parser("log").add_subparsers()
+    s = lg.add_parser("search")
+    s.add_argument("text")
+    s.add_argument("--follow", action="store_true")
+    s.add_argument("--max", type=int, default=1000)
+    s.set_defaults(handler=_log_search)
+
+    st = sub.add_parser("stats", help="counters")
+    for k in ("key1", "key2", "key3"):
+        st.add_argument(f"--{k}", dest=f"arg_{k}", default="")
+    st.add_argument("--limit", dest="arg_limit", type=int, default=100)
+    st.set_defaults(handler=_simple("statList", "counters", offset=0))
+    rt = sub.add_parser("rates", help="rate() windows")
+    rt.add_argument("ns", help="namespace")
+    rt.add_argument("--entry", dest="arg_entry", default="")
+    rt.add_argument("--limit", dest="arg_limit", type=int, default=100)
+    rt.set_defaults(handler=lambda c, a, o: _simple("hslRate", "rates", offset=0, ns=a.ns)(c, a, o))
+
+    g = sub.add_parser("graph", help="render a node graph to PNG")
+    g.add_argument("name")
+    g.add_argument("--png", required=True)
+    g.add_argument("--period", default="1d", help="how far back, rrdtool syntax (1h, 1d, 1w)")
+    g.set_defaults(handler=_graph)
+
+    cfg = sub.add_parser("config").add_subparsers()
+    show = cfg.add_parser("show")
+    show.add_argument("--revision", dest="arg_revision", type=int)
+    show.set_defaults(handler=_simple("configTextGet", "config"))
+    diff = cfg.add_parser("diff")
+    diff.add_argument("from_", type=int, metavar="FROM")
+    diff.add_argument("to", type=int)
+    diff.set_defaults(handler=lambda c, a, o: _simple(
+        "configRevisionDiff", "diff", **{"from": a.from_, "to": a.to})(c, a, o))
+    rev = cfg.add_parser("revert")
+    rev.add_argument("id", type=int)
+    rev.add_argument("--comment", default="revert")
+    rev.set_defaults(handler=lambda c, a, o: _simple(
+        "configRevisionRevert", "reverted", id=a.id, comment=a.comment)(c, a, o))
+    log = cfg.add_parser("log")
+    log.add_argument("--limit", dest="arg_limit", type=int, default=20)
+    log.set_defaults(handler=_simple("configRevisionLog", "revisions", offset=0))
+
+    cl = sub.add_parser("cluster").add_subparsers()
+    cl.add_parser("nodes").set_defaults(handler=_simple("clusterNodeList", "cluster nodes"))
+
+    u = sub.add_parser("user").add_subparsers()
+    u.add_parser("list").set_defaults(handler=_simple("userList", "users"))
+
+    pv = sub.add_parser("provision", help="apply a declarative description to every node")
+    pv.add_argument("file")
+    pv.set_defaults(handler=_provision)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())
