@@ -1,0 +1,127 @@
+"""HQL AST to a SQLAlchemy condition on the queue or history table; values only as bound parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
+
+from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
+from appliance.errors import FilterError
+from appliance.hql import fields
+from appliance.hql.ast import And, Condition, Node, Not, Or
+from appliance.hql.fields import Type
+from appliance.hql.parser import parse
+
+LIKE_ESCAPE = "\\"
+
+# HQL field -> column attribute name shared by QueueEntry and HistoryEntry.
+_COLUMNS = {
+    "messageid": "msgid", "actionid": "actionid", "jobid": "jobid", "queue": "state",
+    "action": "action", "quarantine": "quarantine", "server": "listener",
+    "transport": "transport", "from": "sender", "to": "rcpt", "ip": "fromserver",
+    "helo": "helo", "sasl": "sasl", "subject": "subject", "error": "error", "time": "ts0",
+    "size": "size", "retries": "retries",
+}
+_DOMAIN_COLUMNS = {"from": "sender_domain", "to": "rcpt_domain"}
+
+
+def compile_filter(text: str, *, history: bool = False) -> ColumnElement[bool]:
+    """The condition `text` means on QueueEntry (HistoryEntry with `history`); true() if empty."""
+    node = parse(text)
+    if node is None:
+        return true()
+    return _Compiler(history).node(node)
+
+
+def like_pattern(value: str) -> str:
+    """An HQL `~` value as a LIKE pattern: `%` stays a wildcard, anything else is literal,
+    and a value without `%` means "contains"."""
+    escaped = value.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("_", LIKE_ESCAPE + "_")
+    return escaped if "%" in value else f"%{escaped}%"
+
+
+def domain_of_pattern(value: str) -> str | None:
+    """The domain of `%@example.com` or `@example.com` (a whole-domain search), else None."""
+    rest = value[1:] if value.startswith("%@") else value
+    if not rest.startswith("@"):
+        return None
+    domain = rest[1:]
+    if not domain or "%" in domain or "@" in domain:
+        return None
+    # Stored domains are lower-case with any address-literal brackets removed (types.domain_of).
+    return domain.lower().strip("[]") or None
+
+
+class _Compiler:
+    def __init__(self, history: bool) -> None:
+        self.history = history
+        self.model: Any = HistoryEntry if history else QueueEntry
+        self.meta: Any = HistoryMetadata if history else QueueMetadata
+
+    def node(self, node: Node) -> ColumnElement[bool]:
+        if isinstance(node, Condition):
+            return self.condition(node)
+        if isinstance(node, Not):
+            return not_(self.node(node.operand))
+        parts = [self.node(n) for n in node.operands]
+        return and_(*parts) if isinstance(node, And) else or_(*parts)
+
+    def _queue_id_column(self) -> Any:
+        return self.model.queueid if self.history else self.model.id
+
+    def condition(self, c: Condition) -> ColumnElement[bool]:
+        field = fields.METADATA if c.key is not None else fields.FIELDS[c.field]
+        if field.queue_only and self.history:
+            raise FilterError(c.pos, f"field '{c.field}' does not apply to history")
+        if field.history_only and not self.history:
+            raise FilterError(c.pos, f"field '{c.field}' applies to history only")
+        if field.type is Type.METADATA:
+            return self._metadata(c)
+        if c.field == "queueid":
+            return _compare(self._queue_id_column(), c.op, c.value)
+        if c.field == "historyid":
+            return _compare(self.model.id, c.op, c.value)
+        column = getattr(self.model, _COLUMNS[c.field])
+        if field.type is Type.MESSAGEID and isinstance(c.value, tuple):
+            msgid, qid = c.value
+            return and_(column == msgid, self._queue_id_column() == qid)
+        if field.type is Type.ADDRESS:
+            return self._address(c, column)
+        return _compare(column, c.op, c.value)
+
+    def _address(self, c: Condition, column: Any) -> ColumnElement[bool]:
+        value = str(c.value)
+        if c.op == "=":
+            # Matches the expression indexes ix_*_sender_lc / ix_*_rcpt_lc.
+            return func.lower(column) == func.lower(value)
+        domain = domain_of_pattern(value)
+        if domain is not None:
+            return getattr(self.model, _DOMAIN_COLUMNS[c.field]) == domain
+        return column.ilike(like_pattern(value), escape=LIKE_ESCAPE)
+
+    def _metadata(self, c: Condition) -> ColumnElement[bool]:
+        value = str(c.value)
+        match = self.meta.value == value if c.op == "=" else self.meta.value.ilike(
+            like_pattern(value), escape=LIKE_ESCAPE
+        )
+        return (
+            select(self.meta.entry_id)
+            .where(self.meta.entry_id == self.model.id, self.meta.key == c.key, match)
+            .correlate(self.model)
+            .exists()
+        )
+
+
+def _compare(column: Any, op: str, value: object) -> ColumnElement[bool]:
+    if op == "~":
+        return column.ilike(like_pattern(str(value)), escape=LIKE_ESCAPE)  # type: ignore[no-any-return]
+    if op == "=":
+        return column == value  # type: ignore[no-any-return]
+    if op == ">":
+        return column > value  # type: ignore[no-any-return]
+    if op == ">=":
+        return column >= value  # type: ignore[no-any-return]
+    if op == "<":
+        return column < value  # type: ignore[no-any-return]
+    return column <= value  # type: ignore[no-any-return]
