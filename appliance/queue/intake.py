@@ -1,0 +1,161 @@
+"""Group commit: one committer thread spools and queues many sessions' messages per transaction.
+
+Each submission gets its own future; it resolves only after the body is fsync'd in the spool
+and the transaction holding its entries has committed, so "250 OK" can follow it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from sqlalchemy.orm import Session
+
+from appliance.db.engine import Store
+from appliance.errors import StoreUnavailable
+from appliance.queue.spool import Spool
+from appliance.queue.store import enqueue, finish, get_entry
+from appliance.types import Action, NewMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Accepted:
+    """What a submission became: queue ids of kept recipients, history for deleted ones."""
+
+    msgid: str
+    queue_ids: list[int]
+    deleted: list[str]
+
+
+@dataclasses.dataclass
+class _Item:
+    message: NewMessage
+    body: bytes | None
+    deleted: tuple[str, ...]
+    future: Future[Accepted]
+
+
+class Intake:
+    """The committer: `submit()` from any thread, `start()`/`stop()` around the node's life."""
+
+    def __init__(self, store: Store, spool: Spool, *, clock: Callable[[], float] = time.time,
+                 max_batch: int = 256) -> None:
+        self._store = store
+        self._spool = spool
+        self._clock = clock
+        self._max_batch = max_batch
+        self._pending: list[_Item] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # how many transactions; with `submitted`, the batching achieved
+        self.submitted = 0
+
+    def start(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="intake-committer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is pending, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, message: NewMessage, body: bytes | None, *,
+               deleted: tuple[str, ...] = ()) -> Future[Accepted]:
+        """Queue `message` (its envelope's recipients) with `body`; `deleted` recipients are
+        accepted and recorded as DELETE in history instead. `message.path` is filled in here."""
+        future: Future[Accepted] = Future()
+        with self._cond:
+            if self._stopping or self._thread is None:
+                future.set_exception(StoreUnavailable("the queue is not accepting mail"))
+                return future
+            self._pending.append(_Item(message, body, deleted, future))
+            self.submitted += 1
+            self._cond.notify()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending and self._stopping:
+                    return
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+            self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[_Item]) -> None:
+        ready = [item for item in batch if self._spool_body(item)]
+        if not ready:
+            return
+        try:
+            results = self._transaction(ready)
+        except Exception as exc:
+            if len(ready) > 1 and not isinstance(exc, StoreUnavailable):
+                # One bad message must not fail its neighbours: retry them one by one.
+                for item in ready:
+                    self._commit_batch_one(item)
+                return
+            self._fail(ready, exc)
+            return
+        self.batches += 1
+        for item, result in zip(ready, results):
+            item.future.set_result(result)
+
+    def _commit_batch_one(self, item: _Item) -> None:
+        try:
+            result = self._transaction([item])[0]
+        except Exception as exc:
+            self._fail([item], exc)
+            return
+        self.batches += 1
+        item.future.set_result(result)
+
+    def _spool_body(self, item: _Item) -> bool:
+        if item.body is None or not item.message.envelope.recipients:
+            return True
+        try:
+            path = self._spool.write(item.message.msgid, item.body)
+        except Exception as exc:
+            log.error("spooling %s failed: %s", item.message.msgid, exc)
+            item.future.set_exception(exc)
+            return False
+        item.message = dataclasses.replace(item.message, path=path)
+        return True
+
+    def _transaction(self, items: list[_Item]) -> list[Accepted]:
+        now = self._clock()
+        with self._store.transaction() as session:
+            return [_store_one(session, item, now) for item in items]
+
+    def _fail(self, items: list[_Item], exc: Exception) -> None:
+        log.error("queueing %d message(s) failed: %s", len(items), exc)
+        for item in items:
+            if item.message.path:
+                self._spool.remove(item.message.path)  # never committed: nothing refers to it
+            item.future.set_exception(exc)
+
+
+def _store_one(session: Session, item: _Item, now: float) -> Accepted:
+    msg = item.message
+    ids = enqueue(session, msg, now=now) if msg.envelope.recipients else []
+    if item.deleted:
+        # A DELETE verdict: the message is accepted and its recipients go straight to history.
+        gone = dataclasses.replace(
+            msg, path="", envelope=dataclasses.replace(msg.envelope, recipients=item.deleted),
+        )
+        for entry_id in enqueue(session, gone, now=now):
+            finish(session, get_entry(session, entry_id), Action.DELETE, now=now)
+    return Accepted(msgid=msg.msgid, queue_ids=ids, deleted=list(item.deleted))

@@ -1,0 +1,1 @@
+"""SMTP reception: listeners, aiosmtpd hooks, named replies."""

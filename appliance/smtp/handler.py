@@ -1,0 +1,304 @@
+"""aiosmtpd hooks: each SMTP stage asks the policy flow, then answers with a named reply."""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import time
+import uuid
+from base64 import b64decode
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
+
+from appliance.config.schema import Listener
+from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdict
+from appliance.queue.intake import Intake
+from appliance.smtp import replies
+from appliance.smtp.message import edit_headers, is_address, protocol_name, received_header, subject_of
+from appliance.types import Envelope, NewMessage, QueueState
+
+log = logging.getLogger(__name__)
+
+Authenticate = Callable[[str, str], Awaitable[bool]]
+
+
+class MessageEnvelope(SmtpEnvelope):
+    """aiosmtpd's envelope plus what the policy decided for this message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sender = ""  # the real reverse-path ('' for <>); mail_from holds '<>' then
+        self.transport = ""
+        self.transports: dict[str, str] = {}
+        self.deleted: list[str] = []
+        self.quarantine = ""
+        self.delete_all = False
+
+
+class ClientSession(SmtpSession):
+    """aiosmtpd's session plus the flow's view of it and connect-level decisions."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.info = SessionInfo(listener="", client_ip="")
+        self.quarantine = ""
+        self.delete_all = False
+
+
+class Protocol(SMTP):
+    """One connection. Adds the connect-stage verdict and our session/envelope types."""
+
+    event_handler: Handler
+
+    def _create_session(self) -> ClientSession:
+        return ClientSession(self.loop)
+
+    def _create_envelope(self) -> MessageEnvelope:
+        return MessageEnvelope()
+
+    async def _handle_client(self) -> None:
+        reply = await self.event_handler.on_connect(self)
+        if reply is not None:
+            await self.push(reply)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class Handler:
+    """The hooks of one listener. Shared by its connections; per-connection state is on
+    the session and the envelope."""
+
+    def __init__(self, *, listener: Listener, hostname: str, flow: Flow, intake: Intake,
+                 authenticate: Authenticate, on_enqueued: Callable[[], None],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.listener = listener
+        self.hostname = hostname
+        self.flow = flow
+        self.intake = intake
+        self.authenticate = authenticate
+        self.on_enqueued = on_enqueued
+        self.clock = clock
+
+    # -- connection and greeting -------------------------------------------------------
+    async def on_connect(self, server: Protocol) -> str | None:
+        session: ClientSession = server.session  # type: ignore[assignment]
+        peer = session.peer if isinstance(session.peer, tuple) else ("", 0)
+        session.info = SessionInfo(listener=self.listener.id, client_ip=str(peer[0]),
+                                   client_port=int(peer[1]))
+        verdict = self.flow.connect(session.info)
+        if verdict.decision is Decision.REJECT:
+            return replies.verdict_reply(verdict.code, verdict.text, replies.CONNECT_REJECTED)
+        if verdict.decision is Decision.DEFER:
+            return replies.verdict_reply(verdict.code, verdict.text, replies.SERVICE_UNAVAILABLE)
+        session.quarantine = _quarantine_name(verdict) if verdict.decision is Decision.QUARANTINE else ""
+        session.delete_all = verdict.decision is Decision.DELETE
+        return None
+
+    async def handle_EHLO(self, server: Protocol, session: ClientSession, envelope: Any,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        session.info.helo = hostname
+        if not self.listener.auth:
+            responses = [r for r in responses if not r[4:].startswith("AUTH")]
+        return responses
+
+    async def handle_HELO(self, server: Protocol, session: ClientSession, envelope: Any,
+                          hostname: str) -> str:
+        session.host_name = hostname
+        session.info.helo = hostname
+        return f"250 {self.hostname}"
+
+    # -- AUTH (RFC 4954): our own PLAIN and LOGIN so the slow password check runs in a thread
+    async def auth_PLAIN(self, server: Protocol, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            raw = await server.challenge_auth("")
+            if not isinstance(raw, bytes):
+                return AuthResult(success=False)
+        else:
+            raw = _b64(args[1])
+            if raw is None:
+                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+        parts = raw.split(b"\x00")
+        if len(parts) != 3:  # authzid NUL authcid NUL passwd (RFC 4616 §2)
+            return AuthResult(success=False, message=replies.AUTH_MALFORMED)
+        return await self._login(server, parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: Protocol, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth(server.AuthLoginUsernameChallenge)
+        else:
+            login = _b64(args[1])
+            if login is None:
+                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+        if not isinstance(login, bytes):
+            return AuthResult(success=False)
+        password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+        if not isinstance(password, bytes):
+            return AuthResult(success=False)
+        return await self._login(server, login, password)
+
+    async def _login(self, server: Protocol, login: bytes, password: bytes) -> AuthResult:
+        session: ClientSession = server.session  # type: ignore[assignment]
+        name = login.decode("utf-8", errors="replace")
+        secret = password.decode("utf-8", errors="replace")
+        verdict = self.flow.auth(session.info, name, secret)
+        if verdict is None:
+            ok = await self.authenticate(name, secret)
+        elif verdict.decision is Decision.DEFER:
+            return AuthResult(success=False, message=replies.verdict_reply(
+                verdict.code, verdict.text, replies.AUTH_TEMPORARY))
+        else:
+            ok = verdict.decision is Decision.ACCEPT
+        log.info("auth %s from [%s] as %r", "ok" if ok else "failed", session.info.client_ip, name)
+        if not ok:
+            return AuthResult(success=False, message=replies.AUTH_INVALID)
+        session.info.sasl = name
+        session.info.authenticated = True
+        return AuthResult(success=True, auth_data=name, message=replies.AUTH_OK)
+
+    # -- envelope ----------------------------------------------------------------------
+    async def handle_MAIL(self, server: Protocol, session: ClientSession,
+                          envelope: MessageEnvelope, address: str, options: list[str]) -> str:
+        if self.listener.require_auth and not session.authenticated:
+            return replies.AUTH_REQUIRED
+        sender = "" if address == "<>" else address
+        if sender and not is_address(sender):
+            return replies.BAD_SENDER_ADDRESS
+        session.info.sender = sender
+        session.info.recipients = []
+        verdict = self.flow.mail_from(session.info, sender)
+        reply = _envelope_reply(verdict, replies.MAIL_REJECTED, replies.MAIL_DEFERRED)
+        if reply is not None:
+            session.info.sender = None
+            return reply
+        envelope.mail_from = address  # '<>' stays truthy, so aiosmtpd refuses a nested MAIL
+        envelope.mail_options.extend(options)
+        envelope.sender = sender
+        envelope.transport = verdict.transport
+        envelope.quarantine = session.quarantine or (
+            _quarantine_name(verdict) if verdict.decision is Decision.QUARANTINE else "")
+        envelope.delete_all = session.delete_all or verdict.decision is Decision.DELETE
+        return replies.SENDER_OK
+
+    async def handle_RCPT(self, server: Protocol, session: ClientSession,
+                          envelope: MessageEnvelope, address: str, options: list[str]) -> str:
+        if not is_address(address):
+            return replies.BAD_RECIPIENT_ADDRESS
+        if len(envelope.rcpt_tos) >= self.listener.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        verdict = self.flow.rcpt_to(session.info, address)
+        reply = _envelope_reply(verdict, replies.RCPT_REJECTED, replies.RCPT_DEFERRED)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        session.info.recipients.append(address)
+        if verdict.transport:
+            envelope.transports[address] = verdict.transport
+        if verdict.decision is Decision.QUARANTINE and not envelope.quarantine:
+            envelope.quarantine = _quarantine_name(verdict)
+        if verdict.decision is Decision.DELETE:
+            envelope.deleted.append(address)
+        return replies.RECIPIENT_OK
+
+    async def handle_RSET(self, server: Protocol, session: ClientSession, envelope: Any) -> str:
+        session.info.sender = None
+        session.info.recipients = []
+        return replies.OK
+
+    # -- DATA --------------------------------------------------------------------------
+    async def handle_DATA(self, server: Protocol, session: ClientSession,
+                          envelope: MessageEnvelope) -> str:
+        msgid = str(uuid.uuid4())
+        try:
+            return await self._receive(server, session, envelope, msgid)
+        except Exception as exc:  # any failure to store: 451, never 250 (RFC 5321 §4.2.5)
+            log.error("not accepted %s from [%s]: %s: %s", msgid, session.info.client_ip,
+                      type(exc).__name__, exc)
+            return replies.STORE_FAILED
+        finally:
+            session.info.sender = None
+            session.info.recipients = []
+
+    async def _receive(self, server: Protocol, session: ClientSession,
+                       envelope: MessageEnvelope, msgid: str) -> str:
+        content: bytes = envelope.original_content or b""
+        result: DataResult = self.flow.data(session.info, content)
+        verdict = result.verdict
+        if verdict.decision is Decision.REJECT:
+            log.info("rejected %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)
+            return replies.verdict_reply(verdict.code, verdict.text, replies.DATA_REJECTED)
+        if verdict.decision is Decision.DEFER:
+            log.info("deferred %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)
+            return replies.verdict_reply(verdict.code, verdict.text, replies.DATA_DEFERRED)
+        message, body, deleted = self._build(server, session, envelope, msgid, content, result)
+        future = self.intake.submit(message, body, deleted=deleted)
+        # shield: a client vanishing now must not abandon a commit already under way.
+        accepted = await asyncio.shield(asyncio.wrap_future(future))
+        self.on_enqueued()
+        pairs = " ".join(f"{msgid}:{qid} <{rcpt}>" for qid, rcpt in
+                         zip(accepted.queue_ids, message.envelope.recipients))
+        log.info("accepted %s from <%s> [%s] helo=%s sasl=%s size=%d state=%s: %s%s", msgid,
+                 message.envelope.sender, message.envelope.client_ip, message.envelope.helo,
+                 message.envelope.sasl, message.size, message.state.value, pairs,
+                 f" deleted: {' '.join(accepted.deleted)}" if accepted.deleted else "")
+        return replies.QUEUED.format(msgid=msgid)
+
+    def _build(self, server: Protocol, session: ClientSession, envelope: MessageEnvelope,
+               msgid: str, content: bytes, result: DataResult,
+               ) -> tuple[NewMessage, bytes | None, tuple[str, ...]]:
+        verdict = result.verdict
+        now = self.clock()
+        recipients = tuple(envelope.rcpt_tos)
+        delete_all = envelope.delete_all or verdict.decision is Decision.DELETE
+        deleted = recipients if delete_all else tuple(r for r in recipients if r in envelope.deleted)
+        kept = tuple(r for r in recipients if r not in deleted)
+        quarantine = envelope.quarantine or (
+            _quarantine_name(verdict) if verdict.decision is Decision.QUARANTINE else "")
+        info = session.info
+        trace = received_header(
+            helo=info.helo, client_ip=info.client_ip, hostname=self.hostname, msgid=msgid,
+            protocol=protocol_name(esmtp=session.extended_smtp, tls=session.ssl is not None,
+                                   authenticated=bool(info.authenticated)),
+            recipients=recipients, when=now,
+        )
+        body = trace + edit_headers(content, add=result.add_headers, remove=result.remove_headers)
+        transports = {**envelope.transports, **result.recipient_transports}
+        message = NewMessage(
+            msgid=msgid,
+            envelope=Envelope(sender=envelope.sender, recipients=kept, listener=self.listener.id,
+                              client_ip=info.client_ip, helo=info.helo, sasl=info.sasl),
+            path="", size=len(body), subject=subject_of(content), received=now,
+            transport=verdict.transport or envelope.transport or self.listener.transport,
+            transports=transports,
+            state=QueueState.HOLD if quarantine else QueueState.ACTIVE,
+            quarantine=quarantine, metadata=dict(result.metadata),
+        )
+        return message, (body if kept else None), deleted
+
+
+def _envelope_reply(verdict: Verdict, rejected: str, deferred: str) -> str | None:
+    if verdict.decision is Decision.REJECT:
+        return replies.verdict_reply(verdict.code, verdict.text, rejected)
+    if verdict.decision is Decision.DEFER:
+        return replies.verdict_reply(verdict.code, verdict.text, deferred)
+    return None
+
+
+def _quarantine_name(verdict: Verdict) -> str:
+    return verdict.quarantine or "quarantine"
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+
