@@ -6,9 +6,10 @@ Boot settings (paths, database URL) are not here: see appliance.settings.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -91,24 +92,42 @@ class ApiSection(_Section):
     auth_failures_before_throttle: int = Field(default=5, ge=1)
 
 
+class ClusterSection(_Section):
+    """How this node reaches the cluster's shared config store (node-local; see cluster/)."""
+
+    dsn: str = ""  # PostgreSQL URL or libpq DSN; empty = not in a cluster
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=300)
+    poll_interval: float = Field(default=1.0, gt=0, le=300)  # how often new revisions are looked for
+    stale_after: float = Field(default=15.0, gt=0)  # a node not seen for this long is "stale"
+
+
+_SCRIPT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 class Config(_Section):
     node: NodeSection = NodeSection()
     listeners: list[Listener] = [Listener(id="inbound", port=2525)]
     transports: list[Transport] = [Transport(id="default")]
     queue: QueueSection = QueueSection()
     api: ApiSection = ApiSection()
+    cluster: ClusterSection = ClusterSection()
+    scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
+
+    @field_validator("scripts")
+    @classmethod
+    def _script_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not _SCRIPT_ID.match(k)]
+        if bad:
+            raise ValueError(f"script id {bad[0]!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+        return value
 
     @model_validator(mode="after")
-    def _references(self) -> "Config":
-        ids = [t.id for t in self.transports]
-        if len(set(ids)) != len(ids):
-            raise ValueError("transport ids must be unique")
-        lids = [listener.id for listener in self.listeners]
-        if len(set(lids)) != len(lids):
-            raise ValueError("listener ids must be unique")
-        for listener in self.listeners:
-            if listener.transport not in ids:
-                raise ValueError(f"listener {listener.id!r} names unknown transport {listener.transport!r}")
+    def _references(self, info: ValidationInfo) -> "Config":
+        # The document layer checks these itself to point at the offending line.
+        if not (info.context or {}).get("defer_references"):
+            problems = reference_problems(self)
+            if problems:
+                raise ValueError(problems[0][1])
         return self
 
     def transport(self, transport_id: str) -> Transport:
@@ -116,3 +135,23 @@ class Config(_Section):
             if t.id == transport_id:
                 return t
         raise KeyError(transport_id)
+
+
+def reference_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    """Cross-references between sections: (location, explanation) for each broken one."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for section, entries in (("transports", config.transports), ("listeners", config.listeners)):
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            if entry.id in seen:
+                problems.append(((section, index, "id"), f"{section} id {entry.id!r} is used twice"))
+            seen.add(entry.id)
+    transport_ids = {t.id for t in config.transports}
+    for index, listener in enumerate(config.listeners):
+        if listener.transport not in transport_ids:
+            problems.append((("listeners", index, "transport"),
+                             f"listener {listener.id!r} names unknown transport {listener.transport!r}"))
+        if listener.script and listener.script not in config.scripts:
+            problems.append((("listeners", index, "script"),
+                             f"listener {listener.id!r} names unknown script {listener.script!r}"))
+    return problems

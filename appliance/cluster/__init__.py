@@ -1,0 +1,1 @@
+"""Cluster membership, heartbeats and the shared configuration store."""
