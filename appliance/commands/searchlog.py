@@ -1,0 +1,201 @@
+"""`searchlog [-a TIME] [-f] [-n MAX] -- TEXT`: matching lines of the node's log, oldest first.
+
+Files are streamed in 1 MiB blocks and searched with bytes.find, so only matching lines become
+Python objects; with -a the rotated files that end before TIME are skipped and the first file
+is entered by bisecting on line times (lines are written in time order). -f then follows the
+current file across rotations until the command is stopped (or `q` / ^C is pushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from appliance.commands.base import ArgvParser, CommandContext, CommandSpec, Terminal, positive_int, wait_or_quit
+from appliance.nodelog import LOG_NAME, line_time, log_files
+
+BLOCK = 1024 * 1024
+MAX_LINE = 1024 * 1024  # a "line" longer than this is cut (a log line never is)
+_FOLLOW_INTERVAL = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    text: bytes
+    after: float | None
+    follow: bool
+    max_lines: int | None
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds, or an ISO 8601 date/time (UTC unless it names an offset)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"TIME must be Unix seconds or ISO 8601 (2024-05-01T12:00:00), got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+def parse(argv: Sequence[str]) -> Args:
+    p = ArgvParser("searchlog")
+    p.add_argument("-a", dest="after", type=parse_time, metavar="TIME")
+    p.add_argument("-f", dest="follow", action="store_true")
+    p.add_argument("-n", dest="max_lines", type=positive_int, metavar="MAX")
+    p.add_argument("text", nargs="+", metavar="TEXT")
+    ns = p.parse_argv(argv)
+    text = " ".join(ns.text)
+    if not text.strip() or "\n" in text or "\r" in text:
+        p.error("TEXT must be one non-empty line")
+    return Args(text=text.encode(), after=ns.after, follow=ns.follow, max_lines=ns.max_lines)
+
+
+def matching_lines(fh: BinaryIO, needle: bytes, *, start: int = 0, final: bool = True) -> Iterator[bytes]:
+    """Lines containing `needle`, read from `start` in blocks; without `final` the unterminated
+    last line is left unread (the reader may be following a file that is being written)."""
+    fh.seek(start)
+    carry = b""
+    while block := fh.read(BLOCK):
+        buf = carry + block
+        end = buf.rfind(b"\n") + 1
+        if end == 0:
+            carry = buf[-MAX_LINE:]
+            continue
+        carry = buf[end:]
+        yield from _hits(buf, needle, end)
+    if carry and final and needle in carry:
+        yield carry
+    elif carry and not final:
+        fh.seek(-len(carry), os.SEEK_CUR)
+
+
+def _hits(buf: bytes, needle: bytes, end: int) -> Iterator[bytes]:
+    pos = 0
+    while (hit := buf.find(needle, pos, end)) != -1:
+        line_start = buf.rfind(b"\n", 0, hit) + 1
+        line_end = buf.find(b"\n", hit, end)
+        yield buf[line_start:line_end]
+        pos = line_end + 1
+
+
+def first_offset_at(fh: BinaryIO, when: float, size: int) -> int:
+    """The offset of the first line stamped at or after `when` (bisecting, then a short scan)."""
+    lo, hi = 0, size
+    while hi - lo > 64 * 1024:
+        mid = (lo + hi) // 2
+        offset, stamp = _line_after(fh, mid)
+        if stamp is not None and stamp < when and offset < hi:
+            lo = offset
+        else:
+            hi = mid
+    offset = _line_start(fh, lo)
+    fh.seek(offset)
+    while offset < size:
+        line = fh.readline(MAX_LINE)
+        stamp = line_time(line)
+        if stamp is None or stamp >= when:
+            return offset
+        offset += len(line)
+    return size
+
+
+def _line_start(fh: BinaryIO, pos: int) -> int:
+    """The start of the first whole line at or after `pos`."""
+    if pos == 0:
+        return 0
+    fh.seek(pos - 1)
+    return pos - 1 + len(fh.readline(MAX_LINE))
+
+
+def _line_after(fh: BinaryIO, pos: int) -> tuple[int, float | None]:
+    start = _line_start(fh, pos)
+    fh.seek(start)
+    return start, line_time(fh.readline(MAX_LINE))
+
+
+def run(ctx: CommandContext, args: Args, term: Terminal) -> None:
+    budget = [args.max_lines]
+    position: tuple[int, int] | None = None  # (inode, offset) where following starts
+    for path in log_files(ctx.log_dir):
+        stat = _stat(path)
+        if stat is None:
+            continue
+        current = path.name == LOG_NAME
+        if args.after is not None and stat.st_mtime < args.after:
+            position = (stat.st_ino, stat.st_size) if current else position
+            continue
+        with open(path, "rb") as fh:
+            start = first_offset_at(fh, args.after, stat.st_size) if args.after is not None else 0
+            follow_this = current and args.follow
+            for line in matching_lines(fh, args.text, start=start, final=not follow_this):
+                if not _emit(term, line, budget):
+                    return
+            if current:
+                position = (os.fstat(fh.fileno()).st_ino, fh.tell())
+    if args.follow:
+        _follow(ctx.log_dir / LOG_NAME, args.text, term, budget, position)
+
+
+def _emit(term: Terminal, line: bytes, budget: list[int | None]) -> bool:
+    term.write(line + b"\n")
+    if budget[0] is not None:
+        budget[0] -= 1
+        return budget[0] > 0
+    return True
+
+
+def _follow(path: Path, needle: bytes, term: Terminal, budget: list[int | None],
+            position: tuple[int, int] | None) -> None:
+    """Read new lines as they are written; a new inode or a shrunk file means it was rotated."""
+    inode, offset = position if position else (None, 0)
+    fh: BinaryIO | None = None
+    try:
+        while True:
+            stat = _stat(path)
+            if stat is not None and (fh is None or stat.st_ino != inode or stat.st_size < offset):
+                if fh is not None:  # drain what the old file got before it was renamed
+                    for line in matching_lines(fh, needle, start=offset, final=True):
+                        if not _emit(term, line, budget):
+                            return
+                    fh.close()
+                fh = open(path, "rb")
+                offset = offset if stat.st_ino == inode and stat.st_size >= offset else 0
+                inode = stat.st_ino
+            if fh is not None:
+                for line in matching_lines(fh, needle, start=offset, final=False):
+                    if not _emit(term, line, budget):
+                        return
+                offset = fh.tell()
+            wait_or_quit(term, _FOLLOW_INTERVAL)
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+SPEC = CommandSpec(
+    name="searchlog",
+    usage="searchlog [-a TIME] [-f] [-n MAX] -- TEXT",
+    description="Show the node's log lines containing TEXT, oldest first; -a from TIME (Unix "
+    "seconds or ISO 8601) on, -n at most MAX lines, -f keep following new lines (push q to end)",
+    parse=parse,
+    run=run,
+)

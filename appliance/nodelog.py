@@ -1,0 +1,126 @@
+"""The node's log: one syslog-like line per record, in size-rotated files under the log directory.
+
+Line format: `<ISO 8601 UTC time> <hostname> appliance[<pid>]: <logger>: <message>`. Newlines and
+other control characters inside a message are escaped (`\\n`, `\\xNN`), so one record is exactly
+one line and `searchlog` can treat files as lines. Files: `appliance.log` (current), then
+`appliance.log.1` (newer) ... `appliance.log.N` (oldest), as logging's RotatingFileHandler names
+them. One process writes the files; other processes of the node should log to it or to syslog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import logging.handlers
+import os
+import re
+import socket
+import traceback
+from pathlib import Path
+
+LOG_NAME = "appliance.log"
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+_ROTATED = re.compile(re.escape(LOG_NAME) + r"\.(\d+)$")
+
+
+class NodeLogFormatter(logging.Formatter):
+    """`<time> <host> appliance[<pid>]: <logger>: <message>` with control characters escaped."""
+
+    def __init__(self, hostname: str | None = None, *, with_time: bool = True) -> None:
+        super().__init__()
+        self.hostname = hostname or socket.gethostname()
+        self.with_time = with_time
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += " | " + "".join(traceback.format_exception(*record.exc_info)).strip()
+        body = f"appliance[{record.process or os.getpid()}]: {record.name}: {escape(message)}"
+        if not self.with_time:  # syslog stamps time and host itself (RFC 3164 section 4.1.2)
+            return body
+        return f"{format_time(record.created)} {self.hostname} {body}"
+
+
+def escape(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
+def format_time(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def line_time(line: bytes) -> float | None:
+    """The Unix time a node-log line starts with, or None when it does not start with one."""
+    stamp = line[:40].split(b" ", 1)[0]
+    try:
+        return dt.datetime.fromisoformat(stamp.decode("ascii")).timestamp()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def log_files(log_dir: Path) -> list[Path]:
+    """The node's log files, oldest first (the current file last)."""
+    rotated = []
+    if log_dir.is_dir():
+        for entry in log_dir.iterdir():
+            m = _ROTATED.match(entry.name)
+            if m and entry.is_file():
+                rotated.append((int(m.group(1)), entry))
+    files = [p for _, p in sorted(rotated, reverse=True)]
+    current = log_dir / LOG_NAME
+    if current.is_file():
+        files.append(current)
+    return files
+
+
+class NodeLog:
+    """Installs the node-log handlers on a logger (the root logger by default); start()/stop()."""
+
+    def __init__(
+        self, log_dir: Path, *, max_bytes: int = 64 * 1024 * 1024, backup_count: int = 20,
+        syslog_address: str | tuple[str, int] | None = None, level: int = logging.INFO,
+        logger: logging.Logger | None = None, hostname: str | None = None,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self.max_bytes, self.backup_count = max_bytes, backup_count
+        self.syslog_address = syslog_address
+        self.level = level
+        self.logger = logger or logging.getLogger()
+        self.hostname = hostname
+        self._handlers: list[logging.Handler] = []
+        self._previous_level: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.log_dir / LOG_NAME
+
+    def start(self) -> None:
+        if self._handlers:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            self.path, maxBytes=self.max_bytes, backupCount=self.backup_count, encoding="utf-8"
+        )
+        handler.setFormatter(NodeLogFormatter(self.hostname))
+        self._handlers.append(handler)
+        if self.syslog_address is not None:
+            syslog = logging.handlers.SysLogHandler(
+                address=self.syslog_address, facility=logging.handlers.SysLogHandler.LOG_MAIL
+            )
+            syslog.setFormatter(NodeLogFormatter(self.hostname, with_time=False))
+            self._handlers.append(syslog)
+        for h in self._handlers:
+            h.setLevel(self.level)
+            self.logger.addHandler(h)
+        self._previous_level = self.logger.level
+        if self.logger.getEffectiveLevel() > self.level:
+            self.logger.setLevel(self.level)
+
+    def stop(self) -> None:
+        for h in self._handlers:
+            self.logger.removeHandler(h)
+            h.close()
+        self._handlers.clear()
+        if self._previous_level is not None:
+            self.logger.setLevel(self._previous_level)
+            self._previous_level = None
