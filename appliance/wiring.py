@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.smtp.server:component",
     "appliance.wiring:delivery_component",
+    "appliance.soap.server:component",
 )
 
 

@@ -1,0 +1,112 @@
+"""Access levels: which operations a user may call, and the HQL restriction on what it sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import Session
+
+from appliance.db.models import HistoryEntry, QueueEntry
+from appliance.errors import Forbidden, NotFound
+
+ROLES = ("admin", "readonly", "custom")
+# Managing users is for admins only, whatever a custom level lists.
+ADMIN_ONLY = frozenset({"userList", "userAdd", "userDelete", "userPasswordSet"})
+# Every authenticated user may check its own credentials.
+ALWAYS = frozenset({"login"})
+
+
+class UserRecord(Protocol):
+    """What a level is built from (appliance.db.models.User has these columns)."""
+
+    role: str
+    operations: str
+    restriction: str
+    command_patterns: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccessLevel:
+    """One user's rights; `restriction` is HQL joined with `&&` to every filter it sends."""
+
+    role: str
+    operations: frozenset[str] = frozenset()
+    restriction: str = ""
+    command_patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, user: UserRecord) -> AccessLevel:
+        if user.role not in ROLES:
+            raise Forbidden(f"unknown access level {user.role!r}")
+        if user.role != "custom":
+            return cls(role=user.role)
+        return cls(
+            role="custom",
+            operations=frozenset(_json_list(user.operations)),
+            restriction=(user.restriction or "").strip(),
+            command_patterns=tuple(_json_list(user.command_patterns)),
+        )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def allows(self, operation: str, *, mutating: bool) -> bool:
+        if operation in ALWAYS or self.is_admin:
+            return True
+        if operation in ADMIN_ONLY:
+            return False
+        if self.role == "readonly":
+            return not mutating
+        return operation in self.operations
+
+    def check(self, operation: str, *, mutating: bool) -> None:
+        """Raise Forbidden unless this level may call `operation`."""
+        if not self.allows(operation, mutating=mutating):
+            raise Forbidden(f"access denied: this user may not call {operation}")
+
+    def allows_command(self, argv: Sequence[str]) -> bool:
+        """For commandRun: admins run anything, custom levels what one of their patterns matches.
+
+        Patterns are shell-style globs (fnmatch) over the argv joined with single spaces, e.g.
+        `searchlog *` or `queuestat`; they are matched, never run by a shell.
+        """
+        if self.is_admin:
+            return True
+        line = " ".join(argv)
+        return any(fnmatch.fnmatchcase(line, pattern) for pattern in self.command_patterns)
+
+
+ADMIN = AccessLevel(role="admin")
+
+
+def spool_path_visible(
+    session: Session, path: str, *, queue_where: ColumnElement[bool] | None,
+    history_where: ColumnElement[bool] | None,
+) -> None:
+    """NotFound unless a queue entry or history row inside the restriction names `path`.
+
+    A restricted user may read only the spool files of messages it can see (fileRead).
+    """
+    for model, where in ((QueueEntry, queue_where), (HistoryEntry, history_where)):
+        stmt = select(model.id).where(model.path == path)
+        if where is not None:
+            stmt = stmt.where(where)
+        if session.scalar(select(exists(stmt))):
+            return
+    raise NotFound(f"no such spool file: {path!r}")
+
+
+def _json_list(text: str | None) -> list[str]:
+    if not text:
+        return []
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []

@@ -1,0 +1,1 @@
+"""The SOAP admin API (Halon-compatible): Spyne application, WSGI gateway, server."""

@@ -1,0 +1,85 @@
+"""The Spyne application: every service module of the SOAP API, one access check, one fault map.
+
+To add a service: write `appliance/soap/services/<area>.py` with a `ServiceBase` subclass and add
+ONE line `"appliance.soap.services.<area>:<Class>"` to SERVICES. In each `@rpc` method,
+`ctx.udc` is the `Call` (appliance.soap.calls): `with call.read() as session:` for reads,
+`call.mutate(arguments, body)` for changes (audited in the same transaction). Mark changing
+operations with `_udd=MUTATING`, so that read-only users are refused them before the call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from spyne import Application, Fault, ServiceBase
+from spyne.protocol.soap import Soap11
+
+from appliance.errors import ApplianceError
+from appliance.soap import faults
+from appliance.soap.calls import Call, NodeContext, Principal
+from appliance.soap.wire import TNS
+
+log = logging.getLogger(__name__)
+
+SERVICES: tuple[str, ...] = (
+    "appliance.soap.services.node:NodeService",
+    "appliance.soap.services.queue:QueueService",
+    "appliance.soap.services.users:UserService",
+)
+
+# WSGI environ key under which the auth middleware leaves the caller's Principal.
+PRINCIPAL_KEY = "appliance.principal"
+# Pass as `@rpc(..., _udd=MUTATING)` on every operation that changes anything.
+MUTATING = {"mutating": True}
+
+
+def load_services(specs: Sequence[str] = SERVICES) -> list[type[ServiceBase]]:
+    loaded = []
+    for spec in specs:
+        module, _, name = spec.partition(":")
+        loaded.append(getattr(importlib.import_module(module), name))
+    return loaded
+
+
+class ApplianceApplication(Application):  # type: ignore[misc]
+    """Spyne's Application with the per-call context, the access check and the fault table."""
+
+    def __init__(self, services: list[type[ServiceBase]], *, node: NodeContext | None) -> None:
+        super().__init__(
+            services, tns=TNS, name="appliance",
+            in_protocol=Soap11(validator="soft"), out_protocol=Soap11(),
+        )
+        self.node = node
+
+    def call_wrapper(self, ctx: Any) -> Any:
+        operation = ctx.descriptor.name
+        principal = ctx.transport.req_env.get(PRINCIPAL_KEY) if ctx.transport else None
+        if self.node is None or not isinstance(principal, Principal):
+            log.error("%s called without a node or an authenticated caller", operation)
+            raise faults.internal_fault()
+        call = Call(self.node, principal, operation)
+        ctx.udc = call
+        try:
+            mutating = bool(ctx.descriptor.udd.mutating)
+            try:
+                principal.level.check(operation, mutating=mutating)
+            except ApplianceError as exc:
+                if mutating:
+                    call.audit_failure({}, exc)
+                raise
+            return super().call_wrapper(ctx)
+        except Fault:
+            raise
+        except ApplianceError as exc:
+            raise faults.to_fault(exc) from None
+        except Exception:
+            log.exception("%s failed", operation)
+            raise faults.internal_fault() from None
+
+
+def build_application(*, node: NodeContext | None, services: Sequence[str] = SERVICES) -> ApplianceApplication:
+    """The application; `node=None` builds it for the interface document only (export_wsdl)."""
+    return ApplianceApplication(load_services(services), node=node)

@@ -1,0 +1,144 @@
+"""What one SOAP call runs with: the node's parts, the caller, and its one transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_
+from sqlalchemy.orm import Session
+
+import appliance
+from appliance import hql
+from appliance.access import audit
+from appliance.access.levels import AccessLevel
+from appliance.db.engine import Store
+from appliance.errors import ApplianceError
+from appliance.queue.spool import Spool
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(kw_only=True)
+class NodeContext:
+    """The node's parts the SOAP services use; built once by the server component."""
+
+    store: Store
+    spool: Spool
+    serial: str
+    hostname: str = "localhost"
+    version: str = appliance.__version__
+    started: float = dataclasses.field(default_factory=time.time)
+    clock: Callable[[], float] = time.time
+    kick_delivery: Callable[[], None] | None = None  # wake the delivery service after a retry
+    config_revision: Callable[[], int] = lambda: 0
+    users_changed: Callable[[], None] | None = None  # drop cached credentials
+    node: Any = None  # the wiring Node, for services that need more of it (stats, commands, ...)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    user: str
+    level: AccessLevel
+    remote: str
+
+
+@dataclasses.dataclass(kw_only=True)
+class Done(Generic[T]):
+    """What a mutating body returns: its value, how many entries it touched, spool orphans."""
+
+    value: T
+    affected: int = 1
+    orphans: Sequence[str | None] = ()
+
+
+class Call:
+    """One SOAP operation call. Services reach it as `ctx.udc`.
+
+    Reads: `with call.read() as session: ...`. Mutations: `call.mutate(arguments, body)` runs
+    `body(session) -> Done` and the audit record in one transaction, and removes orphaned spool
+    files after the commit. The access check for the operation has run before the service code.
+    """
+
+    def __init__(self, node: NodeContext, principal: Principal, operation: str) -> None:
+        self.node = node
+        self.principal = principal
+        self.operation = operation
+
+    @property
+    def level(self) -> AccessLevel:
+        return self.principal.level
+
+    def now(self) -> float:
+        return self.node.clock()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.node.store.transaction(read_only=True) as session:
+            yield session
+
+    def where(self, text: str | None, *, history: bool = False) -> ColumnElement[bool]:
+        """The caller's filter compiled, joined with `&&` to its level's restriction."""
+        compiled = hql.compile_filter(text or "", history=history)
+        restriction = self.restriction(history=history)
+        return compiled if restriction is None else and_(restriction, compiled)
+
+    def restriction(self, *, history: bool = False) -> ColumnElement[bool] | None:
+        """The level's restriction alone (None when unrestricted): single-id calls use it."""
+        if not self.level.restriction:
+            return None
+        return hql.compile_filter(self.level.restriction, history=history)
+
+    def mutate(self, arguments: Mapping[str, Any], body: Callable[[Session], Done[T]]) -> T:
+        try:
+            with self.node.store.transaction() as session:
+                done = body(session)
+                self._audit(session, arguments, done.affected, "ok")
+        except ApplianceError as exc:
+            self.audit_failure(arguments, exc)
+            raise
+        self.remove_orphans(done.orphans)
+        return done.value
+
+    def mutate_outside(self, arguments: Mapping[str, Any], run: Callable[[], int]) -> int:
+        """For domain calls that own their (chunked) transactions, like bulk actions."""
+        try:
+            affected = run()
+        except ApplianceError as exc:
+            # A chunked action may have committed some chunks before failing: say how many.
+            self.audit_failure(arguments, exc, affected=getattr(exc, "bulk_done", 0))
+            raise
+        with self.node.store.transaction() as session:
+            self._audit(session, arguments, affected, "ok")
+        return affected
+
+    def audit_failure(self, arguments: Mapping[str, Any], exc: Exception, *,
+                      affected: int = 0) -> None:
+        """A refused or failed mutation is recorded too, in a transaction of its own."""
+        try:
+            with self.node.store.transaction() as session:
+                self._audit(session, arguments, affected, f"fault: {exc}"[:500])
+        except ApplianceError:
+            log.warning("could not audit failed %s by %s", self.operation, self.principal.user)
+
+    def remove_orphans(self, paths: Sequence[str | None]) -> None:
+        for path in paths:
+            if path:
+                self.node.spool.remove(path)
+
+    def _audit(self, session: Session, arguments: Mapping[str, Any], affected: int,
+               outcome: str) -> None:
+        audit.record(
+            session, user=self.principal.user, remote=self.principal.remote,
+            operation=self.operation, arguments=arguments, affected=affected, outcome=outcome,
+            now=self.now(),
+        )
+        log.info("api %s by %s from %s: %s (%d affected)", self.operation,
+                 self.principal.user, self.principal.remote, outcome, affected)

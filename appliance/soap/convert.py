@@ -1,0 +1,47 @@
+"""Queue entries and history rows (ORM objects) to wire items; nothing else crosses the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from appliance.soap.wire import HistoryItem, Pair, QueueItem
+
+
+def queue_item(entry: Any, metadata: Mapping[str, str], serial: str) -> QueueItem:
+    return QueueItem(
+        **_message_fields(entry, metadata, serial),
+        msgqueue=entry.state, msgnextretry=int(entry.next_retry),
+    )
+
+
+def history_item(row: Any, metadata: Mapping[str, str], serial: str) -> HistoryItem:
+    return HistoryItem(
+        **_message_fields(row, metadata, serial),
+        msgqueueid=row.queueid, msgtransfertime=float(row.transfertime),
+    )
+
+
+def _message_fields(row: Any, metadata: Mapping[str, str], serial: str) -> dict[str, Any]:
+    return {
+        "id": row.id, "msgid": row.msgid, "msgts0": int(row.ts0), "msgts": int(row.ts),
+        "msgfrom": row.sender, "msgto": row.rcpt, "msgsubject": utf8(row.subject),
+        "msgsize": row.size, "msglistener": row.listener, "msgtransport": row.transport,
+        "msgfromserver": row.fromserver, "msghelo": row.helo, "msgsasl": row.sasl,
+        "msgaction": row.action, "msgquarantine": row.quarantine,
+        "msgdescription": row.description, "msgerror": utf8(row.error),
+        "msgretries": row.retries, "msgpath": row.path, "msgactionid": row.actionid,
+        "msgscore": float(row.score),
+        "msgmetadata": [Pair(first=k, second=v) for k, v in sorted(metadata.items())],
+        "serialno": serial,
+    }
+
+
+def utf8(text: str | None) -> bytes:
+    """Bytes for a base64Binary field; undecodable header bytes kept as they came."""
+    if not text:
+        return b""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")

@@ -1,0 +1,136 @@
+"""The SOAP endpoint's server: cheroot's threaded WSGI server, HTTPS unless told plain HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from spyne.server.wsgi import WsgiApplication
+
+from appliance.soap.app import SERVICES, build_application
+from appliance.soap.auth import Authenticator
+from appliance.soap.calls import NodeContext
+from appliance.soap.gateway import Gateway
+from appliance.soap.page import operations_page
+from appliance.soap.wsdl import interface_document
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Listen:
+    """Where to serve: `http(s)://HOST:PORT`; port 0 picks a free one."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Listen:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+            raise ValueError(f"expected http(s)://HOST:PORT, got {url!r}")
+        return cls(scheme=parts.scheme, host=parts.hostname, port=parts.port)
+
+
+class SoapServer:
+    """A component: `start()` binds and serves on its own thread, `stop()` shuts it down."""
+
+    def __init__(self, context: NodeContext, listen: Listen, *, public_url: str = "",
+                 tls_files: tuple[Path, Path] | None = None, max_request_bytes: int = 50 << 20,
+                 max_failures: int = 5, threads: int = 16, backlog: int = 256,
+                 services: tuple[str, ...] = SERVICES) -> None:
+        if listen.scheme == "https" and tls_files is None:
+            raise ValueError("https needs a certificate and key")
+        quiet_spyne_logging()
+        self.context = context
+        self.listen = listen
+        self._public_url = public_url
+        self.authenticator = Authenticator(context.store, max_failures=max_failures)
+        context.users_changed = self.authenticator.forget
+        self.app = build_application(node=context, services=services)
+        self.gateway = Gateway(
+            WsgiApplication(self.app), authenticator=self.authenticator, wsdl=b"",
+            page=operations_page(self.app), max_request_bytes=max_request_bytes,
+        )
+        self._server = wsgi.Server((listen.host, listen.port), self.gateway, numthreads=threads,
+                                   request_queue_size=backlog, server_name="appliance")
+        if tls_files is not None and listen.scheme == "https":
+            adapter = BuiltinSSLAdapter(str(tls_files[0]), str(tls_files[1]))
+            adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._server.ssl_adapter = adapter
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.bind_addr[1])
+
+    @property
+    def url(self) -> str:
+        """The endpoint as clients reach it: the configured public URL or the bound address."""
+        if self._public_url:
+            return self._public_url
+        host = f"[{self.listen.host}]" if ":" in self.listen.host else self.listen.host
+        return f"{self.listen.scheme}://{host}:{self.port}/remote/"
+
+    def start(self) -> None:
+        self._server.prepare()  # binds, so port 0 is resolved before the WSDL is built
+        started = time.perf_counter()
+        self.gateway.wsdl = interface_document(self.app, self.url)
+        log.info("SOAP API on %s (WSDL built in %.0f ms)", self.url,
+                 (time.perf_counter() - started) * 1000)
+        self._thread = threading.Thread(target=self._server.serve, name="soap", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._server.stop()
+        self._thread.join(timeout=10)
+        self._thread = None
+
+
+def quiet_spyne_logging() -> None:
+    """Spyne logs whole invalid bodies and a traceback per client fault; the gateway and the
+    application log what matters (without bodies or credentials), so only its criticals pass."""
+    logging.getLogger("spyne").setLevel(logging.CRITICAL)
+
+
+def component(node: Any) -> SoapServer:
+    """The wiring factory (appliance.wiring.COMPONENT_FACTORIES)."""
+    from appliance.tls import ensure_certificate
+
+    config = node.config
+    listen = Listen.parse(node.soap_listen)
+    tls_files = None
+    if listen.scheme == "https":
+        if config.api.tls_cert and config.api.tls_key:
+            tls_files = (Path(config.api.tls_cert), Path(config.api.tls_key))
+        else:
+            tls_files = ensure_certificate(node.settings.tls_dir, config.node.hostname)
+    context = NodeContext(
+        store=node.store, spool=node.spool, serial=node.serial, hostname=config.node.hostname,
+        started=node.started, kick_delivery=_kicker(node), node=node,
+    )
+    return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
+                      max_request_bytes=config.api.max_request_bytes,
+                      max_failures=config.api.auth_failures_before_throttle)
+
+
+def _kicker(node: Any) -> Any:
+    def kick() -> None:
+        loop = getattr(node, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(node.notify_enqueued)
+
+    return kick
+
+

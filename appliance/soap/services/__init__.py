@@ -1,0 +1,1 @@
+"""One SOAP service module per area; each is registered in appliance.soap.app.SERVICES."""

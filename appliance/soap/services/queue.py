@@ -1,0 +1,207 @@
+"""Queue and history operations: search, count, group, single-id and bulk actions, fileRead."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from spyne import Boolean, ByteArray, Long, ServiceBase, Unicode, rpc
+from sqlalchemy.orm import Session
+
+from appliance.access.levels import spool_path_visible
+from appliance.bounce.handling import bounce_entry
+from appliance.errors import InvalidInput
+from appliance.queue import bulk, query
+from appliance.queue import store as queue_store
+from appliance.soap.app import MUTATING
+from appliance.soap.calls import Call, Done
+from appliance.soap.convert import history_item, queue_item
+from appliance.soap.wire import GroupItem, GroupItems, HistoryItems, QueueItems, SearchOptions
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 100
+MAX_READ = 4 * 1024 * 1024  # fileRead bytes per call
+BOUNCE_REASON = "bounced by an administrator"
+_FILTER = {"filter_": "filter"}
+
+
+class QueueService(ServiceBase):  # type: ignore[misc]
+    @rpc(Unicode, Long, Long, SearchOptions, _in_arg_names=_FILTER,
+         _returns=(QueueItems, Long), _out_variable_names=("result", "totalhits"))
+    def mailQueue(ctx: Any, filter_: str | None, offset: int | None, limit: int | None,
+                  options: SearchOptions | None) -> tuple[list[Any], int | None]:
+        return _search(ctx.udc, filter_, offset, limit, options, history=False)
+
+    @rpc(Unicode, Long, Long, SearchOptions, _in_arg_names=_FILTER,
+         _returns=(HistoryItems, Long), _out_variable_names=("result", "totalhits"))
+    def mailHistory(ctx: Any, filter_: str | None, offset: int | None, limit: int | None,
+                    options: SearchOptions | None) -> tuple[list[Any], int | None]:
+        return _search(ctx.udc, filter_, offset, limit, options, history=True)
+
+    @rpc(Unicode, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result")
+    def mailQueueCount(ctx: Any, filter_: str | None) -> int:
+        call: Call = ctx.udc
+        where = call.where(filter_)
+        with call.read() as session:
+            return query.count(session, where)
+
+    @rpc(Unicode, Unicode, _in_arg_names=_FILTER, _returns=GroupItems,
+         _out_variable_name="result")
+    def mailQueueGroupBy(ctx: Any, filter_: str | None, field: str | None) -> list[GroupItem]:
+        call: Call = ctx.udc
+        where = call.where(filter_)
+        with call.read() as session:
+            rows = query.group_by(session, where, field or "", now=call.now())
+        return [GroupItem(key=r.key, count=r.count, buckets=list(r.buckets)) for r in rows]
+
+    @rpc(Long, Boolean, _udd=MUTATING)
+    def mailQueueRetry(ctx: Any, id: int | None, duplicate: bool | None) -> None:
+        call: Call = ctx.udc
+        entry_id = _id(id)
+
+        def act(session: Session, where: Any) -> None:
+            queue_store.retry(session, entry_id, now=call.now(), duplicate=bool(duplicate),
+                              where=where)
+
+        _single(call, {"id": entry_id, "duplicate": bool(duplicate)}, act)
+        if call.node.kick_delivery is not None:
+            call.node.kick_delivery()
+
+    @rpc(Long, _udd=MUTATING)
+    def mailQueueBounce(ctx: Any, id: int | None) -> None:
+        call: Call = ctx.udc
+        entry_id = _id(id)
+
+        def act(session: Session, where: Any) -> str | None:
+            entry = queue_store.get_entry(session, entry_id, where=where)
+            return bounce_entry(session, call.node.spool, entry, reason=BOUNCE_REASON,
+                                now=call.now(), hostname=call.node.hostname)
+
+        _single(call, {"id": entry_id}, act)
+
+    @rpc(Long, _udd=MUTATING)
+    def mailQueueDelete(ctx: Any, id: int | None) -> None:
+        call: Call = ctx.udc
+        entry_id = _id(id)
+        _single(call, {"id": entry_id}, lambda s, where: queue_store.delete(
+            s, entry_id, now=call.now(), where=where))
+
+    @rpc(Long, _udd=MUTATING)
+    def mailQueueHold(ctx: Any, id: int | None) -> None:
+        call: Call = ctx.udc
+        entry_id = _id(id)
+        _single(call, {"id": entry_id}, lambda s, where: queue_store.hold(
+            s, entry_id, now=call.now(), where=where))
+
+    @rpc(Long, Unicode, Unicode, _udd=MUTATING)
+    def mailQueueMetaDataSet(ctx: Any, id: int | None, key: str | None, value: str | None) -> None:
+        call: Call = ctx.udc
+        entry_id = _id(id)
+        _single(call, {"id": entry_id, "key": key, "value": value},
+                lambda s, where: queue_store.set_metadata(
+                    s, entry_id, key or "", value or "", where=where))
+
+    @rpc(Unicode, Boolean, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
+         _udd=MUTATING)
+    def mailQueueRetryBulk(ctx: Any, filter_: str | None, duplicate: bool | None) -> int:
+        call: Call = ctx.udc
+        affected = _bulk(call, filter_, "retry", duplicate=bool(duplicate))
+        if affected and call.node.kick_delivery is not None:
+            call.node.kick_delivery()
+        return affected
+
+    @rpc(Unicode, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
+         _udd=MUTATING)
+    def mailQueueBounceBulk(ctx: Any, filter_: str | None) -> int:
+        return _bulk(ctx.udc, filter_, "bounce")
+
+    @rpc(Unicode, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
+         _udd=MUTATING)
+    def mailQueueDeleteBulk(ctx: Any, filter_: str | None) -> int:
+        return _bulk(ctx.udc, filter_, "delete")
+
+    @rpc(Unicode, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
+         _udd=MUTATING)
+    def mailQueueHoldBulk(ctx: Any, filter_: str | None) -> int:
+        return _bulk(ctx.udc, filter_, "hold")
+
+    @rpc(Unicode, Long, Long, _returns=(ByteArray, Long, Long),
+         _out_variable_names=("data", "size", "offset"))
+    def fileRead(ctx: Any, file: str | None, offset: int | None,
+                 size: int | None) -> tuple[bytes, int, int]:
+        call: Call = ctx.udc
+        start, want = _page(offset, size, default=MAX_READ, maximum=MAX_READ, what="size")
+        path = call.node.spool.resolve(file or "")  # refuses ../, absolute paths, symlinks out
+        if call.level.restriction:
+            with call.read() as session:
+                spool_path_visible(session, file or "", queue_where=call.restriction(),
+                                   history_where=call.restriction(history=True))
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read(want)
+        return data, len(data), start + len(data)
+
+
+def _search(call: Call, text: str | None, offset: int | None, limit: int | None,
+            options: SearchOptions | None, *, history: bool) -> tuple[list[Any], int | None]:
+    start, count = _page(offset, limit, default=DEFAULT_LIMIT, maximum=MAX_LIMIT, what="limit")
+    where = call.where(text, history=history)
+    with_total = bool(options is not None and options.totalhits)
+    with call.read() as session:
+        rows, total = query.search(session, where, offset=start, limit=count, history=history,
+                                   with_total=with_total)
+        meta = queue_store.metadata_of(session, [r.id for r in rows], history=history)
+    convert = history_item if history else queue_item
+    return [convert(r, meta.get(r.id, {}), call.node.serial) for r in rows], total
+
+
+def _single(call: Call, arguments: dict[str, Any],
+            act: Callable[[Session, Any], str | None]) -> None:
+    """One entry, found only inside the caller's restriction; orphaned spool files go after commit."""
+    where = call.restriction()
+
+    def body(session: Session) -> Done[None]:
+        orphan = act(session, where)
+        return Done(value=None, orphans=[orphan] if isinstance(orphan, str) else [])
+
+    call.mutate(arguments, body)
+    log.info("api %s on queue id %s by %s", call.operation, arguments["id"], call.principal.user)
+
+
+def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False) -> int:
+    where = call.where(text)
+    node = call.node
+
+    now = call.now()
+
+    def bounce(session: Session, entry: Any) -> str | None:
+        return bounce_entry(session, node.spool, entry, reason=BOUNCE_REASON, now=now,
+                            hostname=node.hostname)
+
+    def run() -> int:
+        return bulk.act_on_matching(
+            node.store, where, action, now=now, duplicate=duplicate,
+            bounce=bounce if action == "bounce" else None, on_paths=call.remove_orphans,
+        )
+
+    return call.mutate_outside({"filter": text or "", "duplicate": duplicate}, run)
+
+
+def _id(value: int | None) -> int:
+    if value is None or value <= 0:
+        raise InvalidInput("id must be a positive queue id")
+    return int(value)
+
+
+def _page(offset: int | None, limit: int | None, *, default: int, maximum: int,
+          what: str) -> tuple[int, int]:
+    start = 0 if offset is None else int(offset)
+    count = default if limit is None else int(limit)
+    if start < 0:
+        raise InvalidInput("offset must be 0 or more")
+    if not 0 < count <= maximum:
+        raise InvalidInput(f"{what} must be 1 to {maximum}")
+    return start, count

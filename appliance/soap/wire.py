@@ -1,0 +1,132 @@
+"""Every type that crosses the wire (API.md): items, arrays of `<item>`, base64 fields."""
+
+from __future__ import annotations
+
+from spyne import Array, Boolean, ByteArray, ComplexModel, Double, Integer, Long, Unicode
+
+TNS = "urn:halon"
+
+
+def items(of: type, type_name: str) -> type:
+    """An array whose members are `<item>` elements (PHP's SOAP_SINGLE_ELEMENT_ARRAYS reads it)."""
+    return Array(of, member_name="item", type_name=type_name)
+
+
+Strings = items(Unicode, "stringArray")
+Longs = items(Long, "longArray")
+
+
+class Pair(ComplexModel):
+    __namespace__ = TNS
+    __type_name__ = "pair"
+    _type_info = [("first", Unicode), ("second", Unicode)]
+
+
+Pairs = items(Pair, "pairArray")
+
+# Fields a queue entry and a history row share, in wire order.
+_MESSAGE_FIELDS = [
+    ("id", Long),
+    ("msgid", Unicode),
+    ("msgts0", Long),
+    ("msgts", Long),
+    ("msgfrom", Unicode),
+    ("msgto", Unicode),
+    ("msgsubject", ByteArray),
+    ("msgsize", Long),
+    ("msglistener", Unicode),
+    ("msgtransport", Unicode),
+    ("msgfromserver", Unicode),
+    ("msghelo", Unicode),
+    ("msgsasl", Unicode),
+    ("msgaction", Unicode),
+    ("msgquarantine", Unicode),
+    ("msgdescription", Unicode),
+    ("msgerror", ByteArray),
+    ("msgretries", Integer),
+    ("msgpath", Unicode),
+    ("msgactionid", Long),
+    ("msgscore", Double),
+]
+
+
+class QueueItem(ComplexModel):
+    __namespace__ = TNS
+    __type_name__ = "queueItem"
+    _type_info = [
+        *_MESSAGE_FIELDS,
+        ("msgqueue", Unicode),
+        ("msgnextretry", Long),
+        ("msgmetadata", Pairs),
+        ("serialno", Unicode),
+    ]
+
+
+class HistoryItem(ComplexModel):
+    __namespace__ = TNS
+    __type_name__ = "historyItem"
+    _type_info = [
+        *_MESSAGE_FIELDS,
+        ("msgqueueid", Long),
+        ("msgtransfertime", Double),
+        ("msgmetadata", Pairs),
+        ("serialno", Unicode),
+    ]
+
+
+QueueItems = items(QueueItem, "queueItemArray")
+HistoryItems = items(HistoryItem, "historyItemArray")
+
+
+class SearchOptions(ComplexModel):
+    """mailQueue/mailHistory `options`: ask for `totalhits` with the page."""
+
+    __namespace__ = TNS
+    __type_name__ = "searchOptions"
+    _type_info = [("totalhits", Boolean)]
+
+
+class GroupItem(ComplexModel):
+    """One mailQueueGroupBy row; `buckets` are counts by age like qshape's columns."""
+
+    __namespace__ = TNS
+    __type_name__ = "groupItem"
+    _type_info = [("key", Unicode), ("count", Long), ("buckets", Longs)]
+
+
+GroupItems = items(GroupItem, "groupItemArray")
+
+
+class StateCount(ComplexModel):
+    __namespace__ = TNS
+    __type_name__ = "stateCount"
+    _type_info = [("state", Unicode), ("count", Long)]
+
+
+class SystemStatus(ComplexModel):
+    __namespace__ = TNS
+    __type_name__ = "systemStatusInfo"
+    _type_info = [
+        ("serial", Unicode),
+        ("hostname", Unicode),
+        ("version", Unicode),
+        ("uptime", Long),
+        ("queue", items(StateCount, "stateCountArray")),
+        ("configrevision", Long),
+    ]
+
+
+class UserItem(ComplexModel):
+    __namespace__ = TNS
+    __type_name__ = "userItem"
+    _type_info = [
+        ("username", Unicode),
+        ("role", Unicode),
+        ("operations", Strings),
+        ("restriction", Unicode),
+        ("commands", Strings),
+        ("created", Long),
+    ]
+
+
+UserItems = items(UserItem, "userItemArray")
