@@ -149,4 +149,5 @@ for _model in (QueueEntry, HistoryEntry):
     _name = _model.__tablename__
     Index(f"ix_{_name}_sender_lc", func.lower(_model.sender))
     Index(f"ix_{_name}_rcpt_lc", func.lower(_model.rcpt))
+import appliance.db.models_stats  # noqa: E402,F401  (stats tables, migration 0002)
 import appliance.db.models_config  # noqa: E402,F401  (config tables, migration 0003)

@@ -1,0 +1,1 @@
+"""Statistics: stat() counters, rate() windows, RRD graphs and the 1-second sampler."""

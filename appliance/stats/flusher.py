@@ -1,0 +1,70 @@
+"""The stats flusher: a thread that flushes the counter batch at a fixed interval (and on stop)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from appliance.db.engine import Store
+from appliance.stats.counters import Counters
+from appliance.stats.rates import Rates, prune_rates
+
+log = logging.getLogger(__name__)
+
+
+class StatsFlusher:
+    """Component with start()/stop() (thread-backed). Failed flushes keep their counts for later."""
+
+    def __init__(
+        self, store: Store, counters: Counters, *, interval: float = 1.0, rates: Rates | None = None,
+        clock: Callable[[], float] = time.time, prune_every: float = 60.0,
+    ) -> None:
+        self._store = store
+        self._counters = counters
+        self._interval = interval
+        self._rates = rates
+        self._clock = clock
+        self._prune_every = prune_every
+        self._last_prune = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="stats-flusher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.flush_once()  # what was counted since the last tick
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.flush_once()
+
+    def flush_once(self) -> bool:
+        """One flush in its own transaction; on failure the batch is kept for the next one."""
+        now = self._clock()
+        batch = None
+        try:
+            with self._store.transaction() as session:
+                batch = self._counters.flush(session, now=now)
+                if self._rates is not None and now - self._last_prune >= self._prune_every:
+                    prune_rates(session, now=now)
+                    self._last_prune = now
+        except Exception:
+            if batch is not None:  # flushed but not committed: count it again next time
+                self._counters.restore(batch)
+            log.exception("stats flush failed; keeping %d counters for the next one", len(batch or {}))
+            return False
+        if self._rates is not None:
+            self._rates.expire_memory(now)
+        return True

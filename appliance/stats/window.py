@@ -1,0 +1,48 @@
+"""The rate() sliding window as pure logic over hit timestamps (the model the store follows)."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+from appliance.errors import InvalidInput
+
+
+class SlidingWindow:
+    """Counted hits of one key; a hit at `ts` is inside the window while `now - interval < ts`."""
+
+    def __init__(self, hits: Iterable[float] = ()) -> None:
+        self.hits = sorted(hits)
+
+    def prune(self, now: float, interval: float) -> None:
+        cut = bisect.bisect_right(self.hits, now - interval)
+        del self.hits[:cut]
+
+    def seen(self, now: float, interval: float) -> int:
+        self.prune(now, interval)
+        return len(self.hits)
+
+    def hit(self, now: float, count: int, interval: float) -> bool:
+        """True, and the call counted, while fewer than `count` hits are in the window."""
+        if self.seen(now, interval) >= count:
+            return False
+        bisect.insort(self.hits, now)
+        return True
+
+    def deny_until(self, count: int, interval: float) -> float:
+        """Until when every call is refused (0.0 when the window is not full)."""
+        if len(self.hits) < count:
+            return 0.0
+        return self.hits[-count] + interval
+
+
+def validate(ns: str, entry: str, count: int, interval: int) -> None:
+    """Raise InvalidInput for arguments rate() cannot use."""
+    if not ns or len(ns) > 128:
+        raise InvalidInput("rate namespace must be 1 to 128 characters")
+    if len(entry) > 255:
+        raise InvalidInput("rate entry must be at most 255 characters")
+    if not isinstance(count, int) or count < 1:
+        raise InvalidInput("rate count must be an integer of 1 or more")
+    if not isinstance(interval, int) or not 1 <= interval <= 366 * 86400:
+        raise InvalidInput("rate interval must be whole seconds, 1 to a year")
