@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Each entry names a factory `f(node: Node) -> Component`, imported only when the node starts.
 # To plug in a part, add ONE line here (order = start order; stop runs in reverse).
 COMPONENT_FACTORIES: tuple[str, ...] = (
+    "appliance.config.component:component",  # first: the others read node.config when built
     "appliance.smtp.server:component",
     "appliance.wiring:delivery_component",
     "appliance.soap.server:component",

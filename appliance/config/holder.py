@@ -85,6 +85,11 @@ class ConfigHolder:
                 log.exception("restoring the previous config in %s failed",
                               type(subscriber).__name__)
 
+    def refuse(self, revision: int, why: str) -> bool:
+        """Record that `revision` cannot run (e.g. the node's overrides do not fit it)."""
+        with self._lock:
+            return self._refuse(revision, why)
+
     def _refuse(self, revision: int, why: str) -> bool:
         if why != self.problem:
             log.error("config revision %d not applied, keeping revision %d: %s",
