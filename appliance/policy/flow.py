@@ -48,6 +48,12 @@ class SessionInfo:
     tls: bool = False
     sender: str | None = None
     recipients: list[str] = dataclasses.field(default_factory=list)
+    # Kept by scripted flows between MAIL/RCPT and DATA (reset by their mail_from): metadata
+    # set before DATA, per-recipient transports chosen at RCPT, a quarantine/delete decided
+    # before DATA. The protocol layer only has to keep passing the same SessionInfo.
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    transports: dict[str, str] = dataclasses.field(default_factory=dict)
+    pending: Verdict | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

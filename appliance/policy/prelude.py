@@ -1,0 +1,184 @@
+"""The Lua bootstrap that builds a script's sandbox: safe globals, an instruction hook, decisions."""
+
+# Run once per runtime with the full standard library still present. It captures what the
+# sandbox itself needs (debug.sethook, debug.setupvalue, load) in locals, returns the control
+# functions to Python, and the caller then removes every dangerous global from the runtime.
+# `py` is a table of Python callables; scripts only ever see Lua closures around them, so no
+# Python object (and no Python metatable) is reachable from a script.
+BOOTSTRAP = r"""
+local py = ...
+local sethook, setupvalue = debug.sethook, debug.setupvalue
+local load, error, pairs, type, select = load, error, pairs, type, select
+local setmetatable, tostring = setmetatable, tostring
+local cocreate, tpack, tunpack = coroutine.create, table.pack, table.unpack
+local STEP = 1000
+local budget, used = 0, 0
+
+-- Count hook. Once the budget is spent it fires on every instruction of the thread it is in,
+-- so a pcall() around the failing code cannot swallow the error and carry on.
+local function hook()
+  used = used + STEP
+  if used > budget then
+    sethook(hook, "", 1)
+    error("instruction limit exceeded", 0)
+  end
+end
+
+local function copy(t, skip)
+  local c = {}
+  for k, v in pairs(t) do if not (skip and skip[k]) then c[k] = v end end
+  return c
+end
+
+-- Hooks are per thread and a new coroutine's Lua-side hook is unset, so every coroutine the
+-- script makes gets the same counting hook.
+local co = copy(coroutine)
+co.create = function(f) local c = cocreate(f); sethook(c, hook, "", STEP); return c end
+co.wrap = function(f)
+  local c = co.create(f)
+  return function(...)
+    local r = tpack(coroutine.resume(c, ...))
+    if not r[1] then error(r[2], 0) end
+    return tunpack(r, 2, r.n)
+  end
+end
+
+local base = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+  xpcall = xpcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
+  rawequal = rawequal, rawlen = rawlen, rawget = rawget, rawset = rawset,
+  setmetatable = setmetatable, getmetatable = getmetatable,
+  string = copy(string, {dump = true}), table = copy(table), math = copy(math),
+  utf8 = copy(utf8), coroutine = co,
+  os = {time = os.time, clock = os.clock, date = os.date, difftime = os.difftime},
+}
+base.unpack = base.table.unpack
+
+-- C functions whose running time is not bounded by memory run without the instruction hook
+-- firing, so they get a cost check first.
+local srep, smove, sfind, sgsub = string.rep, table.move, string.find, string.gsub
+local huge = 2e7  -- about 0.1 s of backtracking at worst
+base.string.rep = function(s, n, sep)
+  if #tostring(s) + #tostring(sep or "") == 0 then return "" end  -- rep("", 1e18) loops 1e18 times
+  return srep(s, n, sep)
+end
+base.table.move = function(a1, f, e, t, a2)
+  if type(f) == "number" and type(e) == "number" and e - f > 1e7 then
+    error("table.move: range too large", 2)
+  end
+  return smove(a1, f, e, t, a2)
+end
+-- Lua patterns backtrack: a subject of n bytes and q quantifiers costs up to n^(q+1) steps
+-- (n^q when anchored), all inside one C call. Refuse matches that could take seconds.
+local function pattern_cost(subject, pattern, plain)
+  subject, pattern = tostring(subject), tostring(pattern)
+  if plain or not sfind(pattern, "[%*%+%-%?]") then return end
+  local stripped = sgsub(pattern, "%%.", "")
+  local _, q = sgsub(stripped, "[%*%+%-]", "")
+  local _, opt = sgsub(stripped, "%?", "")
+  local n = #subject + 1
+  local exponent = q + (sfind(pattern, "^%^") and 0 or 1)
+  if n ^ exponent * 2 ^ opt > huge then
+    error(("pattern too costly for a %d-byte subject (%d repetitions); use a plain find or a shorter subject")
+      :format(#subject, q), 3)
+  end
+end
+for _, name in ipairs({"find", "match", "gmatch", "gsub"}) do
+  local f = string[name]
+  base.string[name] = function(s, p, a, b)
+    pattern_cost(s, p, name == "find" and b)
+    return f(s, p, a, b)
+  end
+end
+-- Strings index `string` through their shared metatable: point it at the sandbox copy and hide it.
+local smt = getmetatable("")
+smt.__index = base.string
+smt.__metatable = false
+
+for name, fn in pairs(py) do
+  base[name] = function(...) return fn(...) end
+end
+base.print = base.echo
+
+-- Decisions a handler returns.
+base.accept = function() return {decision = "accept"} end
+base.reject = function(code, text) return {decision = "reject", code = code, text = text} end
+base.defer = function(code, text) return {decision = "defer", code = code, text = text} end
+base.quarantine = function(name) return {decision = "quarantine", quarantine = name or "default"} end
+base.delete = function() return {decision = "delete"} end
+base.deliver = function(transport, opts)
+  opts = opts or {}
+  return {decision = "deliver", transport = transport, nexthop = opts.nexthop, source_ip = opts.source_ip}
+end
+
+local function header(msg, name)
+  local want = string.lower(name)
+  for _, h in ipairs(msg.headers) do
+    if string.lower(h.name) == want then return h.value end
+  end
+  return nil
+end
+base.message_header = header
+
+local G = setmetatable({}, {__index = base})
+local chunk = nil
+local handlers = {}
+
+local control = {}
+
+function control.compile(text, name)
+  local fn, err = load(text, "=" .. name, "t", G)
+  if not fn then return false, err end
+  chunk = fn
+  return true, ""
+end
+
+function control.init(limit)
+  used = 0; budget = limit
+  sethook(hook, "", STEP)
+  chunk()
+  sethook()
+  local found = {}
+  for _, n in ipairs({"connect", "auth", "mail_from", "rcpt_to", "data", "pre_delivery", "post_delivery"}) do
+    if type(rawget(G, n)) == "function" then found[#found + 1] = n end
+  end
+  return found
+end
+
+-- One run: a fresh global table over the script's own globals, so what a handler assigns to
+-- globals is gone when the run ends; `session` is a global as well as an argument.
+function control.run(limit, name, vars, ...)
+  local env = setmetatable({session = vars}, {__index = G})
+  setupvalue(chunk, 1, env)
+  used = 0; budget = limit
+  sethook(hook, "", STEP)
+  local fn = G[name]
+  if name == "data" then
+    local msg = select(2, ...)
+    msg.header = header
+  end
+  local result = fn(...)
+  sethook()
+  return result
+end
+
+-- A C function: calling it from Python runs no Lua instruction, so a hook stuck at "fail on
+-- every instruction" cannot stop it from clearing that hook.
+control.unhook = sethook
+
+function control.reset()
+  if chunk then setupvalue(chunk, 1, G) end
+end
+
+function control.used()
+  return used
+end
+
+return control
+"""
+
+# Globals removed from the runtime once the bootstrap has run.
+REMOVED_GLOBALS = (
+    "os", "io", "require", "package", "debug", "load", "loadstring", "dofile", "loadfile",
+    "collectgarbage", "python", "_G",
+)

@@ -1,0 +1,148 @@
+"""One policy script compiled in a locked-down Lua 5.4 runtime (lupa), run with bounded CPU and memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lupa.lua54 as lua
+
+from appliance.errors import InvalidInput
+from appliance.policy.prelude import BOOTSTRAP, REMOVED_GLOBALS
+
+FLOWS = ("connect", "auth", "mail_from", "rcpt_to", "data", "pre_delivery", "post_delivery")
+_MAX_DEPTH = 16
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Per-run bounds: Lua VM instructions (counted in steps of 1,000) and bytes allocated."""
+
+    instructions: int = 5_000_000
+    memory: int = 16 * 1024 * 1024
+
+
+class ScriptError(Exception):
+    """A script failed: did not compile, raised, or ran out of instructions or memory."""
+
+
+class ScriptSyntaxError(ScriptError, InvalidInput):
+    """The script text does not compile; the message names the line."""
+
+
+def _refuse_attribute(obj: object, name: object, is_setting: bool) -> str:
+    raise AttributeError("scripts may not access Python attributes")
+
+
+def to_lua(runtime: Any, value: Any, depth: int = 0) -> Any:
+    """Plain Python data -> Lua values: str as UTF-8 bytes, dict/list/tuple as tables."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("value nested too deeply for a script")
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, Mapping):
+        return runtime.table_from({to_lua(runtime, k, depth + 1): to_lua(runtime, v, depth + 1)
+                                   for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return runtime.table_from([to_lua(runtime, v, depth + 1) for v in value])
+    if value is None or isinstance(value, (bool, int, float, bytes)):
+        return value
+    raise TypeError(f"cannot hand a {type(value).__name__} to a script")
+
+
+def from_lua(value: Any, depth: int = 0) -> Any:
+    """Lua values -> plain Python: strings as str (invalid UTF-8 replaced), tables as dict or list."""
+    if depth > _MAX_DEPTH:
+        raise ScriptError("table nested too deeply")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if lua.lua_type(value) == "table":
+        items = {from_lua(k, depth + 1): from_lua(v, depth + 1) for k, v in value.items()}
+        if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(1, len(items) + 1)):
+            return [items[i] for i in range(1, len(items) + 1)]
+        return items
+    raise ScriptError(f"a script may not pass a {lua.lua_type(value) or type(value).__name__} here")
+
+
+class Sandbox:
+    """A runtime holding one compiled script. Not re-entrant: callers hold `lock` around `call`."""
+
+    def __init__(self, text: str, *, name: str, limits: Limits,
+                 functions: Mapping[str, Callable[..., Any]]) -> None:
+        self.name = name
+        self.limits = limits
+        self.lock = threading.Lock()
+        self.runtime = lua.LuaRuntime(
+            encoding=None, register_eval=False, register_builtins=False,
+            unpack_returned_tuples=True, attribute_filter=_refuse_attribute,
+            max_memory=limits.memory + 64 * 1024 * 1024,
+        )
+        self._control = self.runtime.execute(BOOTSTRAP, self.runtime.table_from(
+            {k.encode(): v for k, v in functions.items()}))
+        lua_globals = self.runtime.globals()
+        for global_name in REMOVED_GLOBALS:
+            lua_globals[global_name.encode()] = None
+        ok, problem = self._control.compile(text.encode("utf-8"), name.encode("utf-8"))
+        if not ok:
+            raise ScriptSyntaxError(f"script {name!r} does not compile: {from_lua(problem)}")
+        self.runtime.gccollect()
+        self._base = self.runtime.get_memory_used()
+        self.runtime.set_max_memory(self._base + limits.memory)
+        found = self._guard(lambda: self._control.init(limits.instructions))
+        self.handlers = frozenset(from_lua(found) or [])
+
+    def call(self, flow: str, *args: Any, extra_memory: int = 0) -> Any:
+        """Run handler `flow` with plain Python arguments (the first one is the session table)."""
+        lua_args = [to_lua(self.runtime, a) for a in args]
+        if extra_memory:
+            self.runtime.set_max_memory(self._base + self.limits.memory + extra_memory)
+        try:
+            result = self._guard(lambda: self._control.run(
+                self.limits.instructions, flow.encode(), lua_args[0], *lua_args))
+        finally:
+            if extra_memory:
+                self.runtime.set_max_memory(self._base + self.limits.memory)
+        return from_lua(result)
+
+    def _guard(self, run: Callable[[], Any]) -> Any:
+        """Translate Lua failures into ScriptError and leave the runtime clean for the next run."""
+        failed = True
+        try:
+            result = run()
+            failed = False
+            return result
+        except lua.LuaMemoryError as exc:
+            raise ScriptError(f"script {self.name!r}: memory limit exceeded ({self.limits.memory} bytes)") from exc
+        except lua.LuaError as exc:
+            raise ScriptError(f"script {self.name!r}: {_first_line(exc)}") from exc
+        except ScriptError as exc:
+            raise ScriptError(f"script {self.name!r}: {exc}") from exc
+        except Exception as exc:  # a function the script called failed
+            raise ScriptError(f"script {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._control.unhook()
+            self._control.reset()
+            if failed or self.runtime.get_memory_used() > self._base + self.limits.memory // 2:
+                self.runtime.gccollect()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exc.args[0] if exc.args else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = str(text).split("\nstack traceback:")[0].strip()
+    if "instruction limit exceeded" in text:
+        return "instruction limit exceeded"
+    return text or type(exc).__name__
+
+
+def check_script(text: str, *, name: str = "script") -> None:
+    """Compile `text` in a throw-away sandbox; raise ScriptSyntaxError naming the line if it fails.
+
+    Running the top level also catches scripts that fail or loop while defining their handlers.
+    """
+    Sandbox(text, name=name, limits=Limits(), functions={})
