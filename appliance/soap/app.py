@@ -28,6 +28,8 @@ SERVICES: tuple[str, ...] = (
     "appliance.soap.services.node:NodeService",
     "appliance.soap.services.queue:QueueService",
     "appliance.soap.services.users:UserService",
+    "appliance.soap.services.config:ConfigService",
+    "appliance.soap.services.cluster:ClusterService",
 )
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.
