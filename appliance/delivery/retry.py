@@ -27,10 +27,7 @@ def expired(received: float, lifetime: float, now: float) -> bool:
     return now - received >= lifetime
 
 
-def expires_before_retry(received: float, lifetime: float, retry_at: float) -> bool:
-    """True when the next retry would fall after the lifetime: bounce now rather than wait.
-
-    Postfix gives up at the attempt after maximal_queue_lifetime; bouncing when the next
-    attempt could not happen in time tells the sender sooner and keeps the same bound.
-    """
-    return retry_at - received > lifetime
+def retry_at(retries: int, schedule: Sequence[int], now: float, *, received: float, lifetime: float) -> float:
+    """The next attempt, but never later than the end of the lifetime, so that the last attempt
+    happens when the lifetime ends (as Postfix's maximal_queue_lifetime) and not a step after."""
+    return max(now, min(next_retry(retries, schedule, now), received + lifetime))

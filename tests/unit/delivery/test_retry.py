@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.delivery.retry import expired, expires_before_retry, next_retry, retry_delay
+from appliance.delivery.retry import expired, next_retry, retry_at, retry_delay
 
 SCHEDULE = [60, 300, 900]
 
@@ -27,6 +27,7 @@ def test_lifetime_boundary() -> None:
     assert expired(1000.0, 3600, 4600.0)
 
 
-def test_retry_past_lifetime_means_bounce_now() -> None:
-    assert not expires_before_retry(1000.0, 3600, 4600.0)
-    assert expires_before_retry(1000.0, 3600, 4600.5)
+def test_last_retry_is_clamped_to_the_end_of_the_lifetime() -> None:
+    assert retry_at(0, SCHEDULE, 1000.0, received=1000.0, lifetime=3600) == 1060.0
+    assert retry_at(2, SCHEDULE, 4000.0, received=1000.0, lifetime=3600) == 4600.0
+    assert retry_at(2, SCHEDULE, 4700.0, received=1000.0, lifetime=3600) == 4700.0

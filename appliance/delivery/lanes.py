@@ -1,0 +1,155 @@
+"""Delivering one destination's transactions over pooled, reused connections."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from appliance.delivery.grouping import Transaction
+from appliance.delivery.outbound import Connector, OutboundSession, SessionError, SessionOptions
+from appliance.delivery.replies import Reply
+from appliance.delivery.routing import Hop
+from appliance.errors import NotFound
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What happened to one entry in one attempt."""
+
+    reply: Reply
+    peer: str = ""
+    transfertime: float = 0.0
+    missing_body: bool = False
+
+
+@dataclasses.dataclass
+class _Conn:
+    session: OutboundSession
+    used: int = 0
+    idle_since: float = 0.0
+
+
+class DestinationPool:
+    """Idle connections of one destination and the limit on how many are in use at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.slots = asyncio.Semaphore(limit)
+        self.idle: list[_Conn] = []
+
+
+class ConnectionPool:
+    """Connections kept open between batches, per destination, up to an idle time."""
+
+    def __init__(self, connector: Connector, *, idle_timeout: float) -> None:
+        self.connector = connector
+        self.idle_timeout = idle_timeout
+        self.opened = 0
+        self._pools: dict[object, DestinationPool] = {}
+
+    def for_destination(self, key: object, limit: int) -> DestinationPool:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = DestinationPool(limit)
+        return pool
+
+    async def open(self, hops: Sequence[Hop], options: SessionOptions) -> OutboundSession:
+        """The first hop that accepts a session, in order (RFC 5321 section 5.1)."""
+        last = Reply(0, "no hosts to try")
+        for hop in hops:
+            try:
+                session = await self.connector.open(hop, options)
+            except SessionError as exc:
+                # A refused greeting is the host's state, not the recipient's: retry later.
+                last = Reply(0, f"{hop.name}[{hop.address}]:{hop.port}: {exc.reply}")
+                continue
+            self.opened += 1
+            return session
+        raise SessionError(last)
+
+    async def close_idle(self, *, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for pool in self._pools.values():
+            stale = [c for c in pool.idle if now - c.idle_since >= self.idle_timeout]
+            pool.idle = [c for c in pool.idle if c not in stale]
+            for conn in stale:
+                await conn.session.close()
+
+    async def close_all(self) -> None:
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            for conn in pool.idle:
+                await conn.session.close()
+
+
+@dataclasses.dataclass
+class Lanes:
+    """Transactions of one destination, worked off by up to `max_connections` lanes."""
+
+    pool: ConnectionPool
+    dest: DestinationPool
+    hops: Sequence[Hop]
+    options: SessionOptions
+    max_messages: int
+    read_body: Callable[[str], Awaitable[bytes]]
+    results: dict[int, Result] = dataclasses.field(default_factory=dict)
+    _working: int = 0
+
+    async def run(self, txs: Sequence[Transaction], lanes: int) -> dict[int, Result]:
+        queue = collections.deque(txs)
+        await asyncio.gather(*(self._lane(queue) for _ in range(max(1, min(lanes, len(txs))))))
+        return self.results
+
+    async def _lane(self, queue: collections.deque[Transaction]) -> None:
+        while queue:
+            async with self.dest.slots:
+                if not queue:
+                    return
+                conn = self.dest.idle.pop() if self.dest.idle else None
+                if conn is None or not conn.session.usable:
+                    try:
+                        conn = _Conn(await self.pool.open(self.hops, self.options))
+                    except SessionError as exc:
+                        if self._working == 0:  # nobody else can get through: fail the rest now
+                            while queue:
+                                self._fail(queue.popleft(), exc.reply)
+                        return
+                self._working += 1
+                try:
+                    await self._use(conn, queue)
+                finally:
+                    self._working -= 1
+                    await self._put_back(conn)
+
+    async def _use(self, conn: _Conn, queue: collections.deque[Transaction]) -> None:
+        while queue and conn.used < self.max_messages and conn.session.usable:
+            tx = queue.popleft()
+            try:
+                body = await self.read_body(tx.path)
+            except NotFound:
+                for e in tx.entries:
+                    self.results[e.id] = Result(Reply(0, f"spool file {tx.path} is missing"), missing_body=True)
+                continue
+            started = time.monotonic()
+            try:
+                replies = await conn.session.send(tx.sender, [e.rcpt for e in tx.entries], body)
+            except SessionError as exc:
+                self._fail(tx, exc.reply, conn.session.peer)
+                return
+            elapsed = time.monotonic() - started
+            conn.used += 1
+            for e in tx.entries:
+                self.results[e.id] = Result(replies[e.rcpt], conn.session.peer, elapsed)
+
+    async def _put_back(self, conn: _Conn) -> None:
+        if conn.session.usable and conn.used < self.max_messages:
+            conn.idle_since = time.monotonic()
+            self.dest.idle.append(conn)
+        else:
+            await conn.session.close()
+
+    def _fail(self, tx: Transaction, reply: Reply, peer: str = "") -> None:
+        for e in tx.entries:
+            self.results[e.id] = Result(reply, peer)

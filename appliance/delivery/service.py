@@ -1,0 +1,265 @@
+"""The delivery service: workers that claim due entries, deliver them and record the outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from appliance.config.schema import Config, Transport
+from appliance.db.engine import Store
+from appliance.db.models import QueueEntry
+from appliance.delivery.grouping import Destination, destination_for, transactions
+from appliance.delivery.lanes import ConnectionPool, Lanes, Result
+from appliance.delivery.outbound import Connector, SessionOptions, SmtpConnector
+from appliance.delivery.outcomes import Fate, Outcome, decide, record
+from appliance.delivery.replies import Reply
+from appliance.delivery.routing import DnsResolver, Resolver, RouteError, hops_for
+from appliance.errors import StoreUnavailable
+from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict
+from appliance.queue import store as q
+from appliance.queue.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryService:
+    """`config.queue.workers` workers; start/stop run on the node's event loop, `kick()` may be
+    called from any thread. Store work runs in threads so the loop never waits on a commit.
+
+    Delivery is at-least-once: an entry is removed only after the next hop answered 250 and the
+    outcome committed; a crash in between delivers it again after its lease expires (or at the
+    next start, which releases every lease).
+    """
+
+    def __init__(
+        self, *, store: Store, spool: Spool, config: Callable[[], Config], flow: Flow,
+        clock: Callable[[], float] = time.time, resolver: Resolver | None = None,
+        connector: Connector | None = None, batch_size: int = 100, idle_timeout: float = 5.0,
+        stop_grace: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._spool = spool
+        self._config = config
+        self._flow = flow
+        self._clock = clock
+        self._resolver = resolver
+        self._batch = batch_size
+        self._grace = stop_grace
+        self.owner = f"delivery-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.pool = ConnectionPool(connector or SmtpConnector(), idle_timeout=idle_timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[int] = set()
+        self._stopping = False
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        if self._resolver is None:
+            self._resolver = DnsResolver()
+        released = await asyncio.to_thread(self._release_all)
+        if released:
+            log.info("delivery: %d entries left leased by an earlier run are due again", released)
+        workers = self._config().queue.workers
+        self._tasks = [asyncio.create_task(self._worker(), name=f"delivery-{i}") for i in range(workers)]
+        self._tasks.append(asyncio.create_task(self._reaper(), name="delivery-reaper"))
+        log.info("delivery: %d workers started as %s", workers, self.owner)
+
+    async def stop(self) -> None:
+        """Let workers finish their batch (up to the grace time), then give back what is left."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._inflight:
+            left, self._inflight = sorted(self._inflight), set()
+            await asyncio.to_thread(self._release, left)
+            log.info("delivery: released %d unfinished leases", len(left))
+        await self.pool.close_all()
+
+    def kick(self) -> None:
+        """Look for due entries now (after an enqueue or a retry request)."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(wake.set)
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while not self._stopping:
+            try:
+                worked = await self._round()
+            except StoreUnavailable as exc:
+                log.warning("delivery: %s", exc)
+                worked = False
+            except Exception:  # a worker must survive one bad batch; leases bring it back
+                log.exception("delivery: batch failed")
+                worked = False
+            if not worked and not self._stopping:
+                await self._sleep(self._config().queue.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _reaper(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(1.0)
+            await self.pool.close_idle()
+
+    async def _round(self) -> bool:
+        cfg = self._config()
+        batch, meta = await asyncio.to_thread(self._claim, cfg)
+        if not batch:
+            return False
+        ids = {e.id for e in batch}
+        self._inflight |= ids
+        outcomes = await self._attempt(batch, meta, cfg)
+        await self._finish(outcomes, meta, cfg)
+        self._inflight -= ids
+        return True
+
+    # -- attempts ---------------------------------------------------------------------------
+    async def _attempt(
+        self, batch: Sequence[QueueEntry], meta: dict[int, dict[str, str]], cfg: Config
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        routed: dict[Destination, list[QueueEntry]] = {}
+        now = self._clock()
+        for entry in batch:
+            verdict = self._flow.pre_delivery(_info(entry, meta))
+            decided = _policy_outcome(entry, verdict, cfg, now)
+            if decided is not None:
+                outcomes.append(decided)
+                continue
+            tid = verdict.transport or entry.transport or "default"
+            try:
+                transport = cfg.transport(tid)
+            except KeyError:
+                outcomes.append(decide(entry, Reply(0, f"unknown transport {tid!r}"), queue=cfg.queue, now=now))
+                continue
+            dest = destination_for(transport=tid, nexthop=verdict.nexthop or transport.nexthop,
+                                   rcpt_domain=entry.rcpt_domain, source_ip=verdict.source_ip)
+            routed.setdefault(dest, []).append(entry)
+        groups = list(routed.items())
+        results = await asyncio.gather(*(self._deliver(d, es, cfg) for d, es in groups))
+        now = self._clock()
+        for (_, entries), result in zip(groups, results):
+            for entry in entries:
+                r = result[entry.id]
+                if r.missing_body:
+                    outcomes.append(Outcome(entry=entry, fate=Fate.ERROR, reply=r.reply, reason=str(r.reply)))
+                else:
+                    outcomes.append(decide(entry, r.reply, queue=cfg.queue, now=now, peer=r.peer,
+                                           transfertime=r.transfertime))
+        return outcomes
+
+    async def _deliver(self, dest: Destination, entries: list[QueueEntry], cfg: Config) -> dict[int, Result]:
+        transport = cfg.transport(dest.transport)
+        assert self._resolver is not None
+        try:
+            hops = await hops_for(dest, port=transport.port, resolver=self._resolver)
+        except RouteError as exc:
+            reply = Reply(550, f"5.1.2 {exc}") if exc.permanent else Reply(0, str(exc))
+            return {e.id: Result(reply) for e in entries}
+        lanes = Lanes(
+            pool=self.pool, dest=self.pool.for_destination(dest, transport.max_connections),
+            hops=hops, options=_options(transport, cfg, dest),
+            max_messages=transport.max_messages_per_connection, read_body=self._read_body,
+        )
+        return await lanes.run(transactions(entries), transport.max_connections)
+
+    async def _read_body(self, path: str) -> bytes:
+        return await asyncio.to_thread(self._spool.read, path)
+
+    # -- outcomes ---------------------------------------------------------------------------
+    async def _finish(self, outcomes: list[Outcome], meta: dict[int, dict[str, str]], cfg: Config) -> None:
+        written = await asyncio.to_thread(self._record, outcomes, cfg.node.hostname)
+        for out in written:
+            _log_outcome(out)
+            self._flow.post_delivery(_info(out.entry, meta), DeliveryOutcome(
+                action=out.fate.value, code=out.reply.code, text=out.reply.text,
+                transfertime=out.transfertime,
+            ))
+
+    # -- store work (in threads) ------------------------------------------------------------
+    def _claim(self, cfg: Config) -> tuple[list[QueueEntry], dict[int, dict[str, str]]]:
+        with self._store.transaction() as s:
+            entries = q.claim(s, owner=self.owner, now=self._clock(), lease=cfg.queue.lease, limit=self._batch)
+            meta = q.metadata_of(s, [e.id for e in entries]) if entries else {}
+        return entries, meta
+
+    def _record(self, outcomes: list[Outcome], hostname: str) -> list[Outcome]:
+        with self._store.transaction() as s:
+            written, orphans = record(s, self._spool, outcomes, owner=self.owner, now=self._clock(),
+                                      hostname=hostname)
+        for path in orphans:  # only after the commit: a rollback must find its body
+            self._spool.remove(path)
+        return written
+
+    def _release_all(self) -> int:
+        with self._store.transaction() as s:
+            return q.release_all_leases(s)
+
+    def _release(self, ids: list[int]) -> None:
+        with self._store.transaction() as s:
+            for entry_id in ids:
+                q.release(s, entry_id, owner=self.owner)
+
+
+def _options(transport: Transport, cfg: Config, dest: Destination) -> SessionOptions:
+    return SessionOptions(
+        helo=cfg.node.hostname, starttls=transport.starttls, tls_verify=transport.tls_verify,
+        connect_timeout=transport.connect_timeout, timeout=transport.timeout, source_ip=dest.source_ip,
+    )
+
+
+def _info(entry: QueueEntry, meta: dict[int, dict[str, str]]) -> DeliveryInfo:
+    return DeliveryInfo(
+        queueid=entry.id, msgid=entry.msgid, sender=entry.sender, recipient=entry.rcpt,
+        transport=entry.transport, listener=entry.listener, sasl=entry.sasl, retries=entry.retries,
+        metadata=meta.get(entry.id, {}),
+    )
+
+
+def _policy_outcome(entry: QueueEntry, verdict: Verdict, cfg: Config, now: float) -> Outcome | None:
+    """A pre-delivery verdict that settles the entry without an attempt, or None to deliver."""
+    if verdict.decision is Decision.REJECT:
+        reply = Reply(verdict.code or 550, verdict.text or "5.7.1 rejected by delivery policy")
+        return decide(entry, reply, queue=cfg.queue, now=now)
+    if verdict.decision is Decision.DEFER:
+        reply = Reply(verdict.code or 451, verdict.text or "4.7.1 deferred by delivery policy")
+        return decide(entry, reply, queue=cfg.queue, now=now)
+    if verdict.decision is Decision.DELETE:
+        reply = Reply(0, verdict.text or "deleted by delivery policy")
+        return Outcome(entry=entry, fate=Fate.DELETE, reply=reply, reason=str(reply))
+    return None
+
+
+def _log_outcome(out: Outcome) -> None:
+    e = out.entry
+    via = f"via {e.transport} {out.peer}".rstrip()
+    if out.fate is Fate.DELIVER:
+        log.info("delivered %s:%d to <%s> %s in %.3fs: %s", e.msgid, e.id, e.rcpt, via, out.transfertime, out.reply)
+    elif out.fate is Fate.DEFER:
+        log.info("deferred %s:%d to <%s> %s, retry at %.0f: %s", e.msgid, e.id, e.rcpt, via, out.next_retry, out.reply)
+    elif out.fate is Fate.BOUNCE:
+        log.info("failed %s:%d to <%s> %s, bouncing (%s): %s", e.msgid, e.id, e.rcpt, via, out.status, out.reason)
+    else:
+        log.info("%s %s:%d to <%s>: %s", out.fate.value.lower(), e.msgid, e.id, e.rcpt, out.reason)
