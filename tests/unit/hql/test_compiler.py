@@ -1,0 +1,173 @@
+"""The HQL compiler: which columns and SQL shapes each field produces, with bound values only."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import True_
+
+from appliance.db.models import HistoryEntry, QueueEntry
+from appliance.errors import FilterError
+from appliance.hql import compile_filter, restrict
+from appliance.hql.compiler import domain_of_pattern, like_pattern
+
+
+def sql(text: str, *, history: bool = False, dialect: str = "sqlite") -> tuple[str, dict[str, object]]:
+    model = HistoryEntry if history else QueueEntry
+    stmt = select(model.id).where(compile_filter(text, history=history))
+    d = sqlite.dialect() if dialect == "sqlite" else postgresql.dialect()
+    compiled = stmt.compile(dialect=d)
+    where = str(compiled).split("WHERE", 1)[1].strip()
+    return " ".join(where.split()), dict(compiled.params)
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_empty_is_true(text: str) -> None:
+    assert isinstance(compile_filter(text), True_)
+
+
+def test_address_equality_is_case_insensitive_via_lower() -> None:
+    where, params = sql("from=Alice@Example.COM")
+    assert where == "lower(queue.sender) = lower(?)"
+    assert list(params.values()) == ["Alice@Example.COM"]
+    assert sql("to=x@y")[0] == "lower(queue.rcpt) = lower(?)"
+
+
+@pytest.mark.parametrize("value", ["%@Example.COM", "@Example.COM", "%@[Example.COM]"])
+@pytest.mark.parametrize(("field", "column"), [("from", "sender_domain"), ("to", "rcpt_domain")])
+def test_domain_search_uses_the_domain_column(field: str, column: str, value: str) -> None:
+    where, params = sql(f"{field}~{value}")
+    assert where == f"queue.{column} = ?"
+    assert list(params.values()) == ["example.com"]
+
+
+@pytest.mark.parametrize("value", ["%@%.example.com", "a%@example.com", "%@", "%@a@b", "x@example.com"])
+def test_other_address_patterns_are_like(value: str) -> None:
+    where, _ = sql(f"to~{value}")
+    assert where == "lower(queue.rcpt) LIKE lower(?) ESCAPE '\\'"
+
+
+def test_like_patterns() -> None:
+    assert like_pattern("abc") == "%abc%"
+    assert like_pattern("ab%") == "ab%"
+    assert like_pattern("a_b") == "%a\\_b%"
+    assert like_pattern("a\\b%") == "a\\\\b%"
+
+
+def test_domain_of_pattern() -> None:
+    assert domain_of_pattern("%@Ex.com") == "ex.com"
+    assert domain_of_pattern("@ex.com") == "ex.com"
+    assert domain_of_pattern("%ex.com") is None
+    assert domain_of_pattern("%@") is None
+    assert domain_of_pattern("%@[]") is None
+
+
+def test_contains_escapes_underscore() -> None:
+    where, params = sql("subject~50_off")
+    assert where == "lower(queue.subject) LIKE lower(?) ESCAPE '\\'"
+    assert list(params.values()) == ["%50\\_off%"]
+
+
+def test_postgres_uses_ilike() -> None:
+    where, params = sql("subject~Hi%", dialect="postgresql")
+    assert where == "queue.subject ILIKE %(subject_1)s::VARCHAR ESCAPE '\\'"
+    assert params == {"subject_1": "Hi%"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("queueid=5", "queue.id = ?"),
+        ("actionid>=5", "queue.actionid >= ?"),
+        ("jobid=j1", "queue.jobid = ?"),
+        ("queue=hold", "queue.state = ?"),
+        ("action=quarantine", "queue.action = ?"),
+        ("quarantine=spam", "queue.quarantine = ?"),
+        ("server=inbound", "queue.listener = ?"),
+        ("transport=mx", "queue.transport = ?"),
+        ("ip=192.0.2.1", "queue.fromserver = ?"),
+        ("helo=mx.example", "queue.helo = ?"),
+        ("sasl=bob", "queue.sasl = ?"),
+        ("subject=hi", "queue.subject = ?"),
+        ("error~greylist", "lower(queue.error) LIKE lower(?) ESCAPE '\\'"),
+        ("time>1700000000", "queue.ts0 > ?"),
+        ("size<1000", "queue.size < ?"),
+        ("retries<=3", "queue.retries <= ?"),
+        ("messageid=abc", "queue.msgid = ?"),
+        ("messageid=abc:12", "queue.msgid = ? AND queue.id = ?"),
+        ("messageid~abc", "lower(queue.msgid) LIKE lower(?) ESCAPE '\\'"),
+    ],
+)
+def test_every_queue_field(text: str, expected: str) -> None:
+    assert sql(text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("queueid=5", "history.queueid = ?"),
+        ("historyid=7", "history.id = ?"),
+        ("messageid=abc:12", "history.msgid = ? AND history.queueid = ?"),
+        ("action=deliver", "history.action = ?"),
+    ],
+)
+def test_history_fields(text: str, expected: str) -> None:
+    assert sql(text, history=True)[0] == expected
+
+
+def test_queue_field_on_history_is_refused() -> None:
+    with pytest.raises(FilterError) as e:
+        compile_filter("from=x queue=HOLD", history=True)
+    assert (e.value.position, e.value.problem) == (7, "field 'queue' does not apply to history")
+
+
+def test_historyid_on_queue_is_refused() -> None:
+    with pytest.raises(FilterError) as e:
+        compile_filter("not historyid=1")
+    assert (e.value.position, e.value.problem) == (4, "field 'historyid' applies to history only")
+
+
+def test_metadata_is_a_correlated_exists() -> None:
+    where, params = sql("metadata.score=5")
+    assert where == (
+        "EXISTS (SELECT queue_metadata.entry_id FROM queue_metadata WHERE queue_metadata.entry_id = queue.id"
+        " AND queue_metadata.\"key\" = ? AND queue_metadata.value = ?)"
+    )
+    assert sorted(map(str, params.values())) == ["5", "score"]
+    where, _ = sql("not metadata.score~5", history=True)
+    assert where.startswith("NOT (EXISTS (SELECT history_metadata.entry_id FROM history_metadata WHERE")
+
+
+def test_boolean_structure() -> None:
+    where, _ = sql("size=1 or size=2 size=3 && not size=4")
+    assert where == "(queue.size = ? OR queue.size = ? AND queue.size = ?) AND queue.size != ?"
+
+
+def test_result_is_a_column_element() -> None:
+    assert isinstance(compile_filter("size=1"), ColumnElement)
+
+
+@pytest.mark.parametrize(
+    ("restriction", "filter_", "expected"),
+    [
+        ("", "", ""),
+        ("to~@a.com", "", "to~@a.com"),
+        ("", "size>1", "size>1"),
+        ("to~@a.com", "size>1 or size<0", "to~@a.com && size>1 or size<0"),
+        ("  ", "size>1", "size>1"),
+    ],
+)
+def test_restrict_joins(restriction: str, filter_: str, expected: str) -> None:
+    assert restrict(restriction, filter_) == expected
+
+
+def test_restricted_filter_cannot_widen_the_restriction() -> None:
+    where, _ = sql(restrict("to~%@a.com", "size>1 or size<0"))
+    assert where == "queue.rcpt_domain = ? AND (queue.size > ? OR queue.size < ?)"
+
+
+@pytest.mark.parametrize("bad", ['x) or (size>0', 'size>0 "', "size>0 or (", ") or size>0"])
+def test_restrict_refuses_filters_that_do_not_parse_alone(bad: str) -> None:
+    with pytest.raises(FilterError):
+        restrict("to~%@a.com", bad)
