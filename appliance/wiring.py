@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # To plug in a part, add ONE line here (order = start order; stop runs in reverse).
 COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.config.component:component",  # first: the others read node.config when built
+    "appliance.stats.component:component",  # before policy/commands/SOAP: sets node.stats
+    "appliance.policy.component:component",  # sets node.flow from the config's scripts
     "appliance.smtp.server:component",
     "appliance.wiring:delivery_component",
     "appliance.soap.server:component",

@@ -104,6 +104,29 @@ class ClusterSection(_Section):
 _SCRIPT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+class StatsGraph(_Section):
+    """A counter (key patterns with `%`, summed) or a rate() namespace graphed as stat-/rate-<name>."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    key1: str = ""
+    key2: str = ""
+    key3: str = ""
+    rate_ns: str = ""  # instead of a counter: the hits inside this rate() namespace's windows
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "StatsGraph":
+        if bool(self.key1) == bool(self.rate_ns):
+            raise ValueError("a stats graph names either key1 (a counter) or rate_ns")
+        return self
+
+
+class StatsSection(_Section):
+    flush_interval: float = Field(default=1.0, gt=0, le=300)  # stat() batch -> store
+    graph_interval: float = Field(default=60.0, gt=0, le=3600)  # RRD updates
+    rrd_step: Literal[1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60] = 60  # fixed when a graph file is created
+    graphs: list[StatsGraph] = []
+
+
 class Config(_Section):
     node: NodeSection = NodeSection()
     listeners: list[Listener] = [Listener(id="inbound", port=2525)]
@@ -111,6 +134,7 @@ class Config(_Section):
     queue: QueueSection = QueueSection()
     api: ApiSection = ApiSection()
     cluster: ClusterSection = ClusterSection()
+    stats: StatsSection = StatsSection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

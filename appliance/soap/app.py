@@ -28,6 +28,7 @@ SERVICES: tuple[str, ...] = (
     "appliance.soap.services.node:NodeService",
     "appliance.soap.services.queue:QueueService",
     "appliance.soap.services.users:UserService",
+    "appliance.soap.services.stats:StatsService",
     "appliance.soap.services.config:ConfigService",
     "appliance.soap.services.cluster:ClusterService",
 )

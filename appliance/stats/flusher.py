@@ -23,7 +23,7 @@ class StatsFlusher:
     ) -> None:
         self._store = store
         self._counters = counters
-        self._interval = interval
+        self.interval = interval
         self._rates = rates
         self._clock = clock
         self._prune_every = prune_every
@@ -47,7 +47,7 @@ class StatsFlusher:
         self.flush_once()  # what was counted since the last tick
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stop.wait(self.interval):
             self.flush_once()
 
     def flush_once(self) -> bool:

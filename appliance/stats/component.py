@@ -1,0 +1,73 @@
+"""The node's statistics part: counters, rates, flusher, graph updater and sampler, as one component."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.config.schema import Config
+from appliance.db.engine import Store
+from appliance.stats.counters import Counters
+from appliance.stats.flusher import StatsFlusher
+from appliance.stats.rates import Rates
+from appliance.stats.sampler import Sampler
+from appliance.stats.sources import CounterGraph, Probe
+from appliance.stats.updater import GraphUpdater
+
+
+def probe_for(store: Store, config: Config, *, proc: Path = Path("/proc")) -> Probe:
+    return Probe(
+        store=store, proc=proc,
+        smtp_ports=tuple(sorted({listener.port for listener in config.listeners})),
+        counter_graphs=tuple(
+            CounterGraph(name=g.name, key1=g.key1, key2=g.key2, key3=g.key3, rate_ns=g.rate_ns)
+            for g in config.stats.graphs
+        ),
+    )
+
+
+class StatsComponent:
+    """start()/stop() run the flusher and graph updater threads; `stat`, `rate`, `sampler` are
+    what policy scripts and commands call."""
+
+    def __init__(self, store: Store, rrd_dir: Path, config: Config, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.rrd_dir = rrd_dir
+        self.counters = Counters()
+        self.rates = Rates(store, clock=clock)
+        self.stat = self.counters.stat
+        self.rate = self.rates.rate
+        probe = probe_for(store, config)
+        self.flusher = StatsFlusher(store, self.counters, interval=config.stats.flush_interval,
+                                    rates=self.rates, clock=clock)
+        self.updater = GraphUpdater(rrd_dir, probe, interval=config.stats.graph_interval,
+                                    step=config.stats.rrd_step, clock=clock)
+        self.sampler = Sampler(probe)
+
+    def on_config(self, config: Config) -> None:
+        """Intervals and graphed counters follow the config; the RRD step applies to new files."""
+        probe = probe_for(self.store, config)
+        self.flusher.interval = config.stats.flush_interval
+        self.updater.interval = config.stats.graph_interval
+        self.updater.probe = probe
+        self.sampler.probe = probe
+
+    def start(self) -> None:
+        self.rrd_dir.mkdir(parents=True, exist_ok=True)
+        self.flusher.start()
+        self.updater.start()
+
+    def stop(self) -> None:
+        self.updater.stop()
+        self.flusher.stop()
+
+
+def component(node: Any) -> StatsComponent:
+    """The wiring factory: also leaves the part on `node.stats` for policy, commands and SOAP."""
+    stats = StatsComponent(node.store, node.settings.rrd_dir, node.config)
+    node.stats = stats
+    node.on_config_change(stats.on_config)
+    return stats
