@@ -48,12 +48,9 @@ class SessionInfo:
     tls: bool = False
     sender: str | None = None
     recipients: list[str] = dataclasses.field(default_factory=list)
-    # Kept by scripted flows between MAIL/RCPT and DATA (reset by their mail_from): metadata
-    # set before DATA, per-recipient transports chosen at RCPT, a quarantine/delete decided
-    # before DATA. The protocol layer only has to keep passing the same SessionInfo.
+    # Metadata a scripted flow set at MAIL/RCPT, kept until its data() returns it in
+    # DataResult.metadata (reset by its mail_from); the caller only keeps passing this object.
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
-    transports: dict[str, str] = dataclasses.field(default_factory=dict)
-    pending: Verdict | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -95,14 +95,16 @@ class Sandbox:
         found = self._guard(lambda: self._control.init(limits.instructions))
         self.handlers = frozenset(from_lua(found) or [])
 
-    def call(self, flow: str, *args: Any, extra_memory: int = 0) -> Any:
-        """Run handler `flow` with plain Python arguments (the first one is the session table)."""
+    def call(self, flow: str, *args: Any, session: Any = None, extra_memory: int = 0) -> Any:
+        """Run the global function `flow` with plain Python arguments; the global `session` is
+        `session`, or else the first argument (flows pass the session table first)."""
         lua_args = [to_lua(self.runtime, a) for a in args]
+        lua_session = to_lua(self.runtime, session) if session is not None else (lua_args or [None])[0]
         if extra_memory:
             self.runtime.set_max_memory(self._base + self.limits.memory + extra_memory)
         try:
             result = self._guard(lambda: self._control.run(
-                self.limits.instructions, flow.encode(), lua_args[0], *lua_args))
+                self.limits.instructions, flow.encode(), lua_session, *lua_args))
         finally:
             if extra_memory:
                 self.runtime.set_max_memory(self._base + self.limits.memory)

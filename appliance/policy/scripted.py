@@ -12,7 +12,10 @@ mail through unchecked and never loses or permanently refuses it (senders retry 
 - pre_delivery: defer; the entry is retried on its schedule.
 - post_delivery: nothing (the outcome is already recorded); the error is logged.
 
-A flow with no handler in the script behaves as DefaultFlow for that stage.
+A flow with no handler in the script behaves as DefaultFlow for that stage. Decisions pass to
+the SMTP layer as they are: quarantine/delete at connect or MAIL apply to the whole
+transaction, at RCPT to that recipient; deliver(transport) at MAIL/RCPT/DATA routes the
+message (or that recipient) via the transport.
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ SAFE_DEFAULTS: dict[str, Verdict | None] = {
 }
 # Which decisions each flow may return (see module docstring for what the others mean).
 ALLOWED: dict[str, frozenset[str]] = {
-    "connect": frozenset({"accept", "reject", "defer"}),
+    "connect": frozenset({"accept", "reject", "defer", "quarantine", "delete"}),
     "auth": frozenset({"accept", "reject", "defer"}),
-    "mail_from": frozenset({"accept", "reject", "defer", "quarantine", "delete"}),
+    "mail_from": frozenset({"accept", "reject", "defer", "quarantine", "delete", "deliver"}),
     "rcpt_to": frozenset({"accept", "reject", "defer", "quarantine", "delete", "deliver"}),
     "data": frozenset({"accept", "reject", "defer", "quarantine", "delete", "deliver"}),
     "pre_delivery": frozenset({"accept", "reject", "defer", "quarantine", "delete", "deliver"}),
@@ -158,43 +161,29 @@ class ScriptedFlow:
 
     def mail_from(self, session: SessionInfo, sender: str) -> Verdict:
         session.metadata.clear()  # a new transaction (RFC 5321 §3.3) starts clean
-        session.transports.clear()
-        session.pending = None
         return self._stage("mail_from", session, sender)
 
     def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
-        verdict = self._stage("rcpt_to", session, recipient)
-        if verdict.decision == Decision.DELIVER:
-            session.transports[recipient] = verdict.transport
-            return ACCEPT
-        return verdict
+        return self._stage("rcpt_to", session, recipient)
 
     def _stage(self, flow: str, session: SessionInfo, argument: str) -> Verdict:
-        """MAIL/RCPT: quarantine and delete apply to the whole message, so DATA applies them."""
+        """MAIL/RCPT; metadata they set is kept on the session until DATA queues the message."""
         if flow not in self.handlers:
             return ACCEPT
         ctx = _ctx(flow, session)
         verdict = self._decide(flow, ctx, session_vars(session), argument) or ACCEPT
         session.metadata.update(ctx.metadata)
-        if verdict.decision in (Decision.QUARANTINE, Decision.DELETE):
-            session.pending = verdict
-            return ACCEPT
         return verdict
 
     def data(self, session: SessionInfo, message: bytes) -> DataResult:
-        result = DataResult(metadata=dict(session.metadata), recipient_transports=dict(session.transports),
-                            verdict=session.pending or ACCEPT)
+        result = DataResult(metadata=dict(session.metadata))
         if "data" not in self.handlers:
             return result
         ctx = _ctx("data", session)
-        ctx.metadata = dict(session.metadata)
         verdict = self._decide("data", ctx, session_vars(session), message_table(message),
                                extra_memory=4 * len(message))
-        if verdict is not None and verdict.decision == Decision.DELIVER:
-            result.recipient_transports.update({r: verdict.transport for r in session.recipients})
-        elif verdict is not None:
-            result.verdict = verdict
-        if result.verdict.decision in (Decision.ACCEPT, Decision.QUARANTINE, Decision.DELETE):
+        result.verdict = verdict or ACCEPT
+        if result.verdict.decision not in (Decision.REJECT, Decision.DEFER):
             result.add_headers, result.remove_headers = ctx.add_headers, ctx.remove_headers
             result.metadata = ctx.metadata
         return result

@@ -1,0 +1,130 @@
+"""The node's Flow: each listener's script from the config, compiled once per script text."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+from appliance.policy.flow import (
+    DataResult, DefaultFlow, DeliveryInfo, DeliveryOutcome, Flow, SessionInfo, Verdict,
+)
+from appliance.policy.functions import Functions
+from appliance.policy.sandbox import Limits, ScriptError
+from appliance.policy.scripted import SAFE_DEFAULTS, ScriptedFlow
+
+log = logging.getLogger(__name__)
+
+
+class FailedFlow:
+    """A listener whose script does not compile: every stage gets its safe default."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+
+    def _fail(self, flow: str, label: str) -> Any:
+        fallback = SAFE_DEFAULTS[flow]
+        log.error("policy %s %s %s: script unusable (%s), %s", self.name, label, flow, self.problem,
+                  fallback.decision.value if fallback else "no decision")
+        return fallback
+
+    def connect(self, session: SessionInfo) -> Verdict:
+        return self._fail("connect", f"[{session.client_ip}]")  # type: ignore[no-any-return]
+
+    def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:
+        return self._fail("auth", f"[{session.client_ip}]")  # type: ignore[no-any-return]
+
+    def mail_from(self, session: SessionInfo, sender: str) -> Verdict:
+        return self._fail("mail_from", f"[{session.client_ip}]")  # type: ignore[no-any-return]
+
+    def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
+        return self._fail("rcpt_to", f"[{session.client_ip}]")  # type: ignore[no-any-return]
+
+    def data(self, session: SessionInfo, message: bytes) -> DataResult:
+        return DataResult(verdict=self._fail("data", f"[{session.client_ip}]"))
+
+    def pre_delivery(self, entry: DeliveryInfo) -> Verdict:
+        return self._fail("pre_delivery", f"<{entry.msgid}>:{entry.queueid}")  # type: ignore[no-any-return]
+
+    def post_delivery(self, entry: DeliveryInfo, outcome: DeliveryOutcome) -> None:
+        self._fail("post_delivery", f"<{entry.msgid}>:{entry.queueid}")
+
+
+class PolicyFlow:
+    """Dispatch by listener: SMTP stages by `session.listener`, delivery by `entry.listener`."""
+
+    def __init__(self, flows: dict[str, Flow]) -> None:
+        self.flows = flows
+        self._default = DefaultFlow()
+
+    def _for(self, listener: str) -> Flow:
+        return self.flows.get(listener, self._default)
+
+    def connect(self, session: SessionInfo) -> Verdict:
+        return self._for(session.listener).connect(session)
+
+    def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:
+        return self._for(session.listener).auth(session, username, password)
+
+    def mail_from(self, session: SessionInfo, sender: str) -> Verdict:
+        return self._for(session.listener).mail_from(session, sender)
+
+    def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
+        return self._for(session.listener).rcpt_to(session, recipient)
+
+    def data(self, session: SessionInfo, message: bytes) -> DataResult:
+        return self._for(session.listener).data(session, message)
+
+    def pre_delivery(self, entry: DeliveryInfo) -> Verdict:
+        return self._for(entry.listener).pre_delivery(entry)
+
+    def post_delivery(self, entry: DeliveryInfo, outcome: DeliveryOutcome) -> None:
+        self._for(entry.listener).post_delivery(entry, outcome)
+
+
+def script_key(text: str, limits: Limits) -> str:
+    return hashlib.sha256(f"{limits.instructions}:{limits.memory}:{text}".encode()).hexdigest()
+
+
+class FlowCache:
+    """Compiled scripts by text hash: a new config revision recompiles only scripts that changed."""
+
+    def __init__(self, functions: Functions, *, limits: Limits = Limits()) -> None:
+        self.functions = functions
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._compiled: dict[str, ScriptedFlow | FailedFlow] = {}
+        self.compilations = 0
+
+    def get(self, script_id: str, text: str) -> ScriptedFlow | FailedFlow:
+        key = script_key(text, self.limits)
+        with self._lock:
+            found = self._compiled.get(key)
+        if found is not None:
+            return found
+        try:
+            flow: ScriptedFlow | FailedFlow = ScriptedFlow(text, name=script_id, functions=self.functions,
+                                                           limits=self.limits)
+        except ScriptError as exc:
+            log.error("policy script %s cannot be used: %s", script_id, exc)
+            flow = FailedFlow(script_id, str(exc))
+        with self._lock:
+            self.compilations += 1
+            self._compiled[key] = flow
+        return flow
+
+    def build(self, config: Any) -> PolicyFlow:
+        """The Flow for a config revision (anything with `.listeners[].script` and `.scripts`)."""
+        scripts: dict[str, str] = dict(getattr(config, "scripts", {}) or {})
+        flows: dict[str, Flow] = {}
+        used: set[str] = set()
+        for listener in config.listeners:
+            if listener.script and listener.script in scripts:
+                text = scripts[listener.script]
+                flows[listener.id] = self.get(listener.script, text)
+                used.add(script_key(text, self.limits))
+        with self._lock:  # forget scripts no longer in the config
+            self._compiled = {k: v for k, v in self._compiled.items() if k in used}
+        return PolicyFlow(flows)

@@ -1,0 +1,130 @@
+"""scriptTest: run a script against a test message and envelope, touching no real queue or counter."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from appliance.errors import InvalidInput
+from appliance.policy.flow import DeliveryInfo, DeliveryOutcome, SessionInfo
+from appliance.policy.functions import Functions, HttpClient, RunContext
+from appliance.policy.memory import MemoryCounters, MemoryRates
+from appliance.policy.sandbox import FLOWS, Limits, ScriptError
+from appliance.policy.scripted import ScriptedFlow, entry_vars, message_table, session_vars, to_verdict
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TestEnvelope:
+    sender: str = ""
+    recipients: Sequence[str] = ("test@example.com",)
+    client_ip: str = "127.0.0.1"
+    helo: str = "test.example"
+    sasl: str = ""
+    password: str = ""
+    listener: str = "test"
+    transport: str = "default"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TestLine:
+    kind: str  # decision | output | call | error
+    text: str
+
+
+class _RecordingMailer:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def send(self, sender: str, recipient: str, subject: str, body: str) -> str:
+        self.count += 1
+        return f"test-{self.count}"  # recorded by the caller's call log, never queued
+
+
+class _RecordingQueue:
+    def __init__(self, metric: Callable[[str, str], int] | None) -> None:
+        self._metric = metric
+
+    def set_metadata(self, queueid: int, key: str, value: str) -> None:
+        return None  # the call is recorded in the run's call log only
+
+    def queue_metric(self, field: str, value: str) -> int:
+        return self._metric(field, value) if self._metric is not None else 0
+
+
+def run_script_test(
+    *, flow: str, script: str, message: bytes = b"", envelope: TestEnvelope = TestEnvelope(),
+    http: HttpClient | None = None, queue_metric: Callable[[str, str], int] | None = None,
+    limits: Limits = Limits(),
+) -> list[TestLine]:
+    """What the script decided, printed and called, per run (rcpt_to and pre/post-delivery run per
+    recipient). stat()/rate() go to fresh in-memory counters; mail() and set_metadata() are only
+    recorded; http() is real (`http`) so that lookups can be tried."""
+    if flow not in FLOWS:
+        raise InvalidInput(f"flow must be one of {', '.join(FLOWS)}")
+    if not envelope.recipients and flow in ("rcpt_to", "data", "pre_delivery", "post_delivery"):
+        raise InvalidInput("the test envelope needs at least one recipient")
+    functions = Functions(counters=MemoryCounters(), rates=MemoryRates(), http=http,
+                          mailer=_RecordingMailer(), queue=_RecordingQueue(queue_metric))
+    try:
+        scripted = ScriptedFlow(script, name="scriptTest", functions=functions, limits=limits, max_idle=1)
+    except ScriptError as exc:
+        raise InvalidInput(str(exc)) from exc
+    if flow not in scripted.handlers:
+        return [TestLine(kind="decision", text=f"no {flow} handler: default")]
+    lines: list[TestLine] = []
+    for args in _runs(flow, message, envelope):
+        ctx = RunContext(flow=flow, label="[scriptTest]", queueid=0)
+        try:
+            result = to_verdict(flow, scripted.run(flow, ctx, *args, extra_memory=4 * len(message)))
+            decided = TestLine(kind="decision", text=_verdict_text(result))
+        except ScriptError as exc:
+            decided = TestLine(kind="error", text=str(exc))
+        lines += [TestLine(kind="output", text=t) for t in ctx.output]
+        lines += [TestLine(kind="call", text=t) for t in ctx.calls]
+        lines += _changes(ctx)
+        lines.append(decided)
+    return lines
+
+
+def _runs(flow: str, message: bytes, env: TestEnvelope) -> list[tuple[Any, ...]]:
+    session = SessionInfo(listener=env.listener, client_ip=env.client_ip, helo=env.helo, sasl=env.sasl,
+                          authenticated=bool(env.sasl), sender=env.sender)
+    if flow == "connect":
+        return [(session_vars(session),)]
+    if flow == "auth":
+        return [(session_vars(session), env.sasl, env.password)]
+    if flow == "mail_from":
+        return [(session_vars(session), env.sender)]
+    if flow == "rcpt_to":
+        runs = []
+        for rcpt in env.recipients:
+            runs.append((session_vars(session), rcpt))
+            session.recipients.append(rcpt)
+        return runs
+    session.recipients = list(env.recipients)
+    if flow == "data":
+        return [(session_vars(session), message_table(message))]
+    entries = [DeliveryInfo(queueid=0, msgid="scriptTest", sender=env.sender, recipient=r,
+                            transport=env.transport, listener=env.listener, sasl=env.sasl, retries=0,
+                            metadata={}) for r in env.recipients]
+    if flow == "pre_delivery":
+        return [(entry_vars(e),) for e in entries]
+    outcome = DeliveryOutcome(action="DELIVER", code=250, text="2.0.0 OK", transfertime=0.1)
+    return [(entry_vars(e), dataclasses.asdict(outcome)) for e in entries]
+
+
+def _changes(ctx: RunContext) -> list[TestLine]:
+    lines = [TestLine(kind="call", text=f"add_header({n!r}, {v!r})") for n, v in ctx.add_headers]
+    return lines + [TestLine(kind="call", text=f"remove_header({n!r})") for n in ctx.remove_headers]
+
+
+def _verdict_text(verdict: Any) -> str:
+    if verdict is None:
+        return "none (default)"
+    parts = [verdict.decision.value] + ([str(verdict.code)] if verdict.code else [])
+    for label in ("text", "quarantine", "transport", "nexthop", "source_ip"):
+        value = getattr(verdict, label)
+        if value:
+            parts.append(f"{label}={value!r}")
+    return " ".join(parts)
