@@ -40,11 +40,14 @@ def register(session: Session, *, serial: str, name: str, url: str, revision: in
 
 
 def heartbeat(session: Session, *, serial: str, revision: int, problem: str = "",
-              name: str | None = None, clock: Clock = time.time) -> bool:
+              name: str | None = None, url: str | None = None,
+              clock: Clock = time.time) -> bool:
     """Record that the node is alive and what it runs; False when it is no longer a member."""
     values: dict[str, object] = {"lastseen": clock(), "revision": revision, "problem": problem}
     if name is not None:
         values["name"] = name
+    if url is not None:
+        values["url"] = url
     result = session.execute(update(ClusterNode).where(ClusterNode.serial == serial).values(**values))
     session.flush()
     return bool(result.rowcount)

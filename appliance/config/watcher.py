@@ -137,7 +137,7 @@ class ConfigWatcher:
     def _heartbeat(self, shared: Store, member: Membership) -> None:
         name, url = self._identity()
         with shared.transaction() as session:
-            alive = registry.heartbeat(session, serial=self.serial, name=name,
+            alive = registry.heartbeat(session, serial=self.serial, name=name, url=url,
                                        revision=self.holder.running.revision,
                                        problem=self.holder.problem, clock=self._clock)
             if not alive and not member.registered:
