@@ -54,9 +54,9 @@ class FakeResolver:
         return self.hosts.get(host, [])
 
 
-def make_config(port: int | None, *, workers: int = 2, schedule: list[int] | None = None,
+def make_config(sink_port: int | None, *, workers: int = 2, schedule: list[int] | None = None,
                 lifetime: int = 3600, **transport: Any) -> Config:
-    nexthop = f"127.0.0.1:{port}" if port else ""
+    nexthop = f"127.0.0.1:{sink_port}" if sink_port else ""
     transport.setdefault("starttls", "none")
     return Config(
         node=NodeSection(hostname="gw.test"),
