@@ -127,25 +127,36 @@ def _line_after(fh: BinaryIO, pos: int) -> tuple[int, float | None]:
 
 def run(ctx: CommandContext, args: Args, term: Terminal) -> None:
     budget = [args.max_lines]
-    position: tuple[int, int] | None = None  # (inode, offset) where following starts
+    current = ctx.log_dir / LOG_NAME
     for path in log_files(ctx.log_dir):
+        if args.follow and path == current:
+            break  # searched below, from the handle that following continues with
         stat = _stat(path)
-        if stat is None:
-            continue
-        current = path.name == LOG_NAME
-        if args.after is not None and stat.st_mtime < args.after:
-            position = (stat.st_ino, stat.st_size) if current else position
+        if stat is None or (args.after is not None and stat.st_mtime < args.after):
             continue
         with open(path, "rb") as fh:
-            start = first_offset_at(fh, args.after, stat.st_size) if args.after is not None else 0
-            follow_this = current and args.follow
-            for line in matching_lines(fh, args.text, start=start, final=not follow_this):
-                if not _emit(term, line, budget):
-                    return
-            if current:
-                position = (os.fstat(fh.fileno()).st_ino, fh.tell())
+            if not _search(fh, stat.st_size, args, term, budget, final=True):
+                return
     if args.follow:
-        _follow(ctx.log_dir / LOG_NAME, args.text, term, budget, position)
+        fh = _open(current)
+        try:
+            if fh is not None and not _search(fh, os.fstat(fh.fileno()).st_size, args, term, budget,
+                                              final=False):
+                return
+        except BaseException:
+            if fh is not None:
+                fh.close()
+            raise
+        _follow(current, args.text, term, budget, fh)
+
+
+def _search(fh: BinaryIO, size: int, args: Args, term: Terminal, budget: list[int | None],
+            *, final: bool) -> bool:
+    if args.after is not None and os.fstat(fh.fileno()).st_mtime < args.after:
+        fh.seek(size)  # every line is older than TIME
+        return True
+    start = first_offset_at(fh, args.after, size) if args.after is not None else 0
+    return _emit_all(term, matching_lines(fh, args.text, start=start, final=final), budget)
 
 
 def _emit(term: Terminal, line: bytes, budget: list[int | None]) -> bool:
@@ -157,31 +168,67 @@ def _emit(term: Terminal, line: bytes, budget: list[int | None]) -> bool:
 
 
 def _follow(path: Path, needle: bytes, term: Terminal, budget: list[int | None],
-            position: tuple[int, int] | None) -> None:
-    """Read new lines as they are written; a new inode or a shrunk file means it was rotated."""
-    inode, offset = position if position else (None, 0)
-    fh: BinaryIO | None = None
+            fh: BinaryIO | None) -> None:
+    """Read new lines as they are written; a new inode or a shrunk file means it was rotated.
+
+    `fh` is the current file as searched so far (positioned after its last whole line).
+    """
+    inode = os.fstat(fh.fileno()).st_ino if fh is not None else None
+    offset = fh.tell() if fh is not None else 0
     try:
         while True:
             stat = _stat(path)
             if stat is not None and (fh is None or stat.st_ino != inode or stat.st_size < offset):
-                if fh is not None:  # drain what the old file got before it was renamed
-                    for line in matching_lines(fh, needle, start=offset, final=True):
-                        if not _emit(term, line, budget):
+                # Open before deciding: the name may be rotated again between stat and open.
+                fresh = _open(path)
+                if fresh is not None:
+                    now = os.fstat(fresh.fileno())
+                    if fh is not None:  # drain what the old file got before it was renamed
+                        ok = _emit_all(term, matching_lines(fh, needle, start=offset), budget)
+                        fh.close()
+                        if not ok or (now.st_ino != inode and not _emit_between(
+                                path.parent, inode, now.st_ino, needle, term, budget)):
+                            fresh.close()
                             return
-                    fh.close()
-                fh = open(path, "rb")
-                offset = offset if stat.st_ino == inode and stat.st_size >= offset else 0
-                inode = stat.st_ino
+                    offset = offset if now.st_ino == inode and now.st_size >= offset else 0
+                    fh, inode = fresh, now.st_ino
             if fh is not None:
-                for line in matching_lines(fh, needle, start=offset, final=False):
-                    if not _emit(term, line, budget):
-                        return
+                if not _emit_all(term, matching_lines(fh, needle, start=offset, final=False), budget):
+                    return
                 offset = fh.tell()
             wait_or_quit(term, _FOLLOW_INTERVAL)
     finally:
         if fh is not None:
             fh.close()
+
+
+def _open(path: Path) -> BinaryIO | None:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _emit_between(log_dir: Path, old: int | None, new: int, needle: bytes, term: Terminal,
+                  budget: list[int | None]) -> bool:
+    """Files rotated in between two looks (several rotations within one interval), in order.
+
+    When the followed file itself was already deleted (more rotations than backups within one
+    interval), the files in between cannot be told apart and are skipped.
+    """
+    files = [(p, s.st_ino) for p in log_files(log_dir) if (s := _stat(p)) is not None]
+    inodes = [i for _, i in files]
+    if old not in inodes or new not in inodes:
+        return True
+    for p, _ in files[inodes.index(old) + 1:inodes.index(new)]:
+        with open(p, "rb") as fh:
+            if not _emit_all(term, matching_lines(fh, needle), budget):
+                return False
+    return True
+
+
+def _emit_all(term: Terminal, lines: Iterator[bytes], budget: list[int | None]) -> bool:
+    return all(_emit(term, line, budget) for line in lines)
 
 
 def _stat(path: Path) -> os.stat_result | None:
