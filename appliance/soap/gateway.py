@@ -148,7 +148,9 @@ class Gateway:
         if encoding in ("", "identity"):
             return raw
         if encoding in ("gzip", "x-gzip", "deflate"):
-            return _inflate(raw, self._max)
+            body = _inflate(raw, self._max)
+            log.debug("%s request body: %d -> %d bytes", encoding, len(raw), len(body))
+            return body
         raise ValueError(f"unsupported Content-Encoding {encoding!r}")
 
     def _fault(self, environ: dict[str, Any], start_response: StartResponse,

@@ -28,7 +28,7 @@ function plain($value) {
         }
         return is_object($value) ? (object)$out : $out;
     }
-    if (is_string($value) && !mb_check_encoding($value, 'UTF-8')) {
+    if (is_string($value) && !preg_match('//u', $value)) {
         return ['b64' => base64_encode($value)];
     }
     return $value;
