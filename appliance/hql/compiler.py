@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
+from sqlalchemy import Boolean, ColumnElement, and_, func, literal, not_, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.errors import FilterError
@@ -24,6 +27,31 @@ _COLUMNS = {
     "size": "size", "retries": "retries",
 }
 _DOMAIN_COLUMNS = {"from": "sender_domain", "to": "rcpt_domain"}
+
+
+class ci_like(FunctionElement[bool]):  # noqa: N801 - named like SQL functions
+    """Case-insensitive `column LIKE pattern ESCAPE '\\'`: ILIKE on PostgreSQL, plain LIKE on
+    SQLite (already case-insensitive for ASCII, the same as its lower(), and cheaper per row)."""
+
+    type = Boolean()
+    name = "ci_like"
+    inherit_cache = True
+
+
+@compiles(ci_like)
+def _ci_like_default(element: ci_like, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = element.clauses
+    return f"({compiler.process(column.ilike(pattern, escape=LIKE_ESCAPE), **kw)})"
+
+
+@compiles(ci_like, "sqlite")
+def _ci_like_sqlite(element: ci_like, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = element.clauses
+    return f"({compiler.process(column.like(pattern, escape=LIKE_ESCAPE), **kw)})"
+
+
+def _like(column: Any, value: str) -> ColumnElement[bool]:
+    return ci_like(column, literal(like_pattern(value)))
 
 
 def compile_filter(text: str, *, history: bool = False) -> ColumnElement[bool]:
@@ -98,13 +126,11 @@ class _Compiler:
         domain = domain_of_pattern(value)
         if domain is not None:
             return getattr(self.model, _DOMAIN_COLUMNS[c.field]) == domain
-        return column.ilike(like_pattern(value), escape=LIKE_ESCAPE)
+        return _like(column, value)
 
     def _metadata(self, c: Condition) -> ColumnElement[bool]:
         value = str(c.value)
-        match = self.meta.value == value if c.op == "=" else self.meta.value.ilike(
-            like_pattern(value), escape=LIKE_ESCAPE
-        )
+        match = self.meta.value == value if c.op == "=" else _like(self.meta.value, value)
         return (
             select(self.meta.entry_id)
             .where(self.meta.entry_id == self.model.id, self.meta.key == c.key, match)
@@ -115,7 +141,7 @@ class _Compiler:
 
 def _compare(column: Any, op: str, value: object) -> ColumnElement[bool]:
     if op == "~":
-        return column.ilike(like_pattern(str(value)), escape=LIKE_ESCAPE)  # type: ignore[no-any-return]
+        return _like(column, str(value))
     if op == "=":
         return column == value  # type: ignore[no-any-return]
     if op == ">":

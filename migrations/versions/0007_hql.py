@@ -1,0 +1,26 @@
+"""hql: indexes for newest-first domain searches and spool-path lookups
+
+Revision ID: 0007
+Revises: 0001
+"""
+
+from alembic import op
+
+revision = "0007"
+down_revision = "0001"
+branch_labels = ("hql",)
+depends_on = None
+
+
+def upgrade() -> None:
+    for table in ("queue", "history"):
+        op.create_index(f"ix_{table}_rcpt_domain_ts0", table, ["rcpt_domain", "ts0"])
+        op.create_index(f"ix_{table}_sender_domain_ts0", table, ["sender_domain", "ts0"])
+    op.create_index("ix_queue_path", "queue", ["path"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_queue_path", table_name="queue")
+    for table in ("queue", "history"):
+        op.drop_index(f"ix_{table}_sender_domain_ts0", table_name=table)
+        op.drop_index(f"ix_{table}_rcpt_domain_ts0", table_name=table)
