@@ -15,7 +15,7 @@ from appliance.policy.scripted import ScriptedFlow, entry_vars, message_table, s
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TestEnvelope:
+class ScriptTestEnvelope:
     sender: str = ""
     recipients: Sequence[str] = ("test@example.com",)
     client_ip: str = "127.0.0.1"
@@ -27,7 +27,7 @@ class TestEnvelope:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TestLine:
+class ScriptTestLine:
     kind: str  # decision | output | call | error
     text: str
 
@@ -53,10 +53,10 @@ class _RecordingQueue:
 
 
 def run_script_test(
-    *, flow: str, script: str, message: bytes = b"", envelope: TestEnvelope = TestEnvelope(),
+    *, flow: str, script: str, message: bytes = b"", envelope: ScriptTestEnvelope = ScriptTestEnvelope(),
     http: HttpClient | None = None, queue_metric: Callable[[str, str], int] | None = None,
     limits: Limits = Limits(),
-) -> list[TestLine]:
+) -> list[ScriptTestLine]:
     """What the script decided, printed and called, per run (rcpt_to and pre/post-delivery run per
     recipient). stat()/rate() go to fresh in-memory counters; mail() and set_metadata() are only
     recorded; http() is real (`http`) so that lookups can be tried."""
@@ -71,23 +71,23 @@ def run_script_test(
     except ScriptError as exc:
         raise InvalidInput(str(exc)) from exc
     if flow not in scripted.handlers:
-        return [TestLine(kind="decision", text=f"no {flow} handler: default")]
-    lines: list[TestLine] = []
+        return [ScriptTestLine(kind="decision", text=f"no {flow} handler: default")]
+    lines: list[ScriptTestLine] = []
     for args in _runs(flow, message, envelope):
         ctx = RunContext(flow=flow, label="[scriptTest]", queueid=0)
         try:
             result = to_verdict(flow, scripted.run(flow, ctx, *args, extra_memory=4 * len(message)))
-            decided = TestLine(kind="decision", text=_verdict_text(result))
+            decided = ScriptTestLine(kind="decision", text=_verdict_text(result))
         except ScriptError as exc:
-            decided = TestLine(kind="error", text=str(exc))
-        lines += [TestLine(kind="output", text=t) for t in ctx.output]
-        lines += [TestLine(kind="call", text=t) for t in ctx.calls]
+            decided = ScriptTestLine(kind="error", text=str(exc))
+        lines += [ScriptTestLine(kind="output", text=t) for t in ctx.output]
+        lines += [ScriptTestLine(kind="call", text=t) for t in ctx.calls]
         lines += _changes(ctx)
         lines.append(decided)
     return lines
 
 
-def _runs(flow: str, message: bytes, env: TestEnvelope) -> list[tuple[Any, ...]]:
+def _runs(flow: str, message: bytes, env: ScriptTestEnvelope) -> list[tuple[Any, ...]]:
     session = SessionInfo(listener=env.listener, client_ip=env.client_ip, helo=env.helo, sasl=env.sasl,
                           authenticated=bool(env.sasl), sender=env.sender)
     if flow == "connect":
@@ -114,9 +114,9 @@ def _runs(flow: str, message: bytes, env: TestEnvelope) -> list[tuple[Any, ...]]
     return [(entry_vars(e), dataclasses.asdict(outcome)) for e in entries]
 
 
-def _changes(ctx: RunContext) -> list[TestLine]:
-    lines = [TestLine(kind="call", text=f"add_header({n!r}, {v!r})") for n, v in ctx.add_headers]
-    return lines + [TestLine(kind="call", text=f"remove_header({n!r})") for n in ctx.remove_headers]
+def _changes(ctx: RunContext) -> list[ScriptTestLine]:
+    lines = [ScriptTestLine(kind="call", text=f"add_header({n!r}, {v!r})") for n, v in ctx.add_headers]
+    return lines + [ScriptTestLine(kind="call", text=f"remove_header({n!r})") for n in ctx.remove_headers]
 
 
 def _verdict_text(verdict: Any) -> str:
