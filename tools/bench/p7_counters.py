@@ -1,0 +1,137 @@
+"""P7: cost of stat() and rate() calls (ns per call, calls per second; medians of runs).
+
+    python tools/bench/p7_counters.py [--runs 5] [--calls 200000]
+
+References measured in the same run: an empty Python call, a bare dict increment, and stat()
+written through to the store per call (what batching avoids). Writes tools/bench/results/p7_counters.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from appliance.db.engine import Store  # noqa: E402
+from appliance.db.schema import upgrade  # noqa: E402
+from appliance.stats.counters import Counters, add_counts  # noqa: E402
+from appliance.stats.rates import Rates  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "p7_counters.json"
+
+
+def per_call(run: Callable[[int], None], calls: int, runs: int) -> float:
+    """Median ns per call over `runs` runs of `calls` calls."""
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter_ns()
+        run(calls)
+        samples.append((time.perf_counter_ns() - t) / calls)
+    return statistics.median(samples)
+
+
+def loop(fn: Callable[..., object], *args: object) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            fn(*args)
+    return run
+
+
+def threaded(fn: Callable[..., object], threads: int, *args: object) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        ts = [threading.Thread(target=loop(fn, *args), args=(n // threads,)) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    return run
+
+
+def lua_loop(stat: Callable[..., None]) -> Callable[[int], None] | None:
+    try:
+        from lupa import LuaRuntime
+    except ImportError:
+        return None
+    body = LuaRuntime().eval("function(stat, n) for i = 1, n do stat('mail:spam', 'inbound', 'example.com') end end")
+    return lambda n: body(stat, n)
+
+
+def measure(calls: int, runs: int, store: Store) -> dict[str, float]:
+    counters = Counters()
+    d: dict[tuple[str, str, str], int] = {}
+    key = ("mail:spam", "inbound", "example.com")
+
+    def bare(k1: str, k2: str, k3: str) -> None:
+        d[(k1, k2, k3)] = d.get((k1, k2, k3), 0) + 1
+
+    def write_through(k1: str, k2: str, k3: str) -> None:
+        with store.transaction() as s:
+            add_counts(s, {(k1, k2, k3): 1}, now=time.time())
+
+    rates = Rates(store, cache_ttl=3600)
+    rates.rate("bench", "full", 1, 3600)  # window full: later calls take the memory path
+    allow_n = iter(range(10**9))
+    out = {
+        "empty call (reference)": per_call(loop(lambda *a: None, *key), calls, runs),
+        "dict increment (reference)": per_call(loop(bare, *key), calls, runs),
+        "stat() 1 thread": per_call(loop(counters.stat, *key), calls, runs),
+        "stat() 4 threads": per_call(threaded(counters.stat, 4, *key), calls, runs),
+        "stat() write-through per call (reference)": per_call(loop(write_through, *key), max(200, calls // 500), runs),
+        "rate() refused, memory path": per_call(loop(rates.rate, "bench", "full", 1, 3600), calls, runs),
+        "rate() counted, store path": per_call(
+            lambda n: [rates.rate("bench", f"e{next(allow_n)}", 100, 3600) for _ in range(n)],
+            max(200, calls // 500), runs),
+    }
+    lua = lua_loop(counters.stat)
+    if lua is not None:
+        out["stat() from Lua (lupa)"] = per_call(lua, calls, runs)
+    flush = []
+    for _ in range(runs):
+        for i in range(1000):
+            counters.stat("bench:flush", str(i))
+        t = time.perf_counter_ns()
+        with store.transaction() as s:
+            counters.flush(s, now=time.time())
+        flush.append((time.perf_counter_ns() - t) / 1e6)
+    out["flush of 1000 keys (ms, not ns)"] = statistics.median(flush)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=200_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/bench.db")
+        upgrade(store.engine)
+        try:
+            figures = measure(args.calls, args.runs, store)
+        finally:
+            store.dispose()
+    stat_ns = figures["stat() 1 thread"]
+    print(f"{'what':45} {'ns/call':>12} {'calls/s':>14} {'vs stat()':>10}")
+    for what, ns in figures.items():
+        if what.startswith("flush"):
+            print(f"{what:45} {ns:>12.2f} {'':>14} {'':>10}")
+            continue
+        print(f"{what:45} {ns:>12.0f} {1e9 / ns:>14,.0f} {ns / stat_ns:>9.2f}x")
+    verdict = "PASS" if stat_ns < 2000 else "FAIL"
+    print(f"P7 target: stat() under 2 us on the hot path -> {stat_ns / 1000:.2f} us: {verdict}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"runs": args.runs, "calls": args.calls, "median_ns_per_call": figures,
+                                   "target_ns": 2000, "verdict": verdict}, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
