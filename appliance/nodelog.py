@@ -17,6 +17,7 @@ import re
 import socket
 import traceback
 from pathlib import Path
+from typing import Any
 
 LOG_NAME = "appliance.log"
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
@@ -124,3 +125,8 @@ class NodeLog:
         if self._previous_level is not None:
             self.logger.setLevel(self._previous_level)
             self._previous_level = None
+
+
+def component(node: Any) -> NodeLog:
+    """The node's log under `<data_dir>/log/`; first to start, last to stop."""
+    return NodeLog(node.settings.log_dir, hostname=node.config.node.hostname)

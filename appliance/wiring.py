@@ -31,11 +31,13 @@ log = logging.getLogger(__name__)
 # Each entry names a factory `f(node: Node) -> Component`, imported only when the node starts.
 # To plug in a part, add ONE line here (order = start order; stop runs in reverse).
 COMPONENT_FACTORIES: tuple[str, ...] = (
+    "appliance.nodelog:component",  # first to start, last to stop: every other part logs to it
     "appliance.config.component:component",  # first: the others read node.config when built
     "appliance.stats.component:component",  # before policy/commands/SOAP: sets node.stats
     "appliance.policy.component:component",  # sets node.flow from the config's scripts
     "appliance.smtp.server:component",
     "appliance.wiring:delivery_component",
+    "appliance.commands.component:component",  # after stats (statd's sampler); sets node.commands
     "appliance.soap.server:component",
 )
 

@@ -82,6 +82,9 @@ class CommandSpec:
     description: str
     parse: Callable[[Sequence[str]], Any]
     run: Body
+    # What the parsed arguments name, for users restricted to some messages: ("path", spool
+    # path) or ("msgid", text). None: the command names no message.
+    names: Callable[[Any], list[tuple[str, str]]] | None = None
 
 
 class ArgvParser(argparse.ArgumentParser):

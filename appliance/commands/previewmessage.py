@@ -139,6 +139,10 @@ def run(ctx: CommandContext, args: Args, term: Terminal) -> None:
         term.write(line)
 
 
+def names(args: Args) -> list[tuple[str, str]]:
+    return [("path", p) for p in (args.msgpath, args.deltapath) if p is not None]
+
+
 SPEC = CommandSpec(
     name="previewmessage",
     usage="previewmessage [-t] MSGPATH MARK [DELTAPATH]",
@@ -146,4 +150,5 @@ SPEC = CommandSpec(
     "spool message; -t prefers the text body; DELTAPATH: a spool file of header changes to apply",
     parse=parse,
     run=run,
+    names=names,
 )

@@ -238,6 +238,10 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
+def names(args: Args) -> list[tuple[str, str]]:
+    return [("msgid", args.text.decode())]
+
+
 SPEC = CommandSpec(
     name="searchlog",
     usage="searchlog [-a TIME] [-f] [-n MAX] -- TEXT",
@@ -245,4 +249,5 @@ SPEC = CommandSpec(
     "seconds or ISO 8601) on, -n at most MAX lines, -f keep following new lines (push q to end)",
     parse=parse,
     run=run,
+    names=names,
 )

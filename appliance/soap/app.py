@@ -31,6 +31,7 @@ SERVICES: tuple[str, ...] = (
     "appliance.soap.services.stats:StatsService",
     "appliance.soap.services.config:ConfigService",
     "appliance.soap.services.cluster:ClusterService",
+    "appliance.soap.services.commands:CommandService",
 )
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.
