@@ -12,6 +12,7 @@ from appliance.queue.store import claim, enqueue, record_delivered
 from appliance.stats import rrd
 from appliance.stats.counters import Counters
 from appliance.stats.flusher import StatsFlusher
+from appliance.stats.rates import Rates
 from appliance.stats.sources import CounterGraph, Probe
 from appliance.stats.updater import GraphUpdater
 from appliance.types import Envelope, NewMessage
@@ -35,15 +36,19 @@ def _sum(path: Path, ds: str, start: int, end: int) -> float:
 
 
 def test_actions_and_config_counters_become_graphs(store: Store, tmp_path: Path) -> None:
-    clock = [float(T0)]
+    clock = [float(T0 - 10)]
     counters = Counters()
     flusher = StatsFlusher(store, counters, clock=lambda: clock[0])
     probe = Probe(store=store, proc=fake_proc(tmp_path / "proc", user=1, rx=1),
-                  counter_graphs=(CounterGraph(name="spam", key1="spam:%"),))
+                  counter_graphs=(CounterGraph(name="spam", key1="spam:%"), CounterGraph(name="out", rate_ns="outbound")))
     updater = GraphUpdater(tmp_path / "rrd", probe, interval=60, step=60, clock=lambda: clock[0])
 
     _deliver(store, "a@d.example", "b@d.example")
     counters.stat("spam:hit", "x", n=3)
+    rates = Rates(store, clock=lambda: clock[0])
+    assert [rates.rate("outbound", e, 5, 3600) for e in ("u1", "u1", "u2")] == [True, True, True]
+    rates.rate("outbound", "u3", 1, 10)  # leaves its window before the first update below
+    clock[0] += 10
     flusher.flush_once()
     assert updater.update_once() >= 6
     clock[0] += 60
@@ -62,6 +67,8 @@ def test_actions_and_config_counters_become_graphs(store: Store, tmp_path: Path)
     assert _sum(rrd_dir / "mail-stat-in-d.example.rrd", "bounce", T0 - 120, end) == 0.0
     assert _sum(rrd_dir / "delivery.rrd", "deliver", T0 - 120, end) == 3.0
     assert _sum(rrd_dir / "stat-spam.rrd", "count", T0 - 120, end) == 5.0
+    (_, _, _), _, rows = rrdtool.fetch(str(rrd_dir / "rate-out.rrd"), "AVERAGE", "-r", "60", "-s", str(T0 - 60), "-e", str(T0))
+    assert rows[-1] == (3.0,)  # live hits in the namespace's windows
 
     raw = rrd.graph_file(rrd_dir, "stat-spam")
     assert raw == (rrd_dir / "stat-spam.rrd").read_bytes() and raw[:3] == b"RRD"
