@@ -103,6 +103,8 @@ class Gateway:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_CONTENT_ENCODING", None)
+        if not environ.get("CONTENT_TYPE"):
+            environ["CONTENT_TYPE"] = "text/xml; charset=utf-8"  # Spyne insists on one
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

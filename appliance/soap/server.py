@@ -58,7 +58,8 @@ class SoapServer:
         context.users_changed = self.authenticator.forget
         self.app = build_application(node=context, services=services)
         self.gateway = Gateway(
-            WsgiApplication(self.app), authenticator=self.authenticator, wsdl=b"",
+            WsgiApplication(self.app, max_content_length=max_request_bytes),
+            authenticator=self.authenticator, wsdl=b"",
             page=operations_page(self.app), max_request_bytes=max_request_bytes,
         )
         self._server = wsgi.Server((listen.host, listen.port), self.gateway, numthreads=threads,
