@@ -61,7 +61,10 @@ def load(data: bytes) -> email.message.EmailMessage:
 def apply_delta(msg: email.message.EmailMessage, delta: bytes) -> None:
     """Replace, add or remove header fields as the delta's header block says."""
     changes = load(delta)  # only its header block matters
-    for name in dict.fromkeys(k.lower() for k in changes.keys()):
+    names: dict[str, str] = {}
+    for key in changes.keys():
+        names.setdefault(key.lower(), key)  # in order; the first spelling wins
+    for name in names.values():
         values = [v for v in changes.get_all(name, []) if str(v).strip()]
         del msg[name]
         for value in values:

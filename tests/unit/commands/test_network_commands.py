@@ -1,0 +1,121 @@
+"""dnslookup (a fake zone behind the resolver protocol), smtpping argv, statd."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.name
+import dns.resolver
+import dns.rrset
+import pytest
+
+from appliance.commands import dnslookup, smtpping, statd
+from appliance.commands.base import CommandContext
+from appliance.errors import InvalidInput
+from tests.unit.commands.conftest import Run, finish, poll_until
+
+
+class Answer:
+    def __init__(self, rrset: dns.rrset.RRset) -> None:
+        self.rrset = rrset
+
+
+class FakeResolver:
+    """A zone in memory behind the same `resolve` dnspython's Resolver has."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]]) -> None:
+        self.records = records
+        self.asked: list[tuple[str, str]] = []
+
+    def resolve(self, qname: str, rdtype: str, *, lifetime: float | None = None) -> Answer:
+        name = qname.rstrip(".").lower()
+        self.asked.append((name, rdtype))
+        if name == "slow.example":
+            raise dns.resolver.LifetimeTimeout(timeout=lifetime or 0, errors=[])
+        if not any(n == name for n, _ in self.records):
+            raise dns.resolver.NXDOMAIN(qnames=[dns.name.from_text(name)])
+        values = self.records.get((name, rdtype))
+        if not values:
+            raise dns.resolver.NoAnswer()
+        return Answer(dns.rrset.from_text(name + ".", 300, "IN", rdtype, *values))
+
+
+ZONE = {
+    ("example.org", "MX"): ["10 mx1.example.org.", "20 mx2.example.org."],
+    ("example.org", "A"): ["192.0.2.10"],
+    ("10.2.0.192.in-addr.arpa", "PTR"): ["mail.example.org."],
+}
+
+
+def test_dnslookup_answers_and_errors(run: Run, tmp_path: Path) -> None:
+    resolver = FakeResolver(ZONE)
+    ctx = CommandContext(log_dir=tmp_path, resolver=resolver)
+    out = run(ctx, ["dnslookup", "example.org", "mx"]).splitlines()
+    assert out[:2] == ["example.org.\t300\tIN\tMX\t10 mx1.example.org.",
+                       "example.org.\t300\tIN\tMX\t20 mx2.example.org."]
+    assert out[2].startswith(";; MX example.org: ")
+    assert run(ctx, ["dnslookup", "example.org"]).startswith("example.org.\t300\tIN\tA\t192.0.2.10\n")
+    assert "mail.example.org." in run(ctx, ["dnslookup", "192.0.2.10"])
+    assert resolver.asked[-1] == ("10.2.0.192.in-addr.arpa", "PTR")
+    assert run(ctx, ["dnslookup", "nope.example"]).startswith("nope.example: no such domain (NXDOMAIN)")
+    assert run(ctx, ["dnslookup", "example.org", "TXT"]).startswith("example.org: no TXT records")
+    assert "no answer within 10 s" in run(ctx, ["dnslookup", "slow.example"])
+    assert run(CommandContext(log_dir=tmp_path), ["dnslookup", "example.org"]) == \
+        "dnslookup: this node has no resolver configured\n"
+
+
+def test_dnslookup_bad_argv() -> None:
+    for argv in ([], ["a..b"], ["-bad.example"], ["example.org", "ANY"], ["x" * 64 + ".org"],
+                 ["example.org", "A", "extra"], ["exa mple.org"]):
+        with pytest.raises(InvalidInput, match="dnslookup"):
+            dnslookup.parse(argv)
+
+
+def test_smtpping_argv() -> None:
+    assert smtpping.parse(["mx.example.org"]) == smtpping.Args("mx.example.org", 25)
+    assert smtpping.parse(["[::1]:2525"]) == smtpping.Args("::1", 2525)
+    assert smtpping.parse(["::1"]) == smtpping.Args("::1", 25)
+    for argv in ([], ["a b"], ["host:99999"], ["host:0"], ["host:x"], ["; rm -rf /"], ["a", "b"]):
+        with pytest.raises(InvalidInput, match="smtpping"):
+            smtpping.parse(argv)
+
+
+def counting_sampler(graph: str, *, clock: Callable[[], float], sleep: Callable[[float], None]) -> Iterator[str]:
+    """Stands in for the stats sampler: paces itself with the given sleep like the real one."""
+    n = 0
+    while True:
+        sleep(0.02)
+        n += 1
+        yield f"{int(clock())} {graph} n={n}"
+
+
+def test_statd_streams_until_q_or_stop(run: Run, tmp_path: Path) -> None:
+    runner = run.runner(CommandContext(log_dir=tmp_path, sampler=counting_sampler))
+    cid = runner.run("admin", ["statd", "-g", "queue"])
+    poll_until(runner, "admin", cid, b"queue n=3\n")
+    runner.push("admin", cid, b"q")
+    out, fault = finish(runner, "admin", cid)
+    assert "exit 0" in fault
+    cid = runner.run("admin", ["statd", "-g", "queue"])
+    poll_until(runner, "admin", cid, b"queue n=2\n")
+    runner.end("admin", cid)
+    assert "stopped" in finish(runner, "admin", cid)[1]
+    for argv in ([], ["-g"], ["-g", "a b"], ["queue"]):
+        with pytest.raises(InvalidInput, match="statd"):
+            statd.parse(argv)
+
+
+def test_statd_with_the_real_sampler(run: Run, tmp_path: Path) -> None:
+    from appliance.stats.sampler import Sampler
+    from appliance.stats.sources import Probe
+
+    runner = run.runner(CommandContext(log_dir=tmp_path, sampler=Sampler(Probe())))
+    cid = runner.run("admin", ["statd", "-g", "load"])
+    out = poll_until(runner, "admin", cid, b"\n", timeout=5)
+    assert "load1=" in out.decode()
+    runner.end("admin", cid)
+    finish(runner, "admin", cid)
+    out = run(CommandContext(log_dir=tmp_path, sampler=Sampler(Probe())), ["statd", "-g", "nosuch"])
+    assert out == "statd: no graph 'nosuch'\n"
