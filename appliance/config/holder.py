@@ -39,6 +39,7 @@ class ConfigHolder:
         self._subscribers: list[Subscriber] = []
         self._lock = threading.RLock()
         self.problem = ""  # why the newest offered revision is not running ("" = it is)
+        self._refused: tuple[int, str] | None = None
 
     @property
     def running(self) -> Running:
@@ -58,9 +59,12 @@ class ConfigHolder:
             old = self._running
             if revision == old.revision and text == old.text:
                 return True
+            if self._refused == (revision, text):
+                return False  # tried already; a new revision or override brings a new attempt
             try:
                 new = parse(text)
             except ConfigError as exc:
+                self._refused = (revision, text)
                 return self._refuse(revision, str(exc))
             applied: list[Subscriber] = []
             for subscriber in self._subscribers:
@@ -70,10 +74,12 @@ class ConfigHolder:
                     log.exception("applying config revision %d failed in %s", revision,
                                   type(subscriber).__name__)
                     self._undo(applied, new, old.config)
+                    self._refused = (revision, text)
                     return self._refuse(revision, f"{type(subscriber).__name__}: {exc}")
                 applied.append(subscriber)
             self._running = Running(revision=revision, text=text, config=new)
             self.problem = ""
+            self._refused = None
             log.info("config revision %d applied (was %d)", revision, old.revision)
             return True
 

@@ -2,7 +2,8 @@
 
 Keys prefixed `local:` (e.g. `local:listeners.inbound.port`) are this node's overrides: they
 are stored per node next to the shared revisions and written over the shared text when the
-node applies it; they do not create revisions.
+node applies it; they do not create revisions. Setting a `local:` key to the empty value
+removes that override.
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ class ConfigService:
     def key_set(self, key: str, value: str, *, comment: str = "", author: str) -> int:
         """Set a key: a new revision, or for `local:` keys this node's override."""
         with self.router.config_store().transaction() as session:
-            if key.startswith(LOCAL_PREFIX):
+            if key.startswith(LOCAL_PREFIX) and value == "":
+                overrides.override_delete(session, serial=self.serial,
+                                          key=key.removeprefix(LOCAL_PREFIX))
+                revision = revisions.current_revision(session) or 0
+            elif key.startswith(LOCAL_PREFIX):
                 base = revisions.text_get(session)
                 overrides.override_set(session, serial=self.serial, author=author, clock=self._clock,
                                        key=key.removeprefix(LOCAL_PREFIX), value=value, base_text=base)
