@@ -57,6 +57,9 @@ class ApplianceApplication(Application):  # type: ignore[misc]
             in_protocol=Soap11(validator="soft"), out_protocol=Soap11(),
         )
         self.node = node
+        # What a WSGI server sets when it wraps the app; set here so the exported WSDL (no
+        # server) says the same as the served one.
+        self.transport = "http://schemas.xmlsoap.org/soap/http"
 
     def call_wrapper(self, ctx: Any) -> Any:
         operation = ctx.descriptor.name
