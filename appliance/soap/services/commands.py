@@ -13,7 +13,7 @@ from appliance.access.levels import spool_path_visible
 from appliance.commands.base import CommandSpec
 from appliance.commands.runner import Runner
 from appliance.commands.scope import message_id, msgid_visible
-from appliance.errors import Forbidden, InvalidInput
+from appliance.errors import ApplianceError, Forbidden, InvalidInput
 from appliance.soap.app import MUTATING
 from appliance.soap.calls import Call, Done
 from appliance.soap.wire import TNS, items
@@ -37,11 +37,16 @@ class CommandService(ServiceBase):  # type: ignore[misc]
     def commandRun(ctx: Any, argv: Sequence[Any] | None, cols: int | None, rows: int | None) -> str:
         call: Call = ctx.udc
         words = _argv(argv)
+        arguments = {"argv": words, "cols": cols, "rows": rows}
         runner = _runner(call)
-        spec, args = runner.catalog.parse(words)
-        if not call.level.allows_command(words):
-            raise Forbidden(f"access denied: this user may not run {' '.join(words)[:200]!r}")
-        _check_names(call, spec, args)
+        try:
+            spec, args = runner.catalog.parse(words)
+            if not call.level.allows_command(words):
+                raise Forbidden(f"access denied: this user may not run {' '.join(words)[:200]!r}")
+            _check_names(call, spec, args)
+        except ApplianceError as exc:
+            call.audit_failure(arguments, exc)  # refused command lines are on record too
+            raise
         started: list[str] = []
 
         def body(session: Session) -> Done[str]:
@@ -49,7 +54,7 @@ class CommandService(ServiceBase):  # type: ignore[misc]
             return Done(value=started[0])
 
         try:
-            return call.mutate({"argv": words, "cols": cols, "rows": rows}, body)
+            return call.mutate(arguments, body)
         except Exception:
             for cid in started:  # not audited, so not run
                 runner.end(call.principal.user, cid)
