@@ -13,7 +13,7 @@ from appliance.cluster.dsn import redacted, to_url
 from appliance.cluster.membership import Membership
 from appliance.cluster.registry import NodeStatus
 from appliance.cluster.shared import StoreRouter
-from appliance.config import revisions
+from appliance.config import overrides, revisions
 from appliance.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,11 @@ class ClusterService:
     def leave(self) -> int:
         """Leave the cluster, keeping its newest config as a new local revision (its id)."""
         member = self._member()
+        text = self._shared_text(member)
         with self.router.local.transaction() as session:
-            good = local_state.last_good(session)
-            text = good.text if good is not None else revisions.text_get(session)
+            if text is None:
+                good = local_state.last_good(session)
+                text = good.text if good is not None else revisions.text_get(session)
             revision = revisions.text_set(session, text=text, author=f"node {self.serial}",
                                           comment="left the cluster", clock=self._clock)
             local_state.set_membership(session, None)
@@ -88,6 +90,17 @@ class ClusterService:
             log.warning("left the cluster but could not unregister from the shared store: %s", exc)
         self._on_change()
         return revision
+
+    def _shared_text(self, member: Membership) -> str | None:
+        """The cluster's newest text with this node's overrides, None if unreachable."""
+        try:
+            with self.router.shared(member.dsn).transaction(read_only=True) as session:
+                text = revisions.text_get(session)
+                own = overrides.overrides_of(session, self.serial)
+            return overrides.effective_text(text, own)
+        except Exception as exc:
+            log.warning("leaving without the shared store (%s): keeping the last good config", exc)
+            return None
 
     def node_list(self) -> list[NodeStatus]:
         member = self.router.membership()
