@@ -74,3 +74,28 @@ def _accepts(port: int) -> bool:
             return client.noop()[0] == 250
     except OSError:
         return False
+
+
+def test_changes_are_audited_and_access_checked(node: RunningNode) -> None:
+    import sqlite3
+
+    import requests
+    from zeep import Client
+    from zeep.transports import Transport
+
+    added = node.cli("user", "add", "viewer", "--role", "readonly", "--password-stdin",
+                     input_text="viewer-pass\n")
+    assert added.returncode == 0, added.stderr
+    session = requests.Session()
+    session.auth = ("viewer", "viewer-pass")
+    viewer = Client(node.soap_url + "?wsdl", transport=Transport(session=session)).service
+    assert "[queue]" in viewer.configTextGet()
+    with pytest.raises(Fault):
+        viewer.configKeySet(key="queue.workers", value="3", comment="not allowed")
+    soap(node).configKeySet(key="queue.workers", value="3", comment="allowed")
+    with sqlite3.connect(node.data_dir / "appliance.db") as db:
+        rows = db.execute("SELECT username, operation, outcome FROM audit "
+                          "WHERE operation = 'configKeySet' ORDER BY id").fetchall()
+    assert rows[0][:2] == ("viewer", "configKeySet") and rows[0][2].startswith("fault")
+    assert rows[-1] == ("admin", "configKeySet", "ok")
+    assert soap(node).configKeyGet(key="queue.workers") == "3"
