@@ -50,10 +50,15 @@ class CommandApi(Api):
         return result
 
 
+def argv_bytes(*words: str) -> dict[str, list[bytes]]:
+    """commandRun's argv as zeep takes it: an array of base64Binary `<item>`s."""
+    return {"item": [w.encode() for w in words]}
+
+
 def run_to_end(client: zeep.Client, argv: list[str], *, timeout: float = 20.0,
                cols: int = 80, rows: int = 24) -> tuple[bytes, str]:
     """commandRun, then commandPoll until the end-fault; (output, faultstring)."""
-    cid = client.service.commandRun({"item": [a.encode() for a in argv]}, cols, rows)
+    cid = client.service.commandRun(argv_bytes(*argv), cols, rows)
     return poll_to_end(client, cid, timeout=timeout)
 
 
