@@ -51,6 +51,7 @@ class SoapServer:
         if listen.scheme == "https" and tls_files is None:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
+        no_forced_gc()
         self.context = context
         self.listen = listen
         self._public_url = public_url
@@ -97,6 +98,15 @@ class SoapServer:
         self._server.stop()
         self._thread.join(timeout=10)
         self._thread = None
+
+
+def no_forced_gc() -> None:
+    """Spyne forces a full gc.collect() after a request at most once a second; with a large
+    heap that stalls every server thread for tens of milliseconds (P5). The interpreter's own
+    generational collector still runs, and the gateway closes request bodies itself."""
+    import spyne.const
+
+    spyne.const.MIN_GC_INTERVAL = float("inf")
 
 
 def quiet_spyne_logging() -> None:

@@ -1,0 +1,220 @@
+"""P5 — SOAP overhead: requests per second for `getSerial` and a 100-item `mailQueue` with 16
+concurrent clients, against the full appliance endpoint (gateway, Basic auth, access check,
+audit-ready call context) and against a bare Spyne service on the same cheroot WSGI server that
+answers the same two operations with the same query and wire types, but nothing else.
+
+    python tools/bench/p5_soap.py [--clients 16] [--seconds 3] [--runs 3]
+
+Each server runs in its own process; the clients are threads of this process with keep-alive
+connections. Medians of the runs; ratio = appliance / bare. JSON: tools/bench/results/p5_soap.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+ENVELOPE = ('<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" xmlns:t="urn:halon">'
+            "<e:Body>{}</e:Body></e:Envelope>")
+CALLS = {
+    "getSerial": ENVELOPE.format("<t:getSerial/>"),
+    "mailQueue100": ENVELOPE.format("<t:mailQueue><t:filter></t:filter><t:offset>0</t:offset>"
+                                    "<t:limit>100</t:limit></t:mailQueue>"),
+}
+PASSWORD = "bench-password"
+
+
+def seed(db: Path, spool_dir: Path, entries: int) -> None:
+    from appliance.access.users import add_user
+    from appliance.db.engine import Store
+    from appliance.db.schema import upgrade
+    from appliance.queue import store as q
+    from appliance.queue.spool import Spool
+    from appliance.types import Envelope, NewMessage, QueueState
+
+    store = Store(f"sqlite:///{db}")
+    upgrade(store.engine)
+    spool = Spool(spool_dir)
+    with store.transaction() as session:
+        add_user(session, "admin", PASSWORD, role="admin")
+        for i in range(entries):
+            msgid = str(uuid.uuid4())
+            path = spool.write(msgid, b"Subject: bench\r\n\r\nbody\r\n")
+            q.enqueue(session, NewMessage(
+                msgid=msgid, envelope=Envelope(sender=f"s{i}@bench.example",
+                                               recipients=(f"r{i}@bench.example",)),
+                path=path, size=24, subject=f"bench message {i}", received=time.time(),
+                state=QueueState.HOLD, metadata={"n": str(i)}), now=time.time())
+    store.dispose()
+
+
+def serve(kind: str, db: Path, spool_dir: Path, port_file: Path) -> None:
+    """Run one server until killed; write its port to `port_file`."""
+    import logging
+
+    from appliance.db.engine import Store
+    from appliance.queue.spool import Spool
+    from appliance.soap.calls import NodeContext
+    from appliance.soap.server import Listen, SoapServer
+
+    logging.basicConfig(level=logging.WARNING)
+    store = Store(f"sqlite:///{db}")
+    spool = Spool(spool_dir)
+    if kind == "appliance":
+        server = SoapServer(NodeContext(store=store, spool=spool, serial="BENCH"),
+                            Listen.parse("http://127.0.0.1:0"), threads=16)
+        server.start()
+        port = server.port
+    else:
+        port = _serve_bare(store)
+    port_file.write_text(str(port))
+    threading.Event().wait()
+
+
+def _serve_bare(store: Any) -> int:
+    from cheroot import wsgi
+    from spyne import Application, Long, ServiceBase, Unicode, rpc
+    from spyne.protocol.soap import Soap11
+    from spyne.server.wsgi import WsgiApplication
+
+    from appliance.queue import query
+    from appliance.queue import store as q
+    from appliance.soap.convert import queue_item
+    from appliance.soap.wire import TNS, QueueItems, SearchOptions
+
+    class Bare(ServiceBase):  # type: ignore[misc]
+        @rpc(_returns=Unicode, _out_variable_name="result")
+        def getSerial(ctx: Any) -> str:
+            return "BENCH"
+
+        @rpc(Unicode, Long, Long, SearchOptions, _in_arg_names={"filter_": "filter"},
+             _returns=(QueueItems, Long), _out_variable_names=("result", "totalhits"))
+        def mailQueue(ctx: Any, filter_: Any, offset: int, limit: int, options: Any) -> Any:
+            with store.transaction(read_only=True) as session:
+                rows, total = query.search(session, filter_ or "", offset=offset, limit=limit)
+                meta = q.metadata_of(session, [r.id for r in rows])
+            return [queue_item(r, meta.get(r.id, {}), "BENCH") for r in rows], total
+
+    app = Application([Bare], tns=TNS, in_protocol=Soap11(validator="soft"),
+                      out_protocol=Soap11())
+    server = wsgi.Server(("127.0.0.1", 0), WsgiApplication(app), numthreads=16,
+                         request_queue_size=256)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    return int(server.bind_addr[1])
+
+
+def load(port: int, body: str, *, clients: int, seconds: float) -> float:
+    """Requests per second from `clients` keep-alive connections for `seconds`."""
+    payload = body.encode()
+    headers = {"Content-Type": "text/xml; charset=utf-8",
+               "Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
+    counts = [0] * clients
+    errors: list[str] = []
+    deadline = time.monotonic() + seconds
+    start = threading.Barrier(clients + 1)
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start.wait()
+        while time.monotonic() < deadline:
+            conn.request("POST", "/remote/", payload, headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(str(response.status))
+                return
+            counts[i] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.monotonic()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"requests failed: {errors[:3]}")
+    return sum(counts) / (time.monotonic() - began)
+
+
+def start_server(kind: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = work / f"{kind}.port"
+    port_file.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--work", str(work)])
+    deadline = time.monotonic() + 60
+    while not port_file.exists() or not port_file.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{kind} server did not start")
+        time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--serve", choices=("appliance", "bare"))
+    parser.add_argument("--work", type=Path)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.work / "store.db", args.work / "spool", args.work / f"{args.serve}.port")
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="p5-"))
+    seed(work / "store.db", work / "spool", 150)
+    servers = {kind: start_server(kind, work) for kind in ("appliance", "bare")}
+    results: dict[str, dict[str, list[float]]] = {c: {"appliance": [], "bare": []} for c in CALLS}
+    try:
+        for name, body in CALLS.items():
+            for kind, (_, port) in servers.items():
+                load(port, body, clients=args.clients, seconds=0.5)  # warm up (auth cache, pools)
+            for _ in range(args.runs):
+                for kind, (_, port) in servers.items():
+                    results[name][kind].append(load(port, body, clients=args.clients,
+                                                    seconds=args.seconds))
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    report(results, args)
+    return 0
+
+
+def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
+    summary = {}
+    print(f"P5 SOAP overhead, {args.clients} clients, {args.runs} runs of {args.seconds:g}s "
+          f"(requests/s, median)")
+    print(f"{'call':<14}{'appliance':>12}{'bare spyne':>12}{'ratio':>8}")
+    for name, by_kind in results.items():
+        ours, bare = statistics.median(by_kind["appliance"]), statistics.median(by_kind["bare"])
+        summary[name] = {"appliance_rps": round(ours, 1), "bare_rps": round(bare, 1),
+                         "ratio": round(ours / bare, 3), "runs": by_kind}
+        print(f"{name:<14}{ours:>12.1f}{bare:>12.1f}{ours / bare:>8.2f}")
+    out = REPO / "tools" / "bench" / "results" / "p5_soap.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "P5", "clients": args.clients,
+                               "seconds": args.seconds, "machine": platform.node(),
+                               "python": platform.python_version(), "results": summary},
+                              indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
