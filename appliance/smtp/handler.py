@@ -124,10 +124,10 @@ class Handler:
         else:
             raw = _b64(args[1])
             if raw is None:
-                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+                return AuthResult(success=False, handled=False, message=replies.AUTH_BAD_BASE64)
         parts = raw.split(b"\x00")
         if len(parts) != 3:  # authzid NUL authcid NUL passwd (RFC 4616 §2)
-            return AuthResult(success=False, message=replies.AUTH_MALFORMED)
+            return AuthResult(success=False, handled=False, message=replies.AUTH_MALFORMED)
         return await self._login(server, parts[1], parts[2])
 
     async def auth_LOGIN(self, server: Protocol, args: list[str]) -> AuthResult:
@@ -136,7 +136,7 @@ class Handler:
         else:
             login = _b64(args[1])
             if login is None:
-                return AuthResult(success=False, message=replies.AUTH_BAD_BASE64)
+                return AuthResult(success=False, handled=False, message=replies.AUTH_BAD_BASE64)
         if not isinstance(login, bytes):
             return AuthResult(success=False)
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
@@ -152,13 +152,13 @@ class Handler:
         if verdict is None:
             ok = await self.authenticate(name, secret)
         elif verdict.decision is Decision.DEFER:
-            return AuthResult(success=False, message=replies.verdict_reply(
+            return AuthResult(success=False, handled=False, message=replies.verdict_reply(
                 verdict.code, verdict.text, replies.AUTH_TEMPORARY))
         else:
             ok = verdict.decision is Decision.ACCEPT
         log.info("auth %s from [%s] as %r", "ok" if ok else "failed", session.info.client_ip, name)
         if not ok:
-            return AuthResult(success=False, message=replies.AUTH_INVALID)
+            return AuthResult(success=False, handled=False, message=replies.AUTH_INVALID)
         session.info.sasl = name
         session.info.authenticated = True
         return AuthResult(success=True, auth_data=name, message=replies.AUTH_OK)
