@@ -55,6 +55,7 @@ class DeliveryService:
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[int] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -87,6 +88,8 @@ class DeliveryService:
             left, self._inflight = sorted(self._inflight), set()
             await asyncio.to_thread(self._release, left)
             log.info("delivery: released %d unfinished leases", len(left))
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
         await self.pool.close_all()
 
     def kick(self) -> None:
@@ -190,7 +193,11 @@ class DeliveryService:
 
     # -- outcomes ---------------------------------------------------------------------------
     async def _finish(self, outcomes: list[Outcome], meta: dict[int, dict[str, str]], cfg: Config) -> None:
-        written = await asyncio.to_thread(self._record, outcomes, cfg.node.hostname)
+        written, orphans = await asyncio.to_thread(self._record, outcomes, cfg.node.hostname)
+        if orphans:  # committed: unlinking is slow on some disks, so not on the worker's path
+            task = asyncio.create_task(asyncio.to_thread(self._remove, orphans))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
         for out in written:
             _log_outcome(out)
             self._flow.post_delivery(_info(out.entry, meta), DeliveryOutcome(
@@ -205,13 +212,13 @@ class DeliveryService:
             meta = q.metadata_of(s, [e.id for e in entries]) if entries else {}
         return entries, meta
 
-    def _record(self, outcomes: list[Outcome], hostname: str) -> list[Outcome]:
+    def _record(self, outcomes: list[Outcome], hostname: str) -> tuple[list[Outcome], list[str]]:
         with self._store.transaction() as s:
-            written, orphans = record(s, self._spool, outcomes, owner=self.owner, now=self._clock(),
-                                      hostname=hostname)
-        for path in orphans:  # only after the commit: a rollback must find its body
+            return record(s, self._spool, outcomes, owner=self.owner, now=self._clock(), hostname=hostname)
+
+    def _remove(self, paths: list[str]) -> None:
+        for path in paths:  # only after the commit: a rollback must still find its body
             self._spool.remove(path)
-        return written
 
     def _release_all(self) -> int:
         with self._store.transaction() as s:
