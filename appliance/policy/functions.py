@@ -48,7 +48,7 @@ class Mailer(Protocol):
 
 
 class QueueAccess(Protocol):
-    def set_metadata(self, queueid: int, key: str, value: str) -> None: ...
+    def set_metadata(self, queueid: int, key: str, value: str, *, msgid: str = "") -> None: ...
     def queue_metric(self, field: str, value: str) -> int: ...
 
 
@@ -70,6 +70,7 @@ class RunContext:
     flow: str
     label: str  # "<msgid>" or "<msgid>:<queueid>" or the client address, for log lines
     queueid: int = 0
+    msgid: str = ""
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     metadata_writable: bool = True
     add_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
@@ -144,7 +145,7 @@ class Bindings:
             raise ScriptError(f"set_metadata() is not available in the {self.ctx.flow} flow")
         self.ctx.metadata[k] = v
         if self.ctx.queueid:
-            self._need(self.functions.queue, "set_metadata").set_metadata(self.ctx.queueid, k, v)
+            self._need(self.functions.queue, "set_metadata").set_metadata(self.ctx.queueid, k, v, msgid=self.ctx.msgid)
         self.ctx.note(f"set_metadata({k!r}, {v!r})")
 
     def get_metadata(self, key: Any) -> bytes | None:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from appliance.db.engine import Store
-from appliance.db.models import QueueEntry
-from appliance.errors import InvalidInput
+from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry
+from appliance.errors import InvalidInput, NotFound
 from appliance.queue import store as queue_store
 from appliance.queue.spool import Spool
 from appliance.types import Envelope, NewMessage
@@ -50,9 +50,26 @@ class StoreQueueAccess:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def set_metadata(self, queueid: int, key: str, value: str) -> None:
+    def set_metadata(self, queueid: int, key: str, value: str, *, msgid: str = "") -> None:
+        """On the queue entry; once it is gone (post-delivery of a final outcome), on its newest
+        history row, so that what a post-delivery script records stays searchable. `msgid`
+        guards against a queue id that SQLite reused for a newer entry."""
         with self._store.transaction() as session:
-            queue_store.set_metadata(session, queueid, key, value)
+            entry = session.get(QueueEntry, queueid)
+            if entry is not None and (not msgid or entry.msgid == msgid):
+                queue_store.set_metadata(session, queueid, key, value)
+                return
+            stmt = select(HistoryEntry.id).where(HistoryEntry.queueid == queueid)
+            if msgid:
+                stmt = stmt.where(HistoryEntry.msgid == msgid)
+            history_id = session.scalar(stmt.order_by(HistoryEntry.id.desc()).limit(1))
+            if history_id is None:
+                raise NotFound(f"no queue entry or history for {queueid}")
+            row = session.get(HistoryMetadata, (history_id, key))
+            if row is None:
+                session.add(HistoryMetadata(entry_id=history_id, key=key, value=value))
+            else:
+                row.value = value
 
     def queue_metric(self, field: str, value: str) -> int:
         with self._store.transaction(read_only=True) as session:

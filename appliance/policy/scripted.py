@@ -192,14 +192,14 @@ class ScriptedFlow:
         if "pre_delivery" not in self.handlers:
             return ACCEPT
         ctx = RunContext(flow="pre_delivery", label=f"<{entry.msgid}>:{entry.queueid}",
-                         queueid=entry.queueid, metadata=dict(entry.metadata))
+                         queueid=entry.queueid, msgid=entry.msgid, metadata=dict(entry.metadata))
         return self._decide("pre_delivery", ctx, entry_vars(entry)) or ACCEPT
 
     def post_delivery(self, entry: DeliveryInfo, outcome: DeliveryOutcome) -> None:
         if "post_delivery" not in self.handlers:
             return
         ctx = RunContext(flow="post_delivery", label=f"<{entry.msgid}>:{entry.queueid}",
-                         queueid=entry.queueid, metadata=dict(entry.metadata))
+                         queueid=entry.queueid, msgid=entry.msgid, metadata=dict(entry.metadata))
         self._decide("post_delivery", ctx, entry_vars(entry), dataclasses.asdict(outcome))
 
 

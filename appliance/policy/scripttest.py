@@ -45,7 +45,7 @@ class _RecordingQueue:
     def __init__(self, metric: Callable[[str, str], int] | None) -> None:
         self._metric = metric
 
-    def set_metadata(self, queueid: int, key: str, value: str) -> None:
+    def set_metadata(self, queueid: int, key: str, value: str, *, msgid: str = "") -> None:
         return None  # the call is recorded in the run's call log only
 
     def queue_metric(self, field: str, value: str) -> int:

@@ -27,7 +27,7 @@ class Recorder:
         self.mails.append((sender, recipient, subject, body))
         return f"m{len(self.mails)}"
 
-    def set_metadata(self, queueid: int, key: str, value: str) -> None:
+    def set_metadata(self, queueid: int, key: str, value: str, *, msgid: str = "") -> None:
         self.metadata.append((queueid, key, value))
 
     def queue_metric(self, field: str, value: str) -> int:
