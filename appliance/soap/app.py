@@ -32,6 +32,7 @@ SERVICES: tuple[str, ...] = (
     "appliance.soap.services.config:ConfigService",
     "appliance.soap.services.cluster:ClusterService",
     "appliance.soap.services.commands:CommandService",
+    "appliance.soap.services.scripts:ScriptService",
 )
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.

@@ -87,5 +87,7 @@ class Authenticator:
             times = self._failures.setdefault(remote, collections.deque(maxlen=self._max_failures))
             times.append(now)
             if len(times) == self._max_failures and now - times[0] <= self._window:
+                if len(self._blocked) >= _MAX_ADDRESSES:
+                    self._blocked = {k: v for k, v in self._blocked.items() if v > now}
                 self._blocked[remote] = now + self._block
                 times.clear()

@@ -65,6 +65,8 @@ class SoapServer:
         )
         self._server = wsgi.Server((listen.host, listen.port), self.gateway, numthreads=threads,
                                    request_queue_size=backlog, server_name="appliance")
+        # How often the accept loop looks up from select(): bounds how long stop() waits.
+        self._server.expiration_interval = 0.1
         if tls_files is not None and listen.scheme == "https":
             adapter = BuiltinSSLAdapter(str(tls_files[0]), str(tls_files[1]))
             adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2

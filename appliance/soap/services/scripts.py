@@ -1,0 +1,69 @@
+"""scriptTest: run a policy script against a test message and envelope (nothing real is touched)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spyne import ByteArray, ComplexModel, ServiceBase, Unicode, rpc
+
+from appliance.policy.http import UrllibHttpClient
+from appliance.policy.queue import count_queued
+from appliance.policy.scripttest import ScriptTestEnvelope, run_script_test
+from appliance.soap.calls import Call
+from appliance.soap.wire import TNS, Strings, items
+
+
+class ScriptEnvelope(ComplexModel):
+    __namespace__ = TNS
+    __type_name__ = "scriptEnvelope"
+    _type_info = [
+        ("sender", Unicode), ("recipients", Strings), ("clientip", Unicode), ("helo", Unicode),
+        ("saslusername", Unicode), ("saslpassword", Unicode), ("listener", Unicode),
+        ("transport", Unicode),
+    ]
+
+
+class ScriptTestItem(ComplexModel):
+    """kind: decision | output | call | error; text is base64 (scripts may print any bytes)."""
+
+    __namespace__ = TNS
+    __type_name__ = "scriptTestItem"
+    _type_info = [("kind", Unicode), ("text", ByteArray)]
+
+
+ScriptTestItems = items(ScriptTestItem, "scriptTestItemArray")
+
+
+class ScriptService(ServiceBase):  # type: ignore[misc]
+    @rpc(Unicode, Unicode, ByteArray, ScriptEnvelope, _returns=ScriptTestItems, _out_variable_name="result")
+    def scriptTest(ctx: Any, flow: str | None, script: str | None, message: Any,
+                   envelope: ScriptEnvelope | None) -> list[ScriptTestItem]:
+        call: Call = ctx.udc
+
+        def queue_metric(field: str, value: str) -> int:
+            with call.read() as session:
+                return count_queued(session, field=field, value=value)
+
+        lines = run_script_test(
+            flow=flow or "", script=script or "", message=_bytes(message), envelope=_envelope(envelope),
+            http=UrllibHttpClient(), queue_metric=queue_metric,
+        )
+        return [ScriptTestItem(kind=line.kind, text=[line.text.encode("utf-8", "replace")]) for line in lines]
+
+
+def _bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else b"".join(value)
+
+
+def _envelope(env: ScriptEnvelope | None) -> ScriptTestEnvelope:
+    if env is None:
+        return ScriptTestEnvelope()
+    default = ScriptTestEnvelope()
+    return ScriptTestEnvelope(
+        sender=env.sender or "", recipients=tuple(env.recipients or default.recipients),
+        client_ip=env.clientip or default.client_ip, helo=env.helo or default.helo,
+        sasl=env.saslusername or "", password=env.saslpassword or "",
+        listener=env.listener or default.listener, transport=env.transport or default.transport,
+    )

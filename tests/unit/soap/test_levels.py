@@ -1,0 +1,60 @@
+"""Access levels (appliance.access.levels) and audit argument encoding (appliance.access.audit)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from appliance.access.audit import encode_arguments
+from appliance.access.levels import AccessLevel
+from appliance.errors import Forbidden
+
+
+@dataclass
+class _User:
+    role: str
+    operations: str = ""
+    restriction: str = ""
+    command_patterns: str = ""
+
+
+def test_admin_may_call_everything() -> None:
+    level = AccessLevel.of(_User("admin"))
+    assert level.allows("userAdd", mutating=True) and level.allows("mailQueueDeleteBulk", mutating=True)
+    assert level.allows_command(["anything", "at", "all"])
+
+
+def test_readonly_reads_only_and_never_manages_users() -> None:
+    level = AccessLevel.of(_User("readonly"))
+    assert level.allows("mailQueue", mutating=False)
+    assert not level.allows("mailQueueDelete", mutating=True)
+    assert not level.allows("userList", mutating=False)
+    assert level.allows("login", mutating=False)
+    with pytest.raises(Forbidden, match="may not call mailQueueHold"):
+        level.check("mailQueueHold", mutating=True)
+    assert not level.allows_command(["queuestat"])
+
+
+def test_custom_level_lists_operations_restriction_and_commands() -> None:
+    level = AccessLevel.of(_User("custom", json.dumps(["mailQueue", "mailQueueDelete", "userAdd"]),
+                                 " to~%@a.example ", json.dumps(["searchlog *", "queuestat"])))
+    assert level.restriction == "to~%@a.example"
+    assert level.allows("mailQueueDelete", mutating=True)
+    assert not level.allows("mailQueueHold", mutating=True)
+    assert not level.allows("userAdd", mutating=True)  # admin-only, whatever the list says
+    assert level.allows_command(["searchlog", "-n", "5", "--", "x"])
+    assert level.allows_command(["queuestat"]) and not level.allows_command(["queuestat", "-x"])
+
+
+def test_unknown_role_and_bad_json() -> None:
+    with pytest.raises(Forbidden):
+        AccessLevel.of(_User("root"))
+    assert AccessLevel.of(_User("custom", "not json")).operations == frozenset()
+
+
+def test_audit_arguments_redact_secrets() -> None:
+    text = encode_arguments({"username": "u", "password": "hunter2", "data": b"\x00" * 10})
+    assert "hunter2" not in text and json.loads(text) == {
+        "data": "<10 bytes>", "password": "***", "username": "u"}
