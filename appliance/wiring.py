@@ -230,19 +230,16 @@ def read_serial(store: Store) -> str:
         return str(session.scalar(select(NodeInfo.value).where(NodeInfo.key == "serial")) or "")
 
 
-def delivery_component(node: Node) -> Component | None:
-    """The delivery service (appliance.delivery), or None while that package is absent."""
-    try:
-        from appliance.delivery.service import DeliveryService
-    except ImportError:
-        log.warning("appliance.delivery.service is not available: mail is queued, not delivered")
-        return None
+def delivery_component(node: Node) -> Component:
+    """The delivery service (appliance.delivery), kicked whenever SMTP queues mail."""
+    from appliance.delivery.service import DeliveryService
+
     service = DeliveryService(
         store=node.store, spool=node.spool, config=node.config_provider, flow=node.flow,
         clock=time.time,
     )
     node.on_enqueued(service.kick)
-    return service  # type: ignore[no-any-return]
+    return service
 
 
 def _load(spec: str) -> Callable[[Node], Component | None]:

@@ -61,6 +61,18 @@ class Protocol(SMTP):
     def _create_envelope(self) -> MessageEnvelope:
         return MessageEnvelope()
 
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if arg is not None and not _balanced_path(arg, "FROM:"):
+            await self.push(replies.BAD_PATH_SYNTAX)
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if arg is not None and not _balanced_path(arg, "TO:"):
+            await self.push(replies.BAD_PATH_SYNTAX)
+            return
+        await super().smtp_RCPT(arg)
+
     async def _handle_client(self) -> None:
         reply = await self.event_handler.on_connect(self)
         if reply is not None:
@@ -282,6 +294,15 @@ class Handler:
             quarantine=quarantine, metadata=dict(result.metadata),
         )
         return message, (body if kept else None), deleted
+
+
+def _balanced_path(arg: str, keyword: str) -> bool:
+    """An angle-bracketed path must be closed (RFC 5321 §4.1.2: Path = "<" ... ">")."""
+    rest = arg[len(keyword):].strip() if arg[:len(keyword)].upper() == keyword else arg
+    if not rest.startswith("<"):
+        return True
+    end = rest.find(">")
+    return end != -1 and "<" not in rest[1:end]
 
 
 def _envelope_reply(verdict: Verdict, rejected: str, deferred: str) -> str | None:

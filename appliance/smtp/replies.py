@@ -10,6 +10,7 @@ CONNECT_REJECTED = "554 5.7.1 Connection rejected"
 OK = "250 2.0.0 OK"
 SENDER_OK = "250 2.1.0 Sender OK"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
+BAD_PATH_SYNTAX = "501 5.5.4 Syntax error in the path: unbalanced angle brackets"
 BAD_SENDER_ADDRESS = "553 5.1.7 Malformed sender address"
 BAD_RECIPIENT_ADDRESS = "553 5.1.3 Malformed recipient address"
 # RFC 5321 §4.5.3.1.10: 452 for too many recipients, the client sends the rest later.
