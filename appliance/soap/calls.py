@@ -36,7 +36,6 @@ class NodeContext:
     started: float = dataclasses.field(default_factory=time.time)
     clock: Callable[[], float] = time.time
     kick_delivery: Callable[[], None] | None = None  # wake the delivery service after a retry
-    config_revision: Callable[[], int] = lambda: 0
     users_changed: Callable[[], None] | None = None  # drop cached credentials
     node: Any = None  # the wiring Node, for services that need more of it (stats, commands, ...)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from spyne import Boolean, Long, ServiceBase, Unicode, rpc
 
+from appliance.config.revisions import current_revision
 from appliance.queue.store import counts_by_state
 from appliance.soap.calls import Call
 from appliance.soap.wire import StateCount, SystemStatus
@@ -35,12 +36,13 @@ class NodeService(ServiceBase):  # type: ignore[misc]
         call = _call(ctx)
         with call.read() as session:
             counts = counts_by_state(session)
+            revision = current_revision(session) or 0
         node = call.node
         return SystemStatus(
             serial=node.serial, hostname=node.hostname, version=node.version,
             uptime=int(call.now() - node.started),
             queue=[StateCount(state=s, count=n) for s, n in sorted(counts.items())],
-            configrevision=node.config_revision(),
+            configrevision=revision,
         )
 
 
