@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import pytest
 
 from appliance_client.node import NodeSpec
 from tests.support.node import RunningNode
+from tests.support.proxy import DelayProxy
 
 
 def send(node: RunningNode, rcpts: list[str], *, subject: str = "test") -> None:
@@ -39,52 +37,6 @@ def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Runni
     finally:
         for node in nodes:
             node.stop()
-
-
-class DelayProxy:
-    """A TCP proxy on loopback that holds each connection's first bytes for `delay` seconds."""
-
-    def __init__(self, target_port: int, delay: float) -> None:
-        self.delay = delay
-        self.target_port = target_port
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        time.sleep(self.delay)
-        with client, socket.create_connection(("127.0.0.1", self.target_port)) as upstream:
-            def pump(src: socket.socket, dst: socket.socket) -> None:
-                try:
-                    while data := src.recv(65536):
-                        dst.sendall(data)
-                except OSError:
-                    pass
-                finally:
-                    try:
-                        dst.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
-            back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
-            back.start()
-            pump(client, upstream)
-            back.join(timeout=30)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
 
 
 @pytest.fixture
