@@ -12,7 +12,7 @@ from appliance.delivery.grouping import Transaction
 from appliance.delivery.outbound import Connector, OutboundSession, SessionError, SessionOptions
 from appliance.delivery.replies import Reply
 from appliance.delivery.routing import Hop
-from appliance.errors import NotFound
+from appliance.errors import InvalidInput, NotFound
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +108,10 @@ class Lanes:
                 if not queue:
                     return
                 conn = self.dest.idle.pop() if self.dest.idle else None
-                if conn is None or not conn.session.usable:
+                if conn is not None and not conn.session.usable:  # closed by the peer while idle
+                    await conn.session.close()
+                    conn = None
+                if conn is None:
                     try:
                         conn = _Conn(await self.pool.open(self.hops, self.options))
                     except SessionError as exc:
@@ -128,7 +131,7 @@ class Lanes:
             tx = queue.popleft()
             try:
                 body = await self.read_body(tx.path)
-            except NotFound:
+            except (NotFound, InvalidInput):
                 for e in tx.entries:
                     self.results[e.id] = Result(Reply(0, f"spool file {tx.path} is missing"), missing_body=True)
                 continue

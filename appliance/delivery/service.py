@@ -165,7 +165,7 @@ class DeliveryService:
         now = self._clock()
         for (_, entries), result in zip(groups, results):
             for entry in entries:
-                r = result[entry.id]
+                r = result.get(entry.id) or Result(Reply(0, "not attempted"))
                 if r.missing_body:
                     outcomes.append(Outcome(entry=entry, fate=Fate.ERROR, reply=r.reply, reason=str(r.reply)))
                 else:
