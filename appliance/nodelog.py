@@ -128,5 +128,22 @@ class NodeLog:
 
 
 def component(node: Any) -> NodeLog:
-    """The node's log under `<data_dir>/log/`; first to start, last to stop."""
-    return NodeLog(node.settings.log_dir, hostname=node.config.node.hostname)
+    """The node's log under `<data_dir>/log/` as the config's [log] section says; first to start,
+    last to stop. Size and syslog changes take effect at the next start."""
+    section = node.config.log
+    return NodeLog(
+        node.settings.log_dir, max_bytes=section.max_bytes, backup_count=section.backup_count,
+        syslog_address=syslog_address(section.syslog), hostname=node.config.node.hostname,
+    )
+
+
+def syslog_address(text: str) -> str | tuple[str, int] | None:
+    """`/dev/log` (a socket path), `HOST:PORT` (UDP), or "" for none."""
+    if not text:
+        return None
+    if text.startswith("/"):
+        return text
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"log.syslog must be a socket path or HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)

@@ -127,27 +127,36 @@ def _line_after(fh: BinaryIO, pos: int) -> tuple[int, float | None]:
 
 def run(ctx: CommandContext, args: Args, term: Terminal) -> None:
     budget = [args.max_lines]
-    current = ctx.log_dir / LOG_NAME
-    for path in log_files(ctx.log_dir):
-        if args.follow and path == current:
-            break  # searched below, from the handle that following continues with
-        stat = _stat(path)
-        if stat is None or (args.after is not None and stat.st_mtime < args.after):
-            continue
-        with open(path, "rb") as fh:
-            if not _search(fh, stat.st_size, args, term, budget, final=True):
+    files = open_log_files(ctx.log_dir)
+    try:
+        current = files.pop() if args.follow and files and files[-1][0] == LOG_NAME else None
+        for _, fh in files:
+            if not _search(fh, os.fstat(fh.fileno()).st_size, args, term, budget, final=True):
                 return
-    if args.follow:
-        fh = _open(current)
-        try:
-            if fh is not None and not _search(fh, os.fstat(fh.fileno()).st_size, args, term, budget,
-                                              final=False):
-                return
-        except BaseException:
-            if fh is not None:
-                fh.close()
-            raise
-        _follow(current, args.text, term, budget, fh)
+        if not args.follow:
+            return
+        fh = current[1] if current else None
+        if fh is not None and not _search(fh, os.fstat(fh.fileno()).st_size, args, term, budget,
+                                          final=False):
+            return
+        current = None  # _follow owns it now
+        _follow(ctx.log_dir / LOG_NAME, args.text, term, budget, fh)
+    finally:
+        for _, fh in files + ([current] if current else []):
+            fh.close()
+
+
+def open_log_files(log_dir: Path, *, attempts: int = 5) -> list[tuple[str, BinaryIO]]:
+    """Every log file opened at once, oldest first, so that a rotation while searching (which
+    renames them all) changes nothing; retried when one happened while they were being opened."""
+    for _ in range(attempts):
+        opened = [(p.name, fh) for p in log_files(log_dir) if (fh := _open(p)) is not None]
+        inodes = [os.fstat(fh.fileno()).st_ino for _, fh in opened]
+        if [s.st_ino for p in log_files(log_dir) if (s := _stat(p))] == inodes:
+            return opened
+        for _, fh in opened:
+            fh.close()
+    return [(p.name, fh) for p in log_files(log_dir) if (fh := _open(p)) is not None]
 
 
 def _search(fh: BinaryIO, size: int, args: Args, term: Terminal, budget: list[int | None],

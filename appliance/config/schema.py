@@ -127,6 +127,15 @@ class StatsSection(_Section):
     graphs: list[StatsGraph] = []
 
 
+class LogSection(_Section):
+    """The node log (appliance.nodelog): size-rotated files under <data_dir>/log/."""
+
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # rotate past this size
+    backup_count: int = Field(default=20, ge=1, le=200)  # rotated files kept (searchlog opens all)
+    # Also to syslog: a socket path (/dev/log) or HOST:PORT (UDP); "" = off.
+    syslog: str = Field(default="", pattern=r"^(|/.+|.+:[0-9]{1,5})$")
+
+
 class Config(_Section):
     node: NodeSection = NodeSection()
     listeners: list[Listener] = [Listener(id="inbound", port=2525)]
@@ -135,6 +144,7 @@ class Config(_Section):
     api: ApiSection = ApiSection()
     cluster: ClusterSection = ClusterSection()
     stats: StatsSection = StatsSection()
+    log: LogSection = LogSection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

@@ -92,3 +92,16 @@ def test_syslog_handler_gets_the_line_without_time(tmp_path: Path) -> None:
 
 def test_formatter_hostname_defaults_to_this_machine() -> None:
     assert NodeLogFormatter().hostname == __import__("socket").gethostname()
+
+
+def test_syslog_address_forms() -> None:
+    import pytest
+
+    from appliance.nodelog import syslog_address
+
+    assert syslog_address("") is None
+    assert syslog_address("/dev/log") == "/dev/log"
+    assert syslog_address("127.0.0.1:514") == ("127.0.0.1", 514)
+    assert syslog_address("[::1]:514") == ("::1", 514)
+    with pytest.raises(ValueError, match="log.syslog"):
+        syslog_address("nohost")
