@@ -55,14 +55,18 @@ class Output:
         else:
             self.console.print(table)
 
-    def per_node(self, title: str, result: ClusterResult, *, column: str = "value") -> None:
+    def per_node(self, title: str, result: ClusterResult, *, column: str = "value",
+                 total: int | None = None) -> None:
         self.errors(result.errors)
         data = {label: plain(v) for label, v in result.values.items()}
         table = Table(title=title)
         table.add_column("node")
-        table.add_column(column)
+        table.add_column(column, justify="right")
         for label, value in sorted(data.items()):
             table.add_row(label, str(value))
+        if total is not None:
+            table.add_section()
+            table.add_row("total", str(total))
         self.emit({"nodes": data, "errors": {k: e.message for k, e in result.errors.items()}}, table)
 
 
@@ -113,7 +117,7 @@ def _queue_list(cluster: Cluster, args: argparse.Namespace, out: Output, *, hist
 
 def _queue_count(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
     total, result = cluster.count(filter=args.filter)
-    out.per_node(f"matching entries: {total}", result, column="count")
+    out.per_node("matching entries", result, column="count", total=total)
 
 
 def _queue_shape(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
@@ -142,8 +146,8 @@ def _queue_action(cluster: Cluster, args: argparse.Namespace, out: Output) -> in
     with Progress(transient=True, disable=out.as_json) as progress:
         progress.add_task(f"{args.action} on {len(cluster.nodes)} node(s)", total=None)
         result = cluster.bulk(args.action, filter=args.filter, duplicate=args.duplicate)
-    out.per_node(f"{args.action}: {sum(int(v) for v in result.values.values())} entries", result,
-                 column="affected")
+    out.per_node(args.action, result, column="affected",
+                 total=sum(int(v) for v in result.values.values()))
     return None
 
 
@@ -269,6 +273,8 @@ def _parser() -> argparse.ArgumentParser:
     rt.add_argument("--limit", dest="arg_limit", type=int, default=100)
     rt.set_defaults(handler=lambda c, a, o: _simple("hslRate", "rates", offset=0, ns=a.ns)(c, a, o))
 
+    sub.add_parser("graph-list", help="graph names per node").set_defaults(
+        handler=_simple("graphList", "graphs"))
     g = sub.add_parser("graph", help="render a node graph to PNG")
     g.add_argument("name")
     g.add_argument("--png", required=True)

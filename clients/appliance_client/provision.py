@@ -65,15 +65,16 @@ def _users(cluster: Cluster, users: list[dict[str, Any]], report: Report) -> Non
     listed = cluster.call("userList")
     report.errors.update(listed.errors)
     for label, value in listed.values.items():
-        existing = {getattr(u, "name", u) for u in _items(value)}
+        existing = {u.username for u in _items(value)}
         for user in users:
             node = cluster.nodes[label]
             if user["name"] not in existing:
-                cluster.fanout.stage(node, "userAdd", name=user["name"], password=user["password"],
-                                     role=user.get("role", "readonly"))
+                cluster.fanout.stage(node, "userAdd", username=user["name"], password=user["password"],
+                                     role=user.get("role", "readonly"),
+                                     restriction=user.get("restriction", ""))
                 report.changed(label, f"user {user['name']} added")
             elif user.get("reset_password"):
-                cluster.fanout.stage(node, "userPasswordSet", name=user["name"], password=user["password"])
+                cluster.fanout.stage(node, "userPasswordSet", username=user["name"], password=user["password"])
                 report.changed(label, f"user {user['name']} password set")
     _dispatch(cluster, report)
 
