@@ -31,6 +31,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="store URL (default: SQLite file in the data directory)")
 
 
+def _hostport(text: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appliance", description="An email gateway node.")
     _common(parser, top=True)
@@ -40,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the node until SIGTERM/SIGINT")
     _common(run, top=False)
     run.add_argument("--config", type=Path, help="config document (TOML)")
-    run.add_argument("--smtp-listen", type=parse_hostport, metavar="HOST:PORT",
+    run.add_argument("--smtp-listen", type=_hostport, metavar="HOST:PORT",
                      help="address of the first SMTP listener")
     run.add_argument("--soap-listen", metavar="[http://|https://]HOST:PORT",
                      help="SOAP API address (https when no scheme is given)")
-    run.add_argument("--relay", type=parse_hostport, metavar="HOST:PORT",
+    run.add_argument("--relay", type=_hostport, metavar="HOST:PORT",
                      help="next hop of the default transport")
 
     db = sub.add_parser("db", help="store maintenance")
