@@ -98,7 +98,7 @@ def _header_text(value: Any) -> str:
         return repr(value)
 
 
-def _text(part: email.message.EmailMessage) -> str:
+def _text(part: email.message.MIMEPart) -> str:
     try:
         content = part.get_content()
     except (LookupError, UnicodeError, ValueError):  # unknown or lying charset
@@ -112,17 +112,17 @@ def _lines(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def _leaves(part: email.message.EmailMessage) -> Iterator[email.message.EmailMessage]:
+def _leaves(part: email.message.MIMEPart) -> Iterator[email.message.MIMEPart]:
     """Non-multipart parts in order; an attached message (message/rfc822) is one leaf."""
     if part.get_content_type() == "message/rfc822" or not part.is_multipart():
         if part.get_content_maintype() != "multipart":
             yield part
         return
     for sub in part.iter_parts():
-        yield from _leaves(sub)  # type: ignore[arg-type]
+        yield from _leaves(sub)
 
 
-def _size(part: email.message.EmailMessage) -> int:
+def _size(part: email.message.MIMEPart) -> int:
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload(0)
         return len(inner.as_bytes()) if isinstance(inner, email.message.Message) else 0

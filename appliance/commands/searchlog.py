@@ -135,12 +135,12 @@ def run(ctx: CommandContext, args: Args, term: Terminal) -> None:
                 return
         if not args.follow:
             return
-        fh = current[1] if current else None
-        if fh is not None and not _search(fh, os.fstat(fh.fileno()).st_size, args, term, budget,
-                                          final=False):
+        live = current[1] if current else None
+        if live is not None and not _search(live, os.fstat(live.fileno()).st_size, args, term,
+                                            budget, final=False):
             return
         current = None  # _follow owns it now
-        _follow(ctx.log_dir / LOG_NAME, args.text, term, budget, fh)
+        _follow(ctx.log_dir / LOG_NAME, args.text, term, budget, live)
     finally:
         for _, fh in files + ([current] if current else []):
             fh.close()

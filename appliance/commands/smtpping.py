@@ -62,7 +62,7 @@ class _Conversation:
         self.reader = sock.makefile("rb")
 
     def reply(self) -> list[str]:
-        lines = []
+        lines: list[str] = []
         while len(lines) < MAX_REPLY_LINES:
             raw = self.reader.readline(4096)
             if not raw:
