@@ -180,11 +180,14 @@ class Runner:
         return cid
 
     def _check_capacity(self, owner: str) -> None:
-        live = [s for s in self._sessions.values() if not s.done.is_set()]
-        if len(live) >= self.limits.max_total:
-            raise Conflict(f"too many commands running on this node (limit {self.limits.max_total})")
-        if sum(s.owner == owner for s in live) >= self.limits.max_per_owner:
-            raise Conflict(f"too many commands running for {owner} (limit {self.limits.max_per_owner})")
+        # Ended commands count until their output was read or they were reaped: their buffers
+        # are memory too (at most max_output each).
+        held = list(self._sessions.values())
+        if len(held) >= self.limits.max_total:
+            raise Conflict(f"too many commands on this node (limit {self.limits.max_total})")
+        if sum(s.owner == owner for s in held) >= self.limits.max_per_owner:
+            raise Conflict(f"too many commands for {owner} (limit {self.limits.max_per_owner}); "
+                           "poll them to their end or stop them")
 
     def _body(self, spec: CommandSpec, args: Any, session: _Session) -> None:
         status = "exit 0"

@@ -172,12 +172,17 @@ def test_a_failing_command_reports_and_ends(runner: Runner) -> None:
 
 def test_commands_run_concurrently_and_per_owner_limit(runner: Runner) -> None:
     ids = [runner.run("alice", ["hang"]) for _ in range(3)]
-    with pytest.raises(Conflict, match="too many commands running for alice"):
+    with pytest.raises(Conflict, match="too many commands for alice"):
         runner.run("alice", ["hang"])
     other = runner.run("bob", ["echo", "still", "served"])
     assert drain(runner, "bob", other)[0] == b"still served\n"
     assert runner.running() == 3
-    for cid in ids:
+    runner.end("alice", ids[0])
+    with pytest.raises(Conflict, match="too many commands for alice"):
+        runner.run("alice", ["echo"])  # ended, but its output was not read yet
+    drain(runner, "alice", ids[0])
+    assert drain(runner, "alice", runner.run("alice", ["echo", "again"]))[0] == b"again\n"
+    for cid in ids[1:]:
         runner.end("alice", cid)
         drain(runner, "alice", cid)
 

@@ -117,3 +117,15 @@ def test_follow_sees_new_lines_across_rotation_until_quit(run: Run, tmp_path: Pa
         node_log.stop()
     numbers = [int(l.split()[-2]) for l in out.decode().splitlines() if "msgid-new" in l]
     assert numbers == list(range(60))
+
+
+def test_follow_with_after_skips_an_old_current_file(run: Run, tmp_path: Path) -> None:
+    write_log(tmp_path / LOG_NAME, T0, 50)  # every line older than TIME
+    runner = run.runner(CommandContext(log_dir=tmp_path))
+    cid = runner.run("admin", ["searchlog", "-f", "-a", str(T0 + 1000), "--", "msgid-"])
+    with open(tmp_path / LOG_NAME, "a") as fh:
+        fh.write(line(T0 + 2000, "new msgid-9"))
+    out = poll_until(runner, "admin", cid, b"new msgid-9")
+    runner.end("admin", cid)
+    out += finish(runner, "admin", cid)[0]
+    assert out.decode().splitlines() == [line(T0 + 2000, "new msgid-9").rstrip("\n")]
