@@ -11,6 +11,7 @@ local sethook, setupvalue = debug.sethook, debug.setupvalue
 local load, error, pairs, type, select = load, error, pairs, type, select
 local setmetatable, tostring = setmetatable, tostring
 local cocreate, tpack, tunpack = coroutine.create, table.pack, table.unpack
+local sfind_plain = function(s, p) return string.find(s, p, 1, true) end
 local STEP = 1000
 local budget, used = 0, 0
 
@@ -100,6 +101,29 @@ for name, fn in pairs(py) do
 end
 base.print = base.echo
 
+-- stat() batches in Lua: one crossing into Python per run instead of one per call (P7). When
+-- the call log is recorded (scriptTest), each call goes to Python as it happens instead.
+local stats, record = {}, false
+local py_stat = py.stat
+local function key_part(v, what)
+  local t = type(v)
+  if t == "number" then v = tostring(v) elseif t ~= "string" then error("stat " .. what .. " must be a string", 3) end
+  if #v > 255 or sfind_plain(v, "\0") then error("stat keys must be at most 255 bytes, without NUL", 3) end
+  return v
+end
+if py_stat then
+  base.stat = function(k1, k2, k3, n)
+    k1 = key_part(k1, "key1")
+    k2, k3 = key_part(k2 or "", "key2"), key_part(k3 or "", "key3")
+    if n == nil then n = 1 end
+    if math.type(n) ~= "integer" or n < 1 then error("stat count must be a whole number, 1 or more", 2) end
+    if #k1 == 0 then error("stat key1 must not be empty", 2) end
+    if record then return py_stat(k1, k2, k3, n) end
+    local key = k1 .. "\0" .. k2 .. "\0" .. k3
+    stats[key] = (stats[key] or 0) + n
+  end
+end
+
 -- Decisions a handler returns.
 base.accept = function() return {decision = "accept"} end
 base.reject = function(code, text) return {decision = "reject", code = code, text = text} end
@@ -159,7 +183,19 @@ function control.run(limit, name, vars, ...)
   end
   local result = fn(...)
   sethook()
-  return result
+  local counted = stats
+  stats = {}
+  return result, counted
+end
+
+function control.take_stats()
+  local counted = stats
+  stats = {}
+  return counted
+end
+
+function control.record(on)
+  record = on
 end
 
 -- A C function: calling it from Python runs no Lua instruction, so a hook stuck at "fail on

@@ -38,18 +38,19 @@ def _refuse_attribute(obj: object, name: object, is_setting: bool) -> str:
 
 def to_lua(runtime: Any, value: Any, depth: int = 0) -> Any:
     """Plain Python data -> Lua values: str as UTF-8 bytes, dict/list/tuple as tables."""
+    kind = type(value)
+    if kind is str:
+        return value.encode("utf-8", "surrogateescape")
+    if value is None or kind in (bool, int, float, bytes):
+        return value
     if depth > _MAX_DEPTH:
         raise ValueError("value nested too deeply for a script")
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return runtime.table_from({to_lua(runtime, k, depth + 1): to_lua(runtime, v, depth + 1)
                                    for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
+    if kind in (list, tuple):
         return runtime.table_from([to_lua(runtime, v, depth + 1) for v in value])
-    if value is None or isinstance(value, (bool, int, float, bytes)):
-        return value
-    raise TypeError(f"cannot hand a {type(value).__name__} to a script")
+    raise TypeError(f"cannot hand a {kind.__name__} to a script")
 
 
 def from_lua(value: Any, depth: int = 0) -> Any:
@@ -73,7 +74,10 @@ class Sandbox:
 
     def __init__(self, text: str, *, name: str, limits: Limits,
                  functions: Mapping[str, Callable[..., Any]]) -> None:
+        """`functions["stat"]`, if given, also receives the stat() counts batched in Lua, once
+        per run (summed per key), unless `record(True)` asked for every call as it happens."""
         self.name = name
+        self._stat = functions.get("stat")
         self.limits = limits
         self.lock = threading.Lock()
         self.runtime = lua.LuaRuntime(
@@ -83,6 +87,8 @@ class Sandbox:
         )
         self._control = self.runtime.execute(BOOTSTRAP, self.runtime.table_from(
             {k.encode(): v for k, v in functions.items()}))
+        self._run, self._unhook, self._reset = self._control.run, self._control.unhook, self._control.reset
+        self._record = self._control.record
         lua_globals = self.runtime.globals()
         for global_name in REMOVED_GLOBALS:
             lua_globals[global_name.encode()] = None
@@ -103,19 +109,30 @@ class Sandbox:
         if extra_memory:
             self.runtime.set_max_memory(self._base + self.limits.memory + extra_memory)
         try:
-            result = self._guard(lambda: self._control.run(
+            result, counted = self._guard(lambda: self._run(
                 self.limits.instructions, flow.encode(), lua_session, *lua_args))
         finally:
             if extra_memory:
                 self.runtime.set_max_memory(self._base + self.limits.memory)
+        self._flush_stats(counted)
         return from_lua(result)
+
+    def record(self, on: bool) -> None:
+        self._record(on)
+
+    def _flush_stats(self, counted: Any) -> None:
+        if self._stat is None or counted is None:
+            return
+        for key, n in counted.items():
+            k1, k2, k3 = key.split(b"\0")
+            self._stat(k1, k2, k3, n)
 
     def _guard(self, run: Callable[[], Any]) -> Any:
         """Translate Lua failures into ScriptError and leave the runtime clean for the next run."""
         failed = True
         try:
             result = run()
-            failed = False
+            failed = False  # a run that returns has cleared its own hook (prelude: control.run)
             return result
         except lua.LuaMemoryError as exc:
             raise ScriptError(f"script {self.name!r}: memory limit exceeded ({self.limits.memory} bytes)") from exc
@@ -126,8 +143,11 @@ class Sandbox:
         except Exception as exc:  # a function the script called failed
             raise ScriptError(f"script {self.name!r}: {type(exc).__name__}: {exc}") from exc
         finally:
-            self._control.unhook()
-            self._control.reset()
+            if failed:
+                self._unhook()
+                self._reset()
+                # What the run counted before it failed still counts (stat() has no undo).
+                self._flush_stats(self._control.take_stats())
             if failed or self.runtime.get_memory_used() > self._base + self.limits.memory // 2:
                 self.runtime.gccollect()
 

@@ -130,7 +130,13 @@ class ScriptedFlow:
         try:
             with sandbox.lock:
                 bindings.ctx = ctx
-                return sandbox.call(flow, *args, extra_memory=extra_memory)
+                if ctx.record_calls:
+                    sandbox.record(True)
+                try:
+                    return sandbox.call(flow, *args, extra_memory=extra_memory)
+                finally:
+                    if ctx.record_calls:
+                        sandbox.record(False)
         finally:
             bindings.ctx = RunContext(flow="", label="")
             with self._lock:

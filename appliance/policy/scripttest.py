@@ -74,7 +74,7 @@ def run_script_test(
         return [ScriptTestLine(kind="decision", text=f"no {flow} handler: default")]
     lines: list[ScriptTestLine] = []
     for args in _runs(flow, message, envelope):
-        ctx = RunContext(flow=flow, label="[scriptTest]", queueid=0)
+        ctx = RunContext(flow=flow, label="[scriptTest]", queueid=0, record_calls=True)
         try:
             result = to_verdict(flow, scripted.run(flow, ctx, *args, extra_memory=4 * len(message)))
             decided = ScriptTestLine(kind="decision", text=_verdict_text(result))
