@@ -6,19 +6,23 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from appliance.db.engine import Store
-from appliance.db.models import QueueEntry
+from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.errors import InvalidInput, NotFound
 from appliance.queue import store as queue_store
 from appliance.queue.query import Where, as_condition
+from appliance.types import Action, QueueState
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("retry", "hold", "delete", "bounce")
 MAX_CHUNK = 10000
+# Columns a history row copies from its queue entry (as queue.store.write_history does).
+_COPIED = [c.key for c in HistoryEntry.__table__.columns
+           if c.key not in ("id", "queueid", "transfertime", "action", "ts")]
 
 
 class Bouncer(Protocol):
@@ -94,7 +98,19 @@ def _act_on_chunk(
     session: Session, ids: list[int], cond: ColumnElement[bool] | None, action: str, *,
     now: float, duplicate: bool, bounce: Bouncer | None,
 ) -> tuple[int, list[str]]:
-    """Act on each id (re-checked against `cond`, as another writer may have changed it)."""
+    """Act on the chunk's ids, each re-checked against `cond` (another writer may have changed it).
+
+    Hold, plain retry and delete are set-based statements over the chunk: the same changes
+    queue.store's hold/retry/delete make one entry at a time, at a fraction of the round trips
+    (P4: 100,000 entries in under 20 s). Retry with duplicate and bounce go entry by entry.
+    """
+    where = [QueueEntry.id.in_(ids)] + ([cond] if cond is not None else [])
+    if action == "hold":
+        return _update(session, where, state=QueueState.HOLD.value, ts=now), []
+    if action == "retry" and not duplicate:
+        return _update(session, where, state=QueueState.ACTIVE.value, next_retry=0.0, ts=now), []
+    if action == "delete":
+        return _delete_chunk(session, where, now=now)
     acted = 0
     paths: list[str] = []
     for entry_id in ids:
@@ -124,3 +140,37 @@ def _act_on_one(
     entry: Any = queue_store.get_entry(session, entry_id, where=cond)
     assert bounce is not None  # checked by _check
     return bounce(session, entry)
+
+
+def _update(session: Session, where: list[ColumnElement[bool]], **values: object) -> int:
+    result = session.execute(
+        update(QueueEntry).where(*where).values(**values).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _delete_chunk(session: Session, where: list[ColumnElement[bool]], *, now: float) -> tuple[int, list[str]]:
+    """Write a DELETE history row (with metadata) per entry, remove the entries, return orphans."""
+    # FOR UPDATE (PostgreSQL): a delivery finishing one of these at the same time waits for us.
+    rows = session.execute(select(QueueEntry.id, QueueEntry.path).where(*where).with_for_update()).all()
+    if not rows:
+        return 0, []
+    ids = [r.id for r in rows]
+    source = select(
+        *[getattr(QueueEntry, c) for c in _COPIED], QueueEntry.id,
+        literal(Action.DELETE.value), literal(now), literal(0.0),
+    ).where(QueueEntry.id.in_(ids))
+    history_ids = list(session.scalars(
+        insert(HistoryEntry)
+        .from_select([*_COPIED, "queueid", "action", "ts", "transfertime"], source)
+        .returning(HistoryEntry.id)
+    ))
+    meta = (select(HistoryEntry.id, QueueMetadata.key, QueueMetadata.value)
+            .join(QueueMetadata, QueueMetadata.entry_id == HistoryEntry.queueid)
+            .where(HistoryEntry.id.in_(history_ids)))
+    session.execute(insert(HistoryMetadata).from_select(["entry_id", "key", "value"], meta))
+    # queue_metadata rows go with their entry (ON DELETE CASCADE).
+    session.execute(delete(QueueEntry).where(QueueEntry.id.in_(ids)).execution_options(synchronize_session=False))
+    paths = {r.path for r in rows if r.path}
+    still = set(session.scalars(select(QueueEntry.path).where(QueueEntry.path.in_(paths)).distinct()))
+    return len(ids), sorted(paths - still)

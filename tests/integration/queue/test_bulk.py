@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +17,8 @@ from appliance.hql import compile_filter, restrict
 from appliance.queue.bulk import act_on_matching
 from appliance.queue.query import count
 from appliance.queue.spool import Spool
-from appliance.queue.store import finish
+from appliance.db.schema import upgrade
+from appliance.queue.store import delete, finish, metadata_of
 from appliance.types import Action
 from tests.integration.hql.seeding import NOW, seed
 
@@ -149,3 +151,39 @@ def test_bad_filter_changes_nothing(store: Store) -> None:
     with pytest.raises(InvalidInput, match="unknown field"):
         act_on_matching(store, "frm=x", "delete", now=NOW)
     assert len(rcpts(store)) == 5
+
+
+def _history_fields(store: Store, rcpt: str) -> dict[str, object]:
+    with store.transaction(read_only=True) as s:
+        row = s.scalars(select(HistoryEntry).where(HistoryEntry.rcpt == rcpt,
+                                                   HistoryEntry.action == "DELETE")).one()
+        meta = metadata_of(s, [row.id], history=True).get(row.id, {})
+        fields = {c.key: getattr(row, c.key) for c in HistoryEntry.__table__.columns if c.key != "id"}
+    return {**fields, "metadata": meta}
+
+
+def test_bulk_delete_writes_the_same_history_as_single_delete(store: Store, tmp_path: Path) -> None:
+    """The set-based chunk delete and queue.store.delete leave identical history rows."""
+    ids = seed(store)
+    other = Store(f"sqlite:///{tmp_path / 'single.db'}")
+    upgrade(other.engine)
+    single_ids = seed(other)
+    with other.transaction() as s:
+        for rcpt in ("bob@dest.org", "frank@dest.org"):
+            delete(s, single_ids[rcpt], now=NOW)
+    assert act_on_matching(store, "to=bob@dest.org or to=frank@dest.org", "delete", now=NOW) == 2
+    for rcpt in ("bob@dest.org", "frank@dest.org"):
+        bulk, single = _history_fields(store, rcpt), _history_fields(other, rcpt)
+        assert bulk.pop("queueid") == ids[rcpt] and single.pop("queueid") == single_ids[rcpt]
+        assert bulk == single
+        assert bulk["metadata"]  # metadata followed the entry into history
+    other.dispose()
+
+
+def test_set_based_actions_honour_metadata_filters(store: Store) -> None:
+    seed(store)
+    assert act_on_matching(store, "metadata.score=9", "hold", now=NOW) == 1
+    assert act_on_matching(store, "not metadata.score~%", "hold", now=NOW) == 2
+    assert rcpts(store, "queue=HOLD") == ["dave@other.net", "frank@dest.org", "x@[192.0.2.9]"]
+    assert act_on_matching(store, "metadata.Tag=Blue", "delete", now=NOW) == 2
+    assert rcpts(store, "metadata.Tag~%") == ["frank@dest.org"]

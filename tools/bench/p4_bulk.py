@@ -1,0 +1,141 @@
+"""P4: bulk delete and bounce (act_on_matching, as mailQueueDeleteBulk/BounceBulk) over N matching entries.
+
+    python tools/bench/p4_bulk.py [--n 100000] [--extra 100000] [--runs 3] [--backends sqlite,postgresql]
+
+The queue holds N matching entries (recipient domain bulk.test) plus `extra` others. Each run
+refills the store, then acts on `to~%@bulk.test` in chunks; it reports seconds, entries per
+second and the peak RSS growth of the process while acting (memory must stay flat: streamed
+chunks). Target (BENCHMARKS.md): under 20 s for 100,000. Writes tools/bench/results/p4_bulk.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy.orm import Session  # noqa: E402
+
+from appliance.bounce.handling import bounce_entry  # noqa: E402
+from appliance.db.engine import Store  # noqa: E402
+from appliance.db.models import QueueEntry  # noqa: E402
+from appliance.db.schema import upgrade  # noqa: E402
+from appliance.queue.bulk import act_on_matching  # noqa: E402
+from appliance.queue.spool import Spool  # noqa: E402
+from tools.bench.p3_data import fill  # noqa: E402
+
+TARGET_S = 20.0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakRss:
+    """Samples this process's RSS every 50 ms while acting (ru_maxrss never goes down)."""
+
+    def __init__(self) -> None:
+        self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def one_run(url: str, action: str, n: int, extra: int, spool: Spool) -> dict[str, float]:
+    store = Store(url)
+    upgrade(store.engine)
+    now = time.time()
+    fill(store, n, now=now, seed=1, bulk_domain="bulk.test")
+    fill(store, extra, now=now, seed=2)
+    bounce = None
+    if action == "bounce":
+        spool.root.mkdir(parents=True, exist_ok=True)
+        b = functools.partial(bounce_entry, spool=spool, reason="bulk bounce (P4)", now=now, hostname="bench.test")
+
+        def bounce(session: Session, entry: QueueEntry) -> str | None:
+            return b(session, entry=entry)
+    before = _rss_mb()
+    removed: list[int] = []
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        acted = act_on_matching(store, "to~%@bulk.test", action, now=now, chunk=500, bounce=bounce,
+                                on_paths=lambda paths: removed.append(len(paths)))
+        seconds = time.perf_counter() - started
+    store.dispose()
+    assert acted == n, (acted, n)
+    return {"seconds": seconds, "per_second": acted / seconds, "rss_before_mb": before,
+            "rss_growth_mb": rss.peak - before, "orphaned_paths": float(sum(removed))}
+
+
+def bench(backend: str, action: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    runs = []
+    for i in range(args.runs):
+        pg = None
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp / f'p4-{action}-{i}.db'}"
+        else:
+            from tests.support.postgres import PostgresServer
+
+            pg = PostgresServer().start()
+            url = pg.create_database("p4")
+        try:
+            runs.append(one_run(url, action, args.n, args.extra, Spool(tmp / f"spool-{backend}-{action}-{i}")))
+        finally:
+            if pg is not None:
+                pg.stop()
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--extra", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--actions", default="delete,bounce")
+    args = ap.parse_args()
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="p4-") as tmp:
+        for backend in args.backends.split(","):
+            for action in args.actions.split(","):
+                print(f"{backend} {action}: {args.runs} runs over {args.n} entries ...", flush=True)
+                results.setdefault(backend, {})[action] = bench(backend, action, args, Path(tmp))
+    print(f"\n{'backend':11} {'action':7} {'entries':>8} {'median s':>9} {'/s':>8} {'s/target':>8} {'RSS growth MB':>14}")
+    for backend, by_action in results.items():
+        for action, m in by_action.items():
+            print(f"{backend:11} {action:7} {args.n:8} {m['seconds']:9.2f} {m['per_second']:8.0f} "
+                  f"{m['seconds'] / TARGET_S:8.2f} {m['rss_growth_mb']:14.1f}")
+    out = REPO / "tools/bench/results/p4_bulk.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"when": time.time(), "n": args.n, "extra": args.extra,
+                               "runs": args.runs, "results": results}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
