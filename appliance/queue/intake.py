@@ -1,7 +1,10 @@
-"""Group commit: one committer thread spools and queues many sessions' messages per transaction.
+"""Group commit: bodies are spooled in parallel, then one committer thread queues many sessions'
+messages per transaction.
 
 Each submission gets its own future; it resolves only after the body is fsync'd in the spool
 and the transaction holding its entries has committed, so "250 OK" can follow it directly.
+Spool writes run on a pool of writer threads because fsync waits on the disk, not the CPU, and
+concurrent fsyncs share journal commits; the store commit is the single serial step.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy.orm import Session
 
@@ -45,7 +48,7 @@ class Intake:
     """The committer: `submit()` from any thread, `start()`/`stop()` around the node's life."""
 
     def __init__(self, store: Store, spool: Spool, *, clock: Callable[[], float] = time.time,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, writers: int = 32) -> None:
         self._store = store
         self._spool = spool
         self._clock = clock
@@ -54,16 +57,22 @@ class Intake:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._writers_count = writers
+        self._writers: ThreadPoolExecutor | None = None
         self.batches = 0  # how many transactions; with `submitted`, the batching achieved
         self.submitted = 0
 
     def start(self) -> None:
         self._stopping = False
+        self._writers = ThreadPoolExecutor(self._writers_count, thread_name_prefix="intake-spool")
         self._thread = threading.Thread(target=self._run, name="intake-committer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Commit what is pending, then end the thread."""
+        """Commit what is pending, then end the threads."""
+        if self._writers is not None:
+            self._writers.shutdown(wait=True)  # every body written reaches the committer
+            self._writers = None
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -76,14 +85,23 @@ class Intake:
         """Queue `message` (its envelope's recipients) with `body`; `deleted` recipients are
         accepted and recorded as DELETE in history instead. `message.path` is filled in here."""
         future: Future[Accepted] = Future()
+        item = _Item(message, body, deleted, future)
+        writers = self._writers
+        try:
+            if self._stopping or writers is None:
+                raise RuntimeError("stopped")
+            writers.submit(self._spool_and_hand_over, item)
+        except RuntimeError:
+            future.set_exception(StoreUnavailable("the queue is not accepting mail"))
+        return future
+
+    def _spool_and_hand_over(self, item: _Item) -> None:
+        if not self._spool_body(item):
+            return
         with self._cond:
-            if self._stopping or self._thread is None:
-                future.set_exception(StoreUnavailable("the queue is not accepting mail"))
-                return future
-            self._pending.append(_Item(message, body, deleted, future))
+            self._pending.append(item)
             self.submitted += 1
             self._cond.notify()
-        return future
 
     def _run(self) -> None:
         while True:
@@ -96,10 +114,7 @@ class Intake:
                 del self._pending[: self._max_batch]
             self._commit_batch(batch)
 
-    def _commit_batch(self, batch: list[_Item]) -> None:
-        ready = [item for item in batch if self._spool_body(item)]
-        if not ready:
-            return
+    def _commit_batch(self, ready: list[_Item]) -> None:
         try:
             results = self._transaction(ready)
         except Exception as exc:

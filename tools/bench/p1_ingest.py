@@ -1,0 +1,176 @@
+"""P1: durable SMTP ingest — messages accepted per second by a node and by Postfix, side by side.
+
+    python tools/bench/p1_ingest.py [--count 600] [--rounds 3] [--sessions 1,8,32] [--sizes 1024,10240]
+
+smtp-source (Postfix's load generator) sends N concurrent sessions of fixed-size messages into
+each system in turn; both relay to the same smtp-sink on loopback and both fsync each message
+before answering 250. Prints medians and the ratio node/Postfix; writes results/p1_ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from p1_postfix import Postfix, available as postfix_available  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {port}")
+            time.sleep(0.05)
+
+
+def start_node(base: Path, relay_port: int, database: str | None, processes: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    data_dir = base / "node"
+    argv = [sys.executable, "-m", "appliance", "run", "--data-dir", str(data_dir),
+            "--smtp-listen", f"127.0.0.1:{port}", "--soap-listen", f"http://127.0.0.1:{free_port()}",
+            "--relay", f"127.0.0.1:{relay_port}"]
+    if database:
+        argv += ["--database", database]
+    if processes > 1:
+        argv += ["--smtp-processes", str(processes)]
+    log = open(base / "node.log", "wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    wait_for_port(port, proc)
+    return proc, port
+
+
+def inject(port: int, *, count: int, size: int, sessions: int) -> float:
+    """Messages per second that smtp-source got accepted (it fails on any non-2xx reply)."""
+    argv = ["smtp-source", "-l", str(size), "-m", str(count), "-s", str(sessions),
+            "-f", "sender@bench.test", "-t", "rcpt@sink.test", f"127.0.0.1:{port}"]
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0 or "error" in done.stderr.lower():
+        raise RuntimeError(f"smtp-source failed: {done.stderr.strip()[-500:]}")
+    return count / elapsed
+
+
+def measure(systems: dict[str, int], *, count: int, rounds: int, sessions: list[int],
+            sizes: list[int]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for size in sizes:
+        for n in sessions:
+            samples: dict[str, list[float]] = {name: [] for name in systems}
+            for _ in range(rounds):
+                for name, port in systems.items():  # interleaved, so drift hits both alike
+                    samples[name].append(inject(port, count=count, size=size, sessions=n))
+            row: dict[str, object] = {"size": size, "sessions": n, "count": count,
+                                      "samples": samples}
+            for name in systems:
+                row[name] = statistics.median(samples[name])
+            if "postfix" in systems:
+                row["ratio"] = float(row["node"]) / float(row["postfix"])  # type: ignore[arg-type]
+            rows.append(row)
+            print_row(row, list(systems))
+    return rows
+
+
+def print_row(row: dict[str, object], names: list[str]) -> None:
+    cells = [f"{row['size'] // 1024:>4} KiB", f"{row['sessions']:>8}"]  # type: ignore[operator]
+    cells += [f"{float(row[n]):>10.0f}" for n in names]  # type: ignore[arg-type]
+    if "ratio" in row:
+        cells.append(f"{float(row['ratio']):>7.2f}")  # type: ignore[arg-type]
+    print("  ".join(cells), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=600, help="messages per run (bounded)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sessions", default="1,8,32")
+    parser.add_argument("--sizes", default="1024,10240")
+    parser.add_argument("--database", help="store URL for the node (default SQLite)")
+    parser.add_argument("--smtp-processes", type=int, default=1,
+                        help="SMTP processes sharing the listener (SO_REUSEPORT)")
+    parser.add_argument("--no-postfix", action="store_true")
+    args = parser.parse_args()
+    for tool in ("smtp-source", "smtp-sink"):
+        if not shutil.which(tool):
+            print(f"{tool} is not installed (Debian package postfix)", file=sys.stderr)
+            return 1
+    sessions = [int(s) for s in args.sessions.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    base = Path(tempfile.mkdtemp(prefix="p1-", dir="/var/tmp"))
+    base.chmod(0o755)  # Postfix daemons (user postfix) must reach their queue inside it
+    procs: list[subprocess.Popen[bytes]] = []
+    postfix: Postfix | None = None
+    try:
+        sink_port = free_port()
+        sink = subprocess.Popen(["smtp-sink", *(["-u", "postfix"] if os.geteuid() == 0 else []),
+                                 f"127.0.0.1:{sink_port}", "1024"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(sink)
+        wait_for_port(sink_port, sink)
+        node, node_port = start_node(base, sink_port, args.database, args.smtp_processes)
+        procs.append(node)
+        systems = {"node": node_port}
+        if not args.no_postfix and postfix_available():
+            postfix = Postfix(smtp_port=free_port(), relay_port=sink_port, base=base)
+            postfix.start()
+            wait_for_port(postfix.smtp_port)
+            systems["postfix"] = postfix.smtp_port
+        print(f"P1 ingest: {args.count} messages per run, median of {args.rounds}, msgs/s")
+        print("  ".join(["    size", "sessions", *[f"{n:>10}" for n in systems],
+                         *(["  ratio"] if "postfix" in systems else [])]))
+        rows = measure(systems, count=args.count, rounds=args.rounds, sessions=sessions, sizes=sizes)
+        out = HERE / "results" / "p1_ingest.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps({
+            "benchmark": "P1", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "database": args.database or "sqlite", "smtp_processes": args.smtp_processes,
+            "rows": rows,
+        }, indent=2))
+        print(f"wrote {out.relative_to(REPO)}")
+        return 0
+    finally:
+        if postfix is not None:
+            postfix.stop()
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
