@@ -74,7 +74,11 @@ class Protocol(SMTP):
         await super().smtp_RCPT(arg)
 
     async def _handle_client(self) -> None:
-        reply = await self.event_handler.on_connect(self)
+        try:
+            reply = await self.event_handler.on_connect(self)
+        except Exception:
+            log.exception("connect stage failed")
+            reply = replies.SERVICE_UNAVAILABLE
         if reply is not None:
             await self.push(reply)
             if self.transport is not None:
@@ -97,6 +101,11 @@ class Handler:
         self.authenticate = authenticate
         self.on_enqueued = on_enqueued
         self.clock = clock
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A hook or flow failed: a temporary reply, never internals and never 5xx."""
+        log.error("SMTP session error: %s: %s", type(error).__name__, error)
+        return replies.LOCAL_ERROR
 
     # -- connection and greeting -------------------------------------------------------
     async def on_connect(self, server: Protocol) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Connection (RFC 5321 §3.1, §4.2.2)
 SERVICE_UNAVAILABLE = "421 4.3.2 Service not available, closing transmission channel"
+LOCAL_ERROR = "451 4.3.0 Local error in processing, try again later"
 CONNECT_REJECTED = "554 5.7.1 Connection rejected"
 
 # Envelope

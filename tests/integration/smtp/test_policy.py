@@ -169,3 +169,30 @@ def test_data_changes_headers_metadata_and_recipient_transports(
     parsed = email.message_from_bytes(spool.read(entries[0].path), policy=email.policy.default)
     assert parsed["X-Scanned"] == "yes" and parsed["X-Strip"] is None
     assert parsed["Subject"] == "test" and parsed["Received"] is not None
+
+
+class Broken(DefaultFlow):
+    def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
+        raise RuntimeError("script crashed")
+
+
+def test_a_failing_flow_answers_451_not_500_and_the_session_goes_on(
+    smtp_server: Callable[..., SmtpHarness], store: Store,
+) -> None:
+    harness = smtp_server(flow=Broken())
+    client, replies = envelope(harness.port, ["r@example.org"])
+    assert replies[1][0] == 451 and b"script crashed" not in replies[1][1]
+    assert client.noop()[0] == 250
+    client.quit()
+    assert queued(store) == []
+
+
+def test_a_failing_connect_stage_answers_421(smtp_server: Callable[..., SmtpHarness]) -> None:
+    class BrokenConnect(DefaultFlow):
+        def connect(self, session: SessionInfo) -> Verdict:
+            raise RuntimeError("boom")
+
+    harness = smtp_server(flow=BrokenConnect())
+    with pytest.raises(smtplib.SMTPConnectError) as err:
+        smtplib.SMTP("127.0.0.1", harness.port)
+    assert err.value.smtp_code == 421
