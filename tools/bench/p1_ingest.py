@@ -51,7 +51,7 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
             time.sleep(0.05)
 
 
-def start_node(base: Path, relay_port: int, database: str | None, processes: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_node(base: Path, relay_port: int, database: str | None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data_dir = base / "node"
     argv = [sys.executable, "-m", "appliance", "run", "--data-dir", str(data_dir),
@@ -59,8 +59,6 @@ def start_node(base: Path, relay_port: int, database: str | None, processes: int
             "--relay", f"127.0.0.1:{relay_port}"]
     if database:
         argv += ["--database", database]
-    if processes > 1:
-        argv += ["--smtp-processes", str(processes)]
     log = open(base / "node.log", "wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -115,8 +113,6 @@ def main() -> int:
     parser.add_argument("--sessions", default="1,8,32")
     parser.add_argument("--sizes", default="1024,10240")
     parser.add_argument("--database", help="store URL for the node (default SQLite)")
-    parser.add_argument("--smtp-processes", type=int, default=1,
-                        help="SMTP processes sharing the listener (SO_REUSEPORT)")
     parser.add_argument("--no-postfix", action="store_true")
     args = parser.parse_args()
     for tool in ("smtp-source", "smtp-sink"):
@@ -136,7 +132,7 @@ def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(sink)
         wait_for_port(sink_port, sink)
-        node, node_port = start_node(base, sink_port, args.database, args.smtp_processes)
+        node, node_port = start_node(base, sink_port, args.database)
         procs.append(node)
         systems = {"node": node_port}
         if not args.no_postfix and postfix_available():
@@ -153,7 +149,8 @@ def main() -> int:
         out.write_text(json.dumps({
             "benchmark": "P1", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "database": args.database or "sqlite", "smtp_processes": args.smtp_processes,
+            "database": args.database or "sqlite",
+            "load_average": os.getloadavg(),
             "rows": rows,
         }, indent=2))
         print(f"wrote {out.relative_to(REPO)}")
