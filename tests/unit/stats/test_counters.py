@@ -31,7 +31,7 @@ def test_restore_merges_a_failed_batch_with_new_counts() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [("",), ("x" * 256,), ("a", "x" * 256), ("a", "", "x" * 256)]
+    "args", [("",), ("x" * 256,), ("a", "x" * 256), ("a", "", "x" * 256), (5,), ("a", None), ("a", "b", ["c"])]
 )
 def test_bad_keys_are_refused(args: tuple[str, ...]) -> None:
     c = Counters()
