@@ -4,7 +4,8 @@ Line format: `<ISO 8601 UTC time> <hostname> appliance[<pid>]: <logger>: <messag
 other control characters inside a message are escaped (`\\n`, `\\xNN`), so one record is exactly
 one line and `searchlog` can treat files as lines. Files: `appliance.log` (current), then
 `appliance.log.1` (newer) ... `appliance.log.N` (oldest), as logging's RotatingFileHandler names
-them. One process writes the files; other processes of the node should log to it or to syslog.
+them. Each line is one O_APPEND write, so lines never interleave; rotation is done by the one
+process that owns the files (other processes of the node should log to syslog).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class NodeLogFormatter(logging.Formatter):
 
 
 def escape(text: str) -> str:
-    return text.translate(_CONTROL)
+    # Most messages have nothing to escape; isprintable() is a fast C scan.
+    return text if text.isprintable() else text.translate(_CONTROL)
 
 
 def format_time(ts: float) -> str:
@@ -74,6 +76,56 @@ def log_files(log_dir: Path) -> list[Path]:
     return files
 
 
+class RotatingLogFile(logging.Handler):
+    """Appends each record as one write(2) to `path` (O_APPEND), renaming it to `path.1` ...
+    `path.N` past `max_bytes`, as logging's RotatingFileHandler names them.
+
+    RotatingFileHandler formats every record twice, stats the file and asks a text stream for
+    its position on every record; this keeps the size itself and writes bytes once.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int, backup_count: int) -> None:
+        super().__init__()
+        self.path, self.max_bytes, self.backup_count = Path(path), max_bytes, backup_count
+        self._fd = -1
+        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._size = os.fstat(self._fd).st_size
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            if self._size and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            os.write(self._fd, data)
+            self._size += len(data)
+        except Exception:  # logging must never take the caller down (logging.Handler contract)
+            self.handleError(record)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._fd = -1
+        for n in range(self.backup_count - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._open()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        finally:
+            self.release()
+        super().close()
+
+
 class NodeLog:
     """Installs the node-log handlers on a logger (the root logger by default); start()/stop()."""
 
@@ -99,9 +151,7 @@ class NodeLog:
         if self._handlers:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            self.path, maxBytes=self.max_bytes, backupCount=self.backup_count, encoding="utf-8"
-        )
+        handler = RotatingLogFile(self.path, max_bytes=self.max_bytes, backup_count=self.backup_count)
         handler.setFormatter(NodeLogFormatter(self.hostname))
         self._handlers.append(handler)
         if self.syslog_address is not None:
