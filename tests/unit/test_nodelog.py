@@ -108,15 +108,15 @@ def test_syslog_address_forms() -> None:
 
 
 def test_a_restarted_node_keeps_appending_and_rotates_by_the_files_size(tmp_path: Path) -> None:
-    (tmp_path / LOG_NAME).write_text("x" * 900 + "\n")
+    (tmp_path / LOG_NAME).write_text("x" * 950 + "\n")
     logger = _logger("restart")
     node_log = NodeLog(tmp_path, logger=logger, max_bytes=1000, backup_count=2, hostname="h")
     node_log.start()
     try:
-        logger.info("first after restart")  # 901 + this line > 1000: rotates first
+        logger.info("first after restart")  # 951 + this line > 1000: rotates first
         logger.info("second")
     finally:
         node_log.stop()
-    assert (tmp_path / f"{LOG_NAME}.1").read_text() == "x" * 900 + "\n"
+    assert (tmp_path / f"{LOG_NAME}.1").read_text() == "x" * 950 + "\n"
     lines = (tmp_path / LOG_NAME).read_text().splitlines()
     assert [l.rsplit(": ", 1)[1] for l in lines] == ["first after restart", "second"]
