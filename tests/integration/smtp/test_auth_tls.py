@@ -20,6 +20,9 @@ from tests.integration.smtp.conftest import SmtpHarness
 
 MESSAGE = b"Subject: auth\r\n\r\nbody\r\n"
 
+# AUTH and TLS do not depend on the backend (reception and intake run on both): SQLite only.
+pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def user(store: Store) -> tuple[str, str]:
