@@ -61,6 +61,19 @@ class Protocol(SMTP):
     def _create_envelope(self) -> MessageEnvelope:
         return MessageEnvelope()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        before = self.session
+        super().connection_made(transport)
+        if isinstance(before, ClientSession) and isinstance(self.session, ClientSession):
+            # STARTTLS made a fresh session (RFC 3207 §4.2: forget HELO and AUTH); the client
+            # and the connect-stage decisions stay.
+            info = before.info
+            info.tls, info.helo, info.sasl, info.authenticated = True, "", "", False
+            info.sender, info.recipients = None, []
+            self.session.info = info
+            self.session.quarantine = before.quarantine
+            self.session.delete_all = before.delete_all
+
     async def smtp_MAIL(self, arg: str | None) -> None:
         if arg is not None and not _balanced_path(arg, "FROM:"):
             await self.push(replies.BAD_PATH_SYNTAX)

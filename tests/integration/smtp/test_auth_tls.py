@@ -97,6 +97,8 @@ def test_starttls_with_the_self_signed_certificate(smtp_server: Callable[..., Sm
         client.login(*user)
         assert client.sendmail("a@example.com", ["b@example.org"], MESSAGE) == {}
     (entry,) = queued(store)
+    assert (entry.fromserver, entry.listener, entry.helo, entry.sasl) == ("127.0.0.1", "inbound", "x", "mailer")
+    assert spool.read(entry.path).startswith(b"Received: from x ([127.0.0.1])")
     assert b"with ESMTPSA" in spool.read(entry.path)
 
 
