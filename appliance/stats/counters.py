@@ -29,14 +29,24 @@ class Counters:
 
     def stat(self, key1: str, key2: str = "", key3: str = "", n: int = 1) -> None:
         """Count `n` for the key; never touches the store (the flusher does, later)."""
-        try:  # zero-cost in 3.11 unless raised; keeps the hot path to a few comparisons
-            bad = not key1 or len(key1) > MAX_KEY or len(key2) > MAX_KEY or len(key3) > MAX_KEY or n < 1
-        except TypeError:
-            bad = True
-        if bad or type(key1) is not str or type(key2) is not str or type(key3) is not str:
+        key = (key1, key2, key3)
+        try:
+            with self._lock:
+                batch = self._batch
+                # A key already in the batch was checked when it entered: only n needs a look.
+                if key in batch and type(n) is int and n > 0:
+                    batch[key] += n
+                    return
+        except TypeError:  # an unhashable key part
+            pass
+        self._first(key, n)
+
+    def _first(self, key: Key, n: int) -> None:
+        """The slow path: check a key new to this batch, then count it."""
+        if not all(type(k) is str for k in key) or type(n) is not int or n < 1 \
+                or not key[0] or any(len(k) > MAX_KEY for k in key):
             raise InvalidInput(
                 f"stat keys must be strings of 1 to {MAX_KEY} characters (key2, key3 may be empty), n 1 or more")
-        key = (key1, key2, key3)
         with self._lock:
             batch = self._batch
             batch[key] = batch.get(key, 0) + n
