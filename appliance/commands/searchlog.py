@@ -22,6 +22,7 @@ from appliance.nodelog import LOG_NAME, line_time, log_files
 BLOCK = 1024 * 1024
 MAX_LINE = 1024 * 1024  # a "line" longer than this is cut (a log line never is)
 _FOLLOW_INTERVAL = 0.25
+_MTIME_SLACK = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +162,8 @@ def open_log_files(log_dir: Path, *, attempts: int = 5) -> list[tuple[str, Binar
 
 def _search(fh: BinaryIO, size: int, args: Args, term: Terminal, budget: list[int | None],
             *, final: bool) -> bool:
-    if args.after is not None and os.fstat(fh.fileno()).st_mtime < args.after:
+    # mtime comes from a coarse kernel clock and may trail the last line's stamp by a few ms.
+    if args.after is not None and os.fstat(fh.fileno()).st_mtime < args.after - _MTIME_SLACK:
         fh.seek(size)  # every line is older than TIME
         return True
     start = first_offset_at(fh, args.after, size) if args.after is not None else 0
