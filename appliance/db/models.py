@@ -73,6 +73,8 @@ class QueueEntry(_MessageFields, Base):
         Index("ix_queue_sender_domain", "sender_domain"),
         Index("ix_queue_rcpt_domain", "rcpt_domain"),
         Index("ix_queue_transport", "transport"),
+        # Ids are never reused: `msgid:queueid` and history's queueid must name one entry.
+        {"sqlite_autoincrement": True},
     )
 
 
@@ -102,6 +104,7 @@ class HistoryEntry(_MessageFields, Base):
         Index("ix_history_sender_domain", "sender_domain"),
         Index("ix_history_rcpt_domain", "rcpt_domain"),
         Index("ix_history_action", "action"),
+        {"sqlite_autoincrement": True},
     )
 
 

@@ -56,7 +56,8 @@ def upgrade() -> None:
     sa.Column("jobid", sa.String(length=64), nullable=False),
     sa.Column("score", sa.Float(), nullable=False),
     sa.Column("is_dsn", sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint("id")
+    sa.PrimaryKeyConstraint("id"),
+    sqlite_autoincrement=True,
     )
     op.create_index("ix_history_action", "history", ["action"])
     op.create_index("ix_history_msgid", "history", ["msgid"])
@@ -100,7 +101,8 @@ def upgrade() -> None:
     sa.Column("jobid", sa.String(length=64), nullable=False),
     sa.Column("score", sa.Float(), nullable=False),
     sa.Column("is_dsn", sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint("id")
+    sa.PrimaryKeyConstraint("id"),
+    sqlite_autoincrement=True,
     )
     op.create_index("ix_queue_msgid", "queue", ["msgid"])
     op.create_index("ix_queue_rcpt_domain", "queue", ["rcpt_domain"])

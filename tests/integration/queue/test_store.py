@@ -111,3 +111,12 @@ def test_release_all_leases_at_start(store: Store) -> None:
     with store.transaction() as s:
         assert q.release_all_leases(s) == 2
         assert len(q.claim(s, owner="w", now=1001.0, lease=60, limit=5)) == 2
+
+
+def test_queue_ids_are_never_reused(store: Store) -> None:
+    with store.transaction() as s:
+        [first] = q.enqueue(s, _msg("a@x.test"), now=1000.0)
+        q.delete(s, first, now=1001.0)
+    with store.transaction() as s:
+        [second] = q.enqueue(s, _msg("b@x.test"), now=1002.0)
+    assert second > first
