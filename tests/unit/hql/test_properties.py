@@ -28,7 +28,7 @@ def _compile_everywhere(text: str, *, history: bool) -> None:
         stmt.compile(dialect=dialect)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.one_of(st.text(max_size=200), hql_like_text), history=st.booleans())
 def test_arbitrary_text_raises_only_filter_errors(text: str, history: bool) -> None:
     try:
@@ -74,6 +74,8 @@ def condition(draw: st.DrawFn, *, history: bool) -> tuple[str, list[str]]:
         action = draw(st.sampled_from(["DELIVER", "bounce", '""']))
         return f"{name}{op}{action}", []
     value = draw(marked_text)
+    if field.type is Type.MESSAGEID and op == "=":
+        value = value.replace(":", "")  # a ':' introduces the queue id
     if field.type is Type.MESSAGEID and op == "=" and draw(st.booleans()):
         n = draw(st.integers(min_value=987_000_000, max_value=987_999_999))
         return f"{name}{op}{_quote(value + ':' + str(n))}", [value, str(n)]
@@ -100,7 +102,7 @@ def expression(draw: st.DrawFn, *, history: bool, depth: int = 0) -> tuple[str, 
     return text, lv + rv
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), history=st.booleans())
 def test_generated_valid_filters_compile_with_bound_values_only(data: st.DataObject, history: bool) -> None:
     text, values = data.draw(expression(history=history))
@@ -113,7 +115,7 @@ def test_generated_valid_filters_compile_with_bound_values_only(data: st.DataObj
             assert value not in sql_text
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(restriction=st.data(), history=st.booleans())
 def test_restriction_always_holds(restriction: st.DataObject, history: bool) -> None:
     """A restricted filter is the restriction AND the filter: never wider than the restriction."""
