@@ -18,7 +18,7 @@ from appliance.delivery.replies import Kind, Reply, dsn_status
 from appliance.delivery.retry import expired, retry_at
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
-from appliance.types import Action
+from appliance.types import Action, QueueState
 
 
 # Columns a history row copies from its queue entry (as appliance.queue.store does).
@@ -31,6 +31,7 @@ class Fate(str, enum.Enum):
     BOUNCE = "BOUNCE"
     DELETE = "DELETE"
     ERROR = "ERROR"
+    QUARANTINE = "QUARANTINE"  # a policy held it: HOLD, kept with its body, not attempted
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -45,6 +46,7 @@ class Outcome:
     next_retry: float = 0.0
     status: str = ""  # DSN status for bounces
     reason: str = ""  # msgerror / history error text
+    quarantine: str = ""  # the quarantine name for Fate.QUARANTINE
 
 
 def decide(
@@ -79,9 +81,11 @@ def record(
     bounces: list[BounceItem] = []
     for out in written:
         entry = entries[out.entry.id]
-        if out.fate is not Fate.DEFER:
+        if out.fate not in (Fate.DEFER, Fate.QUARANTINE):
             removed.add(entry.path)
-        if out.fate is Fate.DEFER:
+        if out.fate is Fate.QUARANTINE:
+            _quarantine(session, entry, out, now=now)
+        elif out.fate is Fate.DEFER:
             q.record_deferred(session, entry.id, owner=owner, now=now, error=out.reason,
                               next_retry=out.next_retry)
         elif out.fate is Fate.BOUNCE:
@@ -93,6 +97,19 @@ def record(
     if bounces:
         bounce_entries(session, spool, bounces, now=now, hostname=hostname)
     return written, _unreferenced(session, removed)
+
+
+def _quarantine(session: Session, entry: QueueEntry, out: Outcome, *, now: float) -> None:
+    """HOLD with action QUARANTINE and the name (as a quarantine at reception), lease given
+    back, and a QUARANTINE history row; an operator releases it with retry."""
+    entry.state = QueueState.HOLD.value
+    entry.action = Action.QUARANTINE.value
+    entry.quarantine = out.quarantine or "quarantine"
+    entry.ts = now
+    entry.lease_until = 0.0
+    entry.lease_owner = ""
+    session.flush()
+    q.write_history(session, entry, Action.QUARANTINE, now=now, error=out.reason)
 
 
 def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:

@@ -253,6 +253,10 @@ def _policy_outcome(entry: QueueEntry, verdict: Verdict, cfg: Config, now: float
     if verdict.decision is Decision.DEFER:
         reply = Reply(verdict.code or 451, verdict.text or "4.7.1 deferred by delivery policy")
         return decide(entry, reply, queue=cfg.queue, now=now)
+    if verdict.decision is Decision.QUARANTINE:
+        name = verdict.quarantine or "quarantine"
+        reply = Reply(0, verdict.text or f"quarantined in {name} by delivery policy")
+        return Outcome(entry=entry, fate=Fate.QUARANTINE, reply=reply, reason=str(reply), quarantine=name)
     if verdict.decision is Decision.DELETE:
         reply = Reply(0, verdict.text or "deleted by delivery policy")
         return Outcome(entry=entry, fate=Fate.DELETE, reply=reply, reason=str(reply))
@@ -268,5 +272,7 @@ def _log_outcome(out: Outcome) -> None:
         log.info("deferred %s:%d to <%s> %s, retry at %.0f: %s", e.msgid, e.id, e.rcpt, via, out.next_retry, out.reply)
     elif out.fate is Fate.BOUNCE:
         log.info("failed %s:%d to <%s> %s, bouncing (%s): %s", e.msgid, e.id, e.rcpt, via, out.status, out.reason)
+    elif out.fate is Fate.QUARANTINE:
+        log.info("quarantined %s:%d to <%s> in %s: %s", e.msgid, e.id, e.rcpt, out.quarantine, out.reason)
     else:
         log.info("%s %s:%d to <%s>: %s", out.fate.value.lower(), e.msgid, e.id, e.rcpt, out.reason)

@@ -262,7 +262,6 @@ def test_pre_and_post_delivery_decisions(env: dict[str, Any]) -> None:
     assert later[0][4]["post"].startswith("DEFER")
 
 
-@pytest.mark.xfail(strict=True, reason="appliance.delivery does not yet act on QUARANTINE from pre_delivery")
 def test_pre_delivery_quarantine_holds_the_entry(env: dict[str, Any]) -> None:
     _send(env["node"].smtp_port, "s@example.org", ["hold@q.example"])
     held = _wait(lambda: [q for q in _queued(env["store"], "hold@q.example") if q[0] == "HOLD"], timeout=5)

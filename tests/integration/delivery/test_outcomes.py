@@ -97,3 +97,27 @@ def test_expired_entry_bounces_instead_of_deferring(store: Store, spool: Spool) 
     [entry] = _claim(store, now=time.time())
     out = decide(entry, Reply(0, "connection error: refused"), queue=QUEUE, now=time.time())
     assert out.fate is Fate.BOUNCE and out.status == "4.4.7" and "lifetime" in out.reason
+
+
+def test_quarantine_holds_the_entry_with_its_body_and_writes_history(store: Store, spool: Spool) -> None:
+    path = _enqueue(store, spool, "held@d.test", "ok@d.test")
+    held, ok = _claim(store)
+    outs = [
+        Outcome(entry=held, fate=Fate.QUARANTINE, reply=Reply(0, "policy"), reason="policy", quarantine="pre"),
+        decide(ok, Reply(250, "ok"), queue=QUEUE, now=1010.0),
+    ]
+    written, orphans = _record(store, spool, outs)
+    assert len(written) == 2 and orphans == []  # the held entry still needs the body
+    assert spool.read(path).startswith(b"Subject: s")
+    with store.transaction(read_only=True) as s:
+        [entry] = s.scalars(select(QueueEntry)).all()
+        hist = {h.rcpt: h for h in s.scalars(select(HistoryEntry))}
+        meta = q.metadata_of(s, [entry.id])
+    assert (entry.rcpt, entry.state, entry.action, entry.quarantine) == ("held@d.test", "HOLD", "QUARANTINE", "pre")
+    assert (entry.lease_owner, entry.lease_until, entry.ts, entry.retries) == ("", 0.0, 1010.0, 0)
+    assert meta[entry.id]["tag"] == held.msgid[:8]
+    row = hist["held@d.test"]
+    assert (row.queueid, row.action, row.quarantine, row.error, row.ts) == (entry.id, "QUARANTINE", "pre", "policy", 1010.0)
+    assert hist["ok@d.test"].action == "DELIVER"
+    with store.transaction() as s:  # HOLD is not due: no worker takes it again
+        assert q.claim(s, owner="w", now=5000.0, lease=600, limit=10) == []
