@@ -1,7 +1,7 @@
 """config: revisions, per-node overrides, cluster members
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 """
 
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 
 revision = "0003"
-down_revision = "0001"
-branch_labels = ("config",)
+down_revision = "0002"
+branch_labels = None
 depends_on = None
 
 

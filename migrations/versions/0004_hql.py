@@ -1,14 +1,14 @@
 """hql: indexes for newest-first domain searches and spool-path lookups
 
-Revision ID: 0007
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0001"
-branch_labels = ("hql",)
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
 depends_on = None
 
 
