@@ -1,4 +1,4 @@
-"""ORM models of statistics: stat() counters, pending mail actions, rate() windows and hits."""
+"""ORM models of statistics: stat() counters, pending mail actions, stored rate() hits."""
 
 from __future__ import annotations
 
@@ -35,18 +35,9 @@ class StatPendingAction(Base):
     domain: Mapped[str] = mapped_column(String(255))
 
 
-class RateWindow(Base):
-    """One rate(ns, entry, _, interval) key; its row is the lock that serialises check-and-count."""
-
-    __tablename__ = "rate_window"
-    ns: Mapped[str] = mapped_column(String(128), primary_key=True)
-    entry: Mapped[str] = mapped_column(String(255), primary_key=True)
-    interval: Mapped[int] = mapped_column(Integer, primary_key=True)
-    expires: Mapped[float] = mapped_column(Float)  # when its newest counted hit leaves the window
-
-
 class RateHit(Base):
-    """One counted rate() call; hits older than the window are pruned."""
+    """One counted rate() call, written behind from the node's memory (appliance.stats.rates);
+    hits older than their window are pruned."""
 
     __tablename__ = "rate_hit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

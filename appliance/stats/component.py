@@ -30,7 +30,8 @@ def probe_for(store: Store, config: Config, *, proc: Path = Path("/proc")) -> Pr
 
 class StatsComponent:
     """start()/stop() run the flusher and graph updater threads; `stat`, `rate`, `sampler` are
-    what policy scripts and commands call."""
+    what policy scripts and commands call. `rates` holds the live rate() windows (loaded from the
+    store here; the flusher writes new hits behind): hslRate should read `rates.list()`."""
 
     def __init__(self, store: Store, rrd_dir: Path, config: Config, *,
                  clock: Callable[[], float] = time.time) -> None:

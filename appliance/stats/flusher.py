@@ -1,4 +1,4 @@
-"""The stats flusher: a thread that flushes the counter batch at a fixed interval (and on stop)."""
+"""The stats flusher: a thread that writes the counter batch and queued rate() hits at a fixed interval (and on stop)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from appliance.db.engine import Store
 from appliance.stats.counters import Counters
-from appliance.stats.rates import Rates, prune_rates
+from appliance.stats.rates import Pending, Rates, prune_rates
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,24 @@ class StatsFlusher:
         """One flush in its own transaction; on failure the batch is kept for the next one."""
         now = self._clock()
         batch = None
+        hits: Pending | None = None
+        prune = self._rates is not None and now - self._last_prune >= self._prune_every
         try:
             with self._store.transaction() as session:
                 batch = self._counters.flush(session, now=now)
-                if self._rates is not None and now - self._last_prune >= self._prune_every:
-                    prune_rates(session, now=now)
-                    self._last_prune = now
+                if self._rates is not None:
+                    hits = self._rates.persist(session)
+                    if prune:
+                        prune_rates(session, now=now)
         except Exception:
             if batch is not None:  # flushed but not committed: count it again next time
                 self._counters.restore(batch)
-            log.exception("stats flush failed; keeping %d counters for the next one", len(batch or {}))
+            if hits is not None and self._rates is not None:
+                self._rates.requeue(hits)
+            log.exception("stats flush failed; keeping %d counters and %d rate hits for the next one",
+                          len(batch or {}), len(hits or ()))
             return False
-        if self._rates is not None:
-            self._rates.expire_memory(now)
+        if prune and self._rates is not None:
+            self._rates.prune(now)  # memory stays bounded: windows with no live hit go
+            self._last_prune = now
         return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -18,6 +20,16 @@ def match(column: InstrumentedAttribute[str], pattern: str) -> ColumnElement[boo
         return column == pattern
     escaped = pattern.replace("\\", "\\\\").replace("_", "\\_")
     return column.like(escaped, escape="\\")
+
+
+def matches(value: str, pattern: str) -> bool:
+    """The in-memory twin of match(), for live rate windows (case-sensitive, as on PostgreSQL)."""
+    if not pattern:
+        return True
+    if "%" not in pattern:
+        return value == pattern
+    regex = ".*".join(re.escape(part) for part in pattern.split("%"))
+    return re.fullmatch(regex, value, re.DOTALL) is not None
 
 
 def check_page(offset: int, limit: int) -> None:

@@ -1,80 +1,187 @@
-"""rate(): sliding-window limits kept in the store (shared, durable) with an in-memory deny path.
+"""rate(): sliding windows held in memory (authoritative in the node process), written behind to the store.
 
-Every call that may be allowed is one store transaction that locks the key's `rate_window`
-row, prunes expired hits, counts the rest and, below the limit, records the hit: exact across
-the node's workers and processes, and across restarts. Refused calls are not counted, so a
-client that keeps trying gets through again as old hits leave the window.
+Every worker of a node (SMTP sessions, delivery, policy, SOAP) runs in the one `appliance run`
+process and shares one `Rates`, so a lock-guarded dict of windows is exact and costs
+microseconds. The store is only the memory's backing copy: `Rates(store)` loads the live hits
+at start; each counted hit is queued, and the stats flusher writes the queue in its one
+transaction per flush (every `flush_interval` seconds and on stop). Durability trade-off: a
+crash (kill -9, power loss) loses at most the hits of the last flush interval, so after such a
+restart a client may get up to one interval's worth of extra calls through; a clean stop loses
+nothing. Only the node process may count hits: another process counting on the same store is
+neither seen by the node nor sees it.
 
-The fast path only ever refuses: after the store said the window is full until `deny_until`,
-calls before then are refused from memory (hits only leave a window by expiry, or by
-hslRateClear, which drops the memory of this process; other processes re-check after
-`cache_ttl` seconds).
+Reads and clears go through the memory: `Rates.list()` is live; `Rates.clear()` empties the
+matching windows (and their queued hits) and deletes their stored hits in the caller's
+transaction, serialised with flushes so a flush cannot write back a cleared hit. The module
+functions `list_rates`/`clear_rates`/`prune_rates` work on the stored copy alone (what a
+restart would load; up to one flush interval behind). Memory is bounded: windows whose hits
+have all expired are dropped by `prune()` (the flusher calls it every `prune_every` seconds).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from sqlalchemy import and_, delete, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from appliance.db.engine import Store
-from appliance.db.models_stats import RateHit, RateWindow
-from appliance.stats.patterns import check_page, match
-from appliance.stats.window import validate
+from appliance.db.models_stats import RateHit
+from appliance.stats.patterns import check_page, match, matches
+from appliance.stats.window import SlidingWindow, validate
 
-RateKey = tuple[str, str, int]
+log = logging.getLogger(__name__)
+
+RateKey = tuple[str, str, int]  # (ns, entry, interval): windows of different intervals are apart
+Pending = list[tuple[RateKey, float]]  # counted hits not yet in the store, oldest first
+# pg_advisory_xact_lock key ("rate") that serialises flushes and clears on PostgreSQL.
+_ADVISORY_KEY = 0x72617465
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RateRow:
+    ns: str
+    entry: str
+    count: int  # hits in the window now
+    interval: int
+    expires: float  # when the newest hit leaves the window
 
 
 class Rates:
-    """The node's rate() engine; thread-safe, one per node process."""
+    """The node's rate() engine; thread-safe, one per node process (see the module docstring)."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time, cache_ttl: float = 1.0) -> None:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
-        self._ttl = cache_ttl
         self._lock = threading.Lock()
-        # key -> (deny_until, fetched_at, count it was computed for)
-        self._full: dict[RateKey, tuple[float, float, int]] = {}
+        self._windows: dict[RateKey, SlidingWindow] = load_windows(store, now=clock())
+        self._pending: Pending = []
 
     def rate(self, ns: str, entry: str, count: int, interval: int) -> bool:
         """True while `entry` in `ns` was counted fewer than `count` times in `interval` s."""
-        count, interval = _whole(count), _whole(interval)
-        validate(ns, entry, count, interval)
+        if type(count) is not int or type(interval) is not int:
+            count, interval = _whole(count), _whole(interval)
         key = (ns, entry, interval)
         now = self._clock()
-        full = self._full.get(key)  # dict reads are atomic; the lock guards the writes
-        if full is not None and full[2] == count and now < full[0] and now - full[1] < self._ttl:
-            return False
-        with self._store.transaction() as session:
-            allowed, deny_until = count_hit(session, ns, entry, count, interval, now=now)
-        with self._lock:
-            if deny_until > now:
-                self._full[key] = (deny_until, now, count)
-            else:
-                self._full.pop(key, None)
-        return allowed
+        try:
+            with self._lock:
+                window = self._windows.get(key)
+                # A key in memory was validated when it entered: only `count` needs a look.
+                if window is not None and type(count) is int and count > 0:
+                    if not window.hit(now, count, interval):
+                        return False
+                    self._pending.append((key, now))
+                    return True
+        except TypeError:  # an unhashable ns or entry: validate() says what is wrong
+            pass
+        return self._first(key, count, now)
 
-    def forget(self, ns: str = "", entry: str = "") -> None:
-        """Drop remembered full windows (after hslRateClear); empty matches any."""
+    def _first(self, key: RateKey, count: int, now: float) -> bool:
+        """The slow path: check the arguments of a key new to memory, then count it."""
+        validate(key[0], key[1], count, key[2])
         with self._lock:
-            for key in [k for k in self._full if (not ns or k[0] == ns) and (not entry or k[1] == entry)]:
-                del self._full[key]
+            window = self._windows.setdefault(key, SlidingWindow())
+            if not window.hit(now, count, key[2]):
+                return False
+            self._pending.append((key, now))
+            return True
+
+    def list(self, ns: str = "", entry: str = "", *, offset: int = 0, limit: int = 100) -> list[RateRow]:
+        """Live keys with hits in their window (ns and entry: exact, `%` pattern, empty for any)."""
+        check_page(offset, limit)
+        now = self._clock()
+        with self._lock:
+            rows = [
+                RateRow(ns=k[0], entry=k[1], interval=k[2], count=len(w.hits), expires=w.hits[-1] + k[2])
+                for k, w in self._windows.items()
+                if matches(k[0], ns) and matches(k[1], entry) and w.seen(now, k[2])
+            ]
+        rows.sort(key=lambda r: (r.ns, r.entry, r.interval))
+        return rows[offset:offset + limit]
 
     def clear(self, session: Session, ns: str, entry: str = "") -> int:
-        """clear_rates() and forget what this process remembered about those keys."""
-        cleared = clear_rates(session, ns, entry)
-        self.forget()
+        """Forget the matching keys in memory and in the store (in `session`); return how many
+        had hits in their window. If the transaction rolls back, the memory is put back."""
+        _serialise(session)  # no flush runs between here and our commit
+        now = self._clock()
+        with self._lock:
+            gone = {k: w for k, w in self._windows.items() if matches(k[0], ns) and matches(k[1], entry)}
+            for key in gone:
+                del self._windows[key]
+            queued = [p for p in self._pending if p[0] in gone]
+            self._pending = [p for p in self._pending if p[0] not in gone]
+        cleared = sum(1 for k, w in gone.items() if w.seen(now, k[2]))
+        clear_rates(session, ns, entry)
+        event.listen(session, "after_rollback", lambda _s: self._put_back(gone, queued), once=True)
         return cleared
 
-    def expire_memory(self, now: float) -> None:
+    def _put_back(self, windows: dict[RateKey, SlidingWindow], queued: Pending) -> None:
+        """Undo a clear whose transaction rolled back (merging hits counted since)."""
         with self._lock:
-            for key in [k for k, v in self._full.items() if v[0] <= now or now - v[1] >= self._ttl]:
-                del self._full[key]
+            for key, old in windows.items():
+                since = self._windows.get(key)
+                self._windows[key] = SlidingWindow(old.hits + (since.hits if since else []))
+            self._pending = queued + self._pending
+
+    def persist(self, session: Session) -> Pending:
+        """Write the queued hits in `session` and return them. The caller commits; if the commit
+        fails it must `requeue()` what this returned, or those hits are never stored."""
+        _serialise(session)  # take the queue only once no clear can be between it and the store
+        with self._lock:
+            pending, self._pending = self._pending, []
+        try:
+            if pending:
+                session.execute(insert(RateHit), [
+                    {"ns": k[0], "entry": k[1], "interval": k[2], "ts": ts} for k, ts in pending])
+                session.flush()
+        except BaseException:
+            self.requeue(pending)
+            raise
+        return pending
+
+    def requeue(self, pending: Pending) -> None:
+        """Queue again the hits of a failed flush that memory still holds (a hit cleared or
+        expired since is not written back)."""
+        with self._lock:
+            windows = self._windows
+            keep = [(k, ts) for k, ts in pending if k in windows and windows[k].holds(ts)]
+            self._pending = keep + self._pending
+
+    def save(self) -> int:
+        """Persist the queue in a transaction of its own; return how many hits were written."""
+        pending: Pending = []
+        try:
+            with self._store.transaction() as session:
+                pending = self.persist(session)
+        except BaseException:
+            self.requeue(pending)
+            raise
+        return len(pending)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def keys(self) -> int:
+        return len(self._windows)
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop windows whose every hit has expired (bounded memory); return how many."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            items = list(self._windows.items())
+        expired = [k for k, w in items if not w.hits or w.hits[-1] <= now - k[2]]
+        for chunk in _chunks(expired, 1000):  # short holds of the lock: rate() keeps flowing
+            with self._lock:
+                for key in chunk:
+                    w = self._windows.get(key)
+                    if w is not None and (not w.hits or w.hits[-1] <= now - key[2]):
+                        del self._windows[key]
+        return len(expired)
 
 
 def _whole(value: int | float) -> int:
@@ -84,67 +191,52 @@ def _whole(value: int | float) -> int:
     return value  # type: ignore[return-value]
 
 
-def _key_of(model: type[RateHit] | type[RateWindow], ns: str, entry: str, interval: int):  # type: ignore[no-untyped-def]
-    return and_(model.ns == ns, model.entry == entry, model.interval == interval)
+def _chunks(keys: list[RateKey], size: int) -> Iterable[list[RateKey]]:
+    for i in range(0, len(keys), size):
+        yield keys[i:i + size]
 
 
-def count_hit(session: Session, ns: str, entry: str, count: int, interval: int, *, now: float) -> tuple[bool, float]:
-    """Check and count one call; return (allowed, refused-until time or 0.0)."""
-    validate(ns, entry, count, interval)
-    _lock_window(session, ns, entry, interval, now=now)
-    session.execute(delete(RateHit).where(_key_of(RateHit, ns, entry, interval), RateHit.ts <= now - interval))
-    seen = session.scalar(select(func.count()).select_from(RateHit).where(_key_of(RateHit, ns, entry, interval)))
-    allowed = (seen or 0) < count
-    if allowed:
-        session.add(RateHit(ns=ns, entry=entry, interval=interval, ts=now))
-        session.execute(update(RateWindow).where(_key_of(RateWindow, ns, entry, interval)).values(expires=now + interval))
-        seen = (seen or 0) + 1
-    session.flush()
-    if seen < count:
-        return allowed, 0.0
-    # The window stays full until its count-th newest hit leaves it.
-    kth = session.scalar(
-        select(RateHit.ts).where(_key_of(RateHit, ns, entry, interval))
-        .order_by(RateHit.ts.desc()).offset(count - 1).limit(1)
+def _serialise(session: Session) -> None:
+    """Hold the store's lock that orders flushes and clears until this transaction ends
+    (SQLite: the first statement begins IMMEDIATE, writers are serial; PostgreSQL: an
+    advisory transaction lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+    else:
+        session.execute(text("SELECT 1"))
+
+
+def load_windows(store: Store, *, now: float) -> dict[RateKey, SlidingWindow]:
+    """The stored hits still inside their windows, as windows (what a node starts with)."""
+    stmt = (
+        select(RateHit.ns, RateHit.entry, RateHit.interval, RateHit.ts)
+        .where(RateHit.ts > now - RateHit.interval)
+        .order_by(RateHit.ns, RateHit.entry, RateHit.interval, RateHit.ts)
     )
-    return allowed, (kth or now) + interval
+    with store.transaction(read_only=True) as session:
+        rows = session.execute(stmt).all()
+    return {
+        key: SlidingWindow(ts for *_, ts in group)
+        for key, group in itertools.groupby(rows, key=lambda r: (r[0], r[1], r[2]))
+    }
 
 
-def _lock_window(session: Session, ns: str, entry: str, interval: int, *, now: float) -> None:
-    """Create the key's row or lock it (PostgreSQL row lock; SQLite writers are serial)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(RateWindow).values(ns=ns, entry=entry, interval=interval, expires=now)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[RateWindow.ns, RateWindow.entry, RateWindow.interval],
-        set_={"expires": RateWindow.expires},
-    )
-    session.execute(stmt)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RateRow:
-    ns: str
-    entry: str
-    count: int
-    interval: int
-    expires: float
+def _key_matches(ns: str, entry: str):  # type: ignore[no-untyped-def]
+    return and_(match(RateHit.ns, ns), match(RateHit.entry, entry))
 
 
 def list_rates(
     session: Session, ns: str = "", entry: str = "", *, offset: int = 0, limit: int = 100,
     now: float | None = None,
 ) -> list[RateRow]:
-    """Keys with hits in their window (ns and entry: exact, `%` pattern, or empty for any)."""
+    """The stored copy's keys with hits in their window (up to one flush behind `Rates.list`)."""
     check_page(offset, limit)
     now = time.time() if now is None else now
-    seen = func.count(RateHit.id)
     stmt = (
-        select(RateWindow.ns, RateWindow.entry, RateWindow.interval, func.max(RateHit.ts), seen)
-        .join(RateHit, and_(RateHit.ns == RateWindow.ns, RateHit.entry == RateWindow.entry,
-                            RateHit.interval == RateWindow.interval, RateHit.ts > now - RateWindow.interval))
-        .where(match(RateWindow.ns, ns), match(RateWindow.entry, entry))
-        .group_by(RateWindow.ns, RateWindow.entry, RateWindow.interval)
-        .order_by(RateWindow.ns, RateWindow.entry, RateWindow.interval)
+        select(RateHit.ns, RateHit.entry, RateHit.interval, func.max(RateHit.ts), func.count())
+        .where(_key_matches(ns, entry), RateHit.ts > now - RateHit.interval)
+        .group_by(RateHit.ns, RateHit.entry, RateHit.interval)
+        .order_by(RateHit.ns, RateHit.entry, RateHit.interval)
         .offset(offset).limit(limit)
     )
     return [
@@ -154,23 +246,22 @@ def list_rates(
 
 
 def clear_rates(session: Session, ns: str, entry: str = "") -> int:
-    """Forget the matching keys' hits (ns and entry: exact, `%` pattern, empty entry = all)."""
-    where_w = and_(match(RateWindow.ns, ns), match(RateWindow.entry, entry))
-    where_h = and_(match(RateHit.ns, ns), match(RateHit.entry, entry))
-    session.execute(delete(RateHit).where(where_h).execution_options(synchronize_session=False))
-    result = session.execute(delete(RateWindow).where(where_w).execution_options(synchronize_session=False))
+    """Delete the matching keys' stored hits (ns and entry: exact, `%` pattern, empty entry =
+    all); return how many keys had any. A running node's memory is cleared by `Rates.clear`."""
+    keys = session.scalar(
+        select(func.count()).select_from(
+            select(RateHit.ns, RateHit.entry, RateHit.interval).where(_key_matches(ns, entry)).distinct().subquery()
+        )
+    )
+    session.execute(delete(RateHit).where(_key_matches(ns, entry)).execution_options(synchronize_session=False))
     session.flush()
-    return result.rowcount or 0
+    return int(keys or 0)
 
 
 def prune_rates(session: Session, *, now: float) -> int:
-    """Remove keys whose every hit has left the window (housekeeping); return how many."""
+    """Delete stored hits that have left their window (housekeeping); return how many."""
     result = session.execute(
-        delete(RateWindow).where(RateWindow.expires <= now).execution_options(synchronize_session=False)
+        delete(RateHit).where(RateHit.ts <= now - RateHit.interval).execution_options(synchronize_session=False)
     )
-    orphan = ~exists().where(
-        RateWindow.ns == RateHit.ns, RateWindow.entry == RateHit.entry, RateWindow.interval == RateHit.interval
-    )
-    session.execute(delete(RateHit).where(orphan).execution_options(synchronize_session=False))
     session.flush()
     return result.rowcount or 0

@@ -29,6 +29,10 @@ class SlidingWindow:
         bisect.insort(self.hits, now)
         return True
 
+    def holds(self, ts: float) -> bool:
+        i = bisect.bisect_left(self.hits, ts)
+        return i < len(self.hits) and self.hits[i] == ts
+
     def deny_until(self, count: int, interval: float) -> float:
         """Until when every call is refused (0.0 when the window is not full)."""
         if len(self.hits) < count:
@@ -38,11 +42,13 @@ class SlidingWindow:
 
 def validate(ns: str, entry: str, count: int, interval: int) -> None:
     """Raise InvalidInput for arguments rate() cannot use."""
+    if not isinstance(ns, str) or not isinstance(entry, str):
+        raise InvalidInput("rate namespace and entry must be strings")
     if not ns or len(ns) > 128:
         raise InvalidInput("rate namespace must be 1 to 128 characters")
     if len(entry) > 255:
         raise InvalidInput("rate entry must be at most 255 characters")
-    if not isinstance(count, int) or count < 1:
+    if type(count) is not int or count < 1:
         raise InvalidInput("rate count must be an integer of 1 or more")
-    if not isinstance(interval, int) or not 1 <= interval <= 366 * 86400:
+    if type(interval) is not int or not 1 <= interval <= 366 * 86400:
         raise InvalidInput("rate interval must be whole seconds, 1 to a year")

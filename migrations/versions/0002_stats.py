@@ -1,4 +1,4 @@
-"""stats: stat() counters, pending mail actions (filled by a trigger on history), rate() windows
+"""stats: stat() counters, pending mail actions (filled by a trigger on history), rate() hits
 
 Revision ID: 0002
 Revises: 0001
@@ -54,13 +54,6 @@ def upgrade() -> None:
     sa.Column("domain", sa.String(length=255), nullable=False),
     sa.PrimaryKeyConstraint("id")
     )
-    op.create_table("rate_window",
-    sa.Column("ns", sa.String(length=128), nullable=False),
-    sa.Column("entry", sa.String(length=255), nullable=False),
-    sa.Column("interval", sa.Integer(), nullable=False),
-    sa.Column("expires", sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint("ns", "entry", "interval")
-    )
     op.create_table("rate_hit",
     sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
     sa.Column("ns", sa.String(length=128), nullable=False),
@@ -85,6 +78,5 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS stat_history_pending")
     op.drop_index("ix_rate_hit_key_ts", table_name="rate_hit")
     op.drop_table("rate_hit")
-    op.drop_table("rate_window")
     op.drop_table("stat_pending_action")
     op.drop_table("stat_counter")

@@ -38,14 +38,14 @@ def _sum(path: Path, ds: str, start: int, end: int) -> float:
 def test_actions_and_config_counters_become_graphs(store: Store, tmp_path: Path) -> None:
     clock = [float(T0 - 10)]
     counters = Counters()
-    flusher = StatsFlusher(store, counters, clock=lambda: clock[0])
+    rates = Rates(store, clock=lambda: clock[0])
+    flusher = StatsFlusher(store, counters, rates=rates, clock=lambda: clock[0])
     probe = Probe(store=store, proc=fake_proc(tmp_path / "proc", user=1, rx=1),
                   counter_graphs=(CounterGraph(name="spam", key1="spam:%"), CounterGraph(name="out", rate_ns="outbound")))
     updater = GraphUpdater(tmp_path / "rrd", probe, interval=60, step=60, clock=lambda: clock[0])
 
     _deliver(store, "a@d.example", "b@d.example")
     counters.stat("spam:hit", "x", n=3)
-    rates = Rates(store, clock=lambda: clock[0])
     assert [rates.rate("outbound", e, 5, 3600) for e in ("u1", "u1", "u2")] == [True, True, True]
     rates.rate("outbound", "u3", 1, 10)  # leaves its window before the first update below
     clock[0] += 10

@@ -49,3 +49,16 @@ def test_deny_until_is_when_the_count_th_newest_hit_expires() -> None:
 def test_bad_arguments_are_refused(args: tuple) -> None:  # type: ignore[type-arg]
     with pytest.raises(InvalidInput):
         validate(*args)
+
+
+def test_holds_finds_a_counted_hit() -> None:
+    w = SlidingWindow([1.0, 5.0, 5.0, 7.0])
+    assert w.holds(5.0) and w.holds(7.0) and not w.holds(6.0) and not w.holds(8.0)
+    w.prune(7.0, 3)
+    assert not w.holds(1.0) and w.holds(5.0)
+
+
+@pytest.mark.parametrize("args", [(5, "e", 1, 1), ("n", None, 1, 1), ("n", "e", True, 1), ("n", "e", 1, 60.0)])
+def test_wrong_types_are_refused(args: tuple) -> None:  # type: ignore[type-arg]
+    with pytest.raises(InvalidInput):
+        validate(*args)
