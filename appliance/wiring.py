@@ -239,6 +239,7 @@ def delivery_component(node: Node) -> Component:
         clock=time.time,
     )
     node.on_enqueued(service.kick)
+    node.on_config_change(service.reconfigure)  # workers and connection limits follow revisions
     return service
 
 

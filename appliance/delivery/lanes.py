@@ -38,6 +38,7 @@ class DestinationPool:
     def __init__(self, limit: int) -> None:
         self.slots = asyncio.Semaphore(limit)
         self.idle: list[_Conn] = []
+        self.retired = False  # replaced after a config change: connections close when done
 
 
 class ConnectionPool:
@@ -69,9 +70,24 @@ class ConnectionPool:
             return session
         raise SessionError(last)
 
+    async def retire(self, keys: Callable[[object], bool]) -> int:
+        """Forget the pools whose key matches (their transport's settings changed): the next
+        use makes a fresh pool with the new limit and options. Idle connections close now;
+        connections in use finish their transaction and close instead of going back."""
+        gone = [k for k in self._pools if keys(k)]
+        for key in gone:
+            pool = self._pools.pop(key, None)
+            if pool is None:
+                continue
+            pool.retired = True
+            idle, pool.idle = pool.idle, []
+            for conn in idle:
+                await conn.session.close()
+        return len(gone)
+
     async def close_idle(self, *, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for pool in self._pools.values():
+        for pool in list(self._pools.values()):  # retire() may replace pools while we await
             stale = [c for c in pool.idle if now - c.idle_since >= self.idle_timeout]
             pool.idle = [c for c in pool.idle if c not in stale]
             for conn in stale:
@@ -147,7 +163,7 @@ class Lanes:
                 self.results[e.id] = Result(replies[e.rcpt], conn.session.peer, elapsed)
 
     async def _put_back(self, conn: _Conn) -> None:
-        if conn.session.usable and conn.used < self.max_messages:
+        if conn.session.usable and conn.used < self.max_messages and not self.dest.retired:
             conn.idle_since = time.monotonic()
             self.dest.idle.append(conn)
         else:

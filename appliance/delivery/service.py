@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -53,7 +54,10 @@ class DeliveryService:
         self.pool = ConnectionPool(connector or SmtpConnector(), idle_timeout=idle_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[_Worker] = []  # taking batches; retired ones leave this list
+        self._tasks: set[asyncio.Task[None]] = set()  # worker tasks alive, retiring included
+        self._reaper_task: asyncio.Task[None] | None = None
+        self._seen: Config | None = None  # the config the pools and workers were set up for
         self._inflight: set[int] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -68,17 +72,18 @@ class DeliveryService:
         released = await asyncio.to_thread(self._release_all)
         if released:
             log.info("delivery: %d entries left leased by an earlier run are due again", released)
-        workers = self._config().queue.workers
-        self._tasks = [asyncio.create_task(self._worker(), name=f"delivery-{i}") for i in range(workers)]
-        self._tasks.append(asyncio.create_task(self._reaper(), name="delivery-reaper"))
-        log.info("delivery: %d workers started as %s", workers, self.owner)
+        self._seen = self._config()
+        self._resize(self._seen.queue.workers)
+        self._reaper_task = asyncio.create_task(self._reaper(), name="delivery-reaper")
+        log.info("delivery: %d workers started as %s", len(self._workers), self.owner)
 
     async def stop(self) -> None:
         """Let workers finish their batch (up to the grace time), then give back what is left."""
         self._stopping = True
         if self._wake is not None:
             self._wake.set()
-        tasks, self._tasks = self._tasks, []
+        tasks = list(self._tasks) + ([self._reaper_task] if self._reaper_task else [])
+        self._workers, self._reaper_task = [], None
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._grace)
             for task in pending:
@@ -99,9 +104,67 @@ class DeliveryService:
             return
         loop.call_soon_threadsafe(wake.set)
 
+    # -- configuration changes ----------------------------------------------------------------
+    @property
+    def workers(self) -> int:
+        """Workers taking new batches (retiring ones may still be finishing theirs)."""
+        return len(self._workers)
+
+    @property
+    def running_workers(self) -> int:
+        """Worker tasks alive, retiring ones included."""
+        return sum(1 for t in self._tasks if not t.done())
+
+    def apply(self, old: Config, new: Config) -> None:
+        """appliance.config.holder.Subscriber: follow a new revision (see `reconfigure`)."""
+        self.reconfigure(new)
+
+    def reconfigure(self, new: Config) -> None:
+        """Follow a new config from any thread: the worker count changes (a retiring worker
+        finishes its batch first) and destinations of changed transports get fresh pools, so
+        new limits, timeouts and TLS settings apply to the next connections. Sessions in use
+        finish on the old settings. Queue timings and routes are read at each batch anyway."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._stopping:
+            return  # not running: start() reads the config then
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._switch(new)
+        else:
+            loop.call_soon_threadsafe(self._switch, new)
+
+    def _switch(self, new: Config) -> None:
+        if self._stopping:
+            return
+        old, self._seen = self._seen, new
+        if new.queue.workers != len(self._workers):
+            log.info("delivery: workers %d -> %d (config change)", len(self._workers), new.queue.workers)
+            self._resize(new.queue.workers)
+        changed = _changed_transports(old, new)
+        if changed:
+            task = asyncio.create_task(self.pool.retire(lambda key: getattr(key, "transport", None) in changed))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+            log.info("delivery: new connection settings for transports %s", ", ".join(sorted(changed)))
+
+    def _resize(self, count: int) -> None:
+        while len(self._workers) < count:
+            worker = _Worker()
+            task = asyncio.create_task(self._worker(worker), name=f"delivery-{len(self._workers)}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self._workers.append(worker)
+        while len(self._workers) > count:
+            self._workers.pop().retired = True
+        if self._wake is not None:
+            self._wake.set()  # idle retiring workers leave now
+
     # -- the loop ---------------------------------------------------------------------------
-    async def _worker(self) -> None:
-        while not self._stopping:
+    async def _worker(self, me: _Worker) -> None:
+        while not self._stopping and not me.retired:
             try:
                 worked = await self._round()
             except StoreUnavailable as exc:
@@ -110,7 +173,7 @@ class DeliveryService:
             except Exception:  # a worker must survive one bad batch; leases bring it back
                 log.exception("delivery: batch failed")
                 worked = False
-            if not worked and not self._stopping:
+            if not worked and not self._stopping and not me.retired:
                 await self._sleep(self._config().queue.poll_interval)
 
     async def _sleep(self, seconds: float) -> None:
@@ -228,6 +291,22 @@ class DeliveryService:
         with self._store.transaction() as s:
             for entry_id in ids:
                 q.release(s, entry_id, owner=self.owner)
+
+
+@dataclasses.dataclass(eq=False)
+class _Worker:
+    retired: bool = False
+
+
+def _changed_transports(old: Config | None, new: Config) -> set[str]:
+    """Transport ids whose connection settings differ; all of them when the HELO name did."""
+    if old is None:
+        return set()
+    before = {t.id: t for t in old.transports}
+    if old.node.hostname != new.node.hostname:
+        return set(before) | {t.id for t in new.transports}
+    after = {t.id: t for t in new.transports}
+    return {i for i in before.keys() | after.keys() if before.get(i) != after.get(i)}
 
 
 def _options(transport: Transport, cfg: Config, dest: Destination) -> SessionOptions:
