@@ -1,5 +1,6 @@
 """A real node: mail through SMTP to an aiosmtpd sink, then counters over statList and the RRD
-from graphFile read back with rrdtool; rate windows over hslRate/hslRateClear; statClear audited."""
+from graphFile read back with rrdtool; rate() limits from a policy script across a restart and a crash,
+hslRate/hslRateClear; statClear audited; a read-only user refused both clears."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from sqlalchemy import select
 
 from appliance.db.engine import Store
 from appliance.db.models import AuditRecord
-from appliance.stats.rates import Rates
 from tests.support.node import RunningNode
 from tests.support.postgres import free_port
 
@@ -125,22 +125,81 @@ def test_counts_and_graphs_of_delivered_mail(tmp_path: Path, sink: tuple[Control
             store.dispose()
 
 
-def test_rate_windows_over_soap_and_across_a_restart(tmp_path: Path) -> None:
-    with RunningNode(tmp_path, config_text=CONFIG) as node:
-        # The node's store is shared by every process of the node: count hits from here.
+RATE_CONFIG = CONFIG + """
+[scripts]
+limit = \"\"\"function rcpt_to(s, r)
+  if rate("outbound", r:match("^([^@]*)@"), 2, 3600) then return accept() end
+  return defer(451, "4.7.1 over the limit")
+end\"\"\"
+
+[[listeners]]
+id = "inbound"
+port = 2525
+script = "limit"
+"""
+
+
+def _rcpt(node: RunningNode, local: str) -> int:
+    """One RCPT through the node's policy (which calls rate() in the node process)."""
+    with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=30) as smtp:
+        smtp.ehlo()
+        smtp.mail("sender@example.org")
+        code, _ = smtp.rcpt(f"{local}@dest.example")
+        smtp.rset()
+    return code
+
+
+def _windows(client: zeep.Client) -> dict[str, int]:
+    return {row.entry: row.count for row in client.service.hslRate("outbound", "%", 0, 10) or []}
+
+
+def test_rate_limits_in_smtp_hold_across_restarts_and_a_crash(tmp_path: Path) -> None:
+    with RunningNode(tmp_path, config_text=RATE_CONFIG) as node:
+        assert [_rcpt(node, "alice") for _ in range(3)] == [250, 250, 451]
+        assert _rcpt(node, "bob") == 250
+        client = _client(node)
+        # hslRate reads the stored copy (up to one flush_interval behind) or the live windows.
+        until(lambda: _windows(client) == {"alice": 2, "bob": 1}, what="the windows over hslRate")
+        [row] = client.service.hslRate("outbound", "alice", 0, 10)
+        assert row.interval == 3600 and abs(row.expires - (time.time() + 3600)) < 120
+
+        node.stop()  # a clean stop writes every counted hit
+        node.start()
+        assert _rcpt(node, "alice") == 451 and _rcpt(node, "bob") == 250 and _rcpt(node, "bob") == 451
+
+        assert [_rcpt(node, "carol") for _ in range(2)] == [250, 250]
+        client = _client(node)
+        until(lambda: _windows(client).get("carol") == 2, what="carol's hits stored")
+        node.kill()  # a crash after the flush loses nothing that was flushed
+        node.start()
+        assert _rcpt(node, "carol") == 451
+
+        client = _client(node)
+        assert client.service.hslRateClear("outbound", "alice") == 1
+        assert "alice" not in _windows(client)
+        assert _rcpt(node, "alice") == 250  # the node's memory was cleared too
+        assert _rcpt(node, "carol") == 451
+
+
+def test_readonly_user_cannot_clear_counters_or_rates(tmp_path: Path) -> None:
+    with RunningNode(tmp_path, config_text=RATE_CONFIG) as node:
+        assert [_rcpt(node, "alice") for _ in range(3)] == [250, 250, 451]
+        admin = _client(node)
+        admin.service.userAdd("viewer", "viewer-pw", "readonly", None, None, None)
+        session = requests.Session()
+        session.auth = ("viewer", "viewer-pw")
+        viewer = zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=session))
+        until(lambda: _windows(viewer) == {"alice": 2}, what="the window, read by the viewer")
+        with pytest.raises(zeep.exceptions.Fault, match="access denied"):
+            viewer.service.hslRateClear("outbound", "alice")
+        with pytest.raises(zeep.exceptions.Fault, match="access denied"):
+            viewer.service.statClear("%", "", "")
+        assert _windows(admin) == {"alice": 2} and _rcpt(node, "alice") == 451
         store = Store(f"sqlite:///{node.data_dir / 'appliance.db'}")
         try:
-            rates = Rates(store)
-            assert [rates.rate("outbound", "alice", 2, 3600) for _ in range(3)] == [True, True, False]
-            client = _client(node)
-            [row] = client.service.hslRate("outbound", "%", 0, 10)
-            assert (row.entry, row.count, row.interval) == ("alice", 2, 3600)
-            node.stop()
-            node.start()
-            client = _client(node)
-            assert not Rates(store).rate("outbound", "alice", 2, 3600)  # still limited after restart
-            assert client.service.hslRateClear("outbound", "alice") == 1
-            assert (client.service.hslRate("outbound", "", 0, 10) or []) == []
-            assert Rates(store).rate("outbound", "alice", 2, 3600)
+            with store.transaction(read_only=True) as s:
+                refused = [a.operation for a in s.scalars(select(AuditRecord))
+                           if a.username == "viewer" and a.outcome.startswith("fault: access denied")]
+            assert sorted(refused) == ["hslRateClear", "statClear"]
         finally:
             store.dispose()
