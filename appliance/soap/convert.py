@@ -5,21 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from appliance.soap.wire import HistoryItem, Pair, QueueItem
+from appliance.soap.wire import HistoryItem, Pair, QueueItem, filler
+
+# QueueItem(**fields) without Spyne's per-field init walk (see wire.filler).
+_new_queue_item = filler(QueueItem)
+_new_history_item = filler(HistoryItem)
+_new_pair = filler(Pair)
 
 
 def queue_item(entry: Any, metadata: Mapping[str, str], serial: str) -> QueueItem:
-    return QueueItem(
-        **_message_fields(entry, metadata, serial),
-        msgqueue=entry.state, msgnextretry=int(entry.next_retry),
-    )
+    fields = _message_fields(entry, metadata, serial)
+    fields["msgqueue"] = entry.state
+    fields["msgnextretry"] = int(entry.next_retry)
+    return _new_queue_item(fields)
 
 
 def history_item(row: Any, metadata: Mapping[str, str], serial: str) -> HistoryItem:
-    return HistoryItem(
-        **_message_fields(row, metadata, serial),
-        msgqueueid=row.queueid, msgtransfertime=float(row.transfertime),
-    )
+    fields = _message_fields(row, metadata, serial)
+    fields["msgqueueid"] = row.queueid
+    fields["msgtransfertime"] = float(row.transfertime)
+    return _new_history_item(fields)
 
 
 def _message_fields(row: Any, metadata: Mapping[str, str], serial: str) -> dict[str, Any]:
@@ -32,7 +37,7 @@ def _message_fields(row: Any, metadata: Mapping[str, str], serial: str) -> dict[
         "msgdescription": row.description, "msgerror": utf8(row.error),
         "msgretries": row.retries, "msgpath": row.path, "msgactionid": row.actionid,
         "msgscore": float(row.score),
-        "msgmetadata": [Pair(first=k, second=v) for k, v in sorted(metadata.items())],
+        "msgmetadata": [_new_pair({"first": k, "second": v}) for k, v in sorted(metadata.items())],
         "serialno": serial,
     }
 

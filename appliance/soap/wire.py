@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from spyne import Array, Boolean, ByteArray, ComplexModel, Double, Integer, Long, Unicode
 
 TNS = "urn:halon"
+M = TypeVar("M", bound=ComplexModel)
 
 
 def items(of: type, type_name: str) -> type:
     """An array whose members are `<item>` elements (PHP's SOAP_SINGLE_ELEMENT_ARRAYS reads it)."""
     return Array(of, member_name="item", type_name=type_name)
+
+
+def filler(cls: type[M]) -> Callable[[dict[str, Any]], M]:
+    """A fast `cls(**values)` for a dict naming exactly every field of `cls`.
+
+    Spyne's ComplexModel.__init__ walks every field (defaults, read-only properties, SQLAlchemy
+    checks) before setting it: 18 µs for a queue item, a fifth of a 100-item mailQueue. For a
+    class with no defaults, read-only fields or SQLAlchemy mapping, and every field given, the
+    instance it makes holds just the given values; this makes that instance directly.
+    """
+    fields = cls.get_flat_type_info(cls)
+    for name, field in fields.items():
+        attrs = field.Attributes
+        if (attrs.default is not None or attrs.default_factory is not None or attrs.read_only
+                or isinstance(getattr(cls, name, None), property)):
+            raise TypeError(f"{cls.__name__}.{name} needs Spyne's own __init__")
+    if cls.__orig__ is not None or hasattr(cls, "_sa_class_manager"):
+        raise TypeError(f"{cls.__name__} needs Spyne's own __init__")
+    names = frozenset(fields)
+
+    def make(values: dict[str, Any]) -> M:
+        if values.keys() != names:
+            raise TypeError(f"{cls.__name__} fields differ: {sorted(names ^ values.keys())}")
+        inst = cls.__new__(cls)
+        inst.__dict__.update(values)
+        return inst
+
+    return make
 
 
 Strings = items(Unicode, "stringArray")
