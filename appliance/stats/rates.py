@@ -26,8 +26,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, event, func, insert, select, text
+from sqlalchemy import CursorResult, Table, and_, delete, event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from appliance.db.engine import Store
@@ -41,6 +42,7 @@ RateKey = tuple[str, str, int]  # (ns, entry, interval): windows of different in
 Pending = list[tuple[RateKey, float]]  # counted hits not yet in the store, oldest first
 # pg_advisory_xact_lock key ("rate") that serialises flushes and clears on PostgreSQL.
 _ADVISORY_KEY = 0x72617465
+_HITS = cast(Table, RateHit.__table__)  # the table, not the entity: inserts skip the ORM
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -136,7 +138,8 @@ class Rates:
             pending, self._pending = self._pending, []
         try:
             if pending:
-                session.execute(insert(RateHit), [
+                # Core executemany: the ORM's bulk insert costs several times more per row.
+                session.execute(insert(_HITS), [
                     {"ns": k[0], "entry": k[1], "interval": k[2], "ts": ts} for k, ts in pending])
                 session.flush()
         except BaseException:
@@ -260,8 +263,8 @@ def clear_rates(session: Session, ns: str, entry: str = "") -> int:
 
 def prune_rates(session: Session, *, now: float) -> int:
     """Delete stored hits that have left their window (housekeeping); return how many."""
-    result = session.execute(
+    result = cast(CursorResult[Any], session.execute(
         delete(RateHit).where(RateHit.ts <= now - RateHit.interval).execution_options(synchronize_session=False)
-    )
+    ))
     session.flush()
     return result.rowcount or 0

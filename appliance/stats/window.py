@@ -24,9 +24,15 @@ class SlidingWindow:
 
     def hit(self, now: float, count: int, interval: float) -> bool:
         """True, and the call counted, while fewer than `count` hits are in the window."""
-        if self.seen(now, interval) >= count:
+        hits = self.hits
+        if hits and hits[0] <= now - interval:  # prune(), inlined: this is rate()'s hot path
+            del hits[:bisect.bisect_right(hits, now - interval)]
+        if len(hits) >= count:
             return False
-        bisect.insort(self.hits, now)
+        if not hits or hits[-1] <= now:
+            hits.append(now)  # the clock moved forward: the usual case
+        else:
+            bisect.insort(hits, now)
         return True
 
     def holds(self, ts: float) -> bool:
