@@ -1,4 +1,4 @@
-"""Indexes for HQL searches and bulk actions (migration 0007): newest-first domain searches."""
+"""Indexes for HQL searches and bulk actions (migration 0004): newest-first domain searches."""
 
 from __future__ import annotations
 
