@@ -4,11 +4,13 @@ Every worker of a node (SMTP sessions, delivery, policy, SOAP) runs in the one `
 process and shares one `Rates`, so a lock-guarded dict of windows is exact and costs
 microseconds. The store is only the memory's backing copy: `Rates(store)` loads the live hits
 at start; each counted hit is queued, and the stats flusher writes the queue in its one
-transaction per flush (every `flush_interval` seconds and on stop). Durability trade-off: a
-crash (kill -9, power loss) loses at most the hits of the last flush interval, so after such a
-restart a client may get up to one interval's worth of extra calls through; a clean stop loses
-nothing. Only the node process may count hits: another process counting on the same store is
-neither seen by the node nor sees it.
+transaction per flush (every `flush_interval` seconds and on stop).
+
+Durability trade-off: a crash (kill -9, power loss) loses the hits counted since the last
+successful flush, at most one flush interval's worth while the store is healthy, so after such
+a restart a client may get that many extra calls through; a clean stop loses nothing. A failed
+flush (store unavailable) keeps its hits queued for the next one. Only the node process may
+count hits: another process counting on the same store neither sees nor is seen by the node.
 
 Reads and clears go through the memory: `Rates.list()` is live; `Rates.clear()` empties the
 matching windows (and their queued hits) and deletes their stored hits in the caller's
@@ -117,10 +119,9 @@ class Rates:
                 del self._windows[key]
             queued = [p for p in self._pending if p[0] in gone]
             self._pending = [p for p in self._pending if p[0] not in gone]
-        cleared = sum(1 for k, w in gone.items() if w.seen(now, k[2]))
-        clear_rates(session, ns, entry)
         event.listen(session, "after_rollback", lambda _s: self._put_back(gone, queued), once=True)
-        return cleared
+        clear_rates(session, ns, entry)
+        return sum(1 for k, w in gone.items() if w.seen(now, k[2]))
 
     def _put_back(self, windows: dict[RateKey, SlidingWindow], queued: Pending) -> None:
         """Undo a clear whose transaction rolled back (merging hits counted since)."""

@@ -222,3 +222,25 @@ def test_the_flusher_prunes_both_on_its_schedule(store: Store) -> None:
     assert flusher.flush_once() and r.keys() == 1
     clock.now = 160.0
     assert flusher.flush_once() and r.keys() == 0 and _stored(store) == 0
+
+
+def test_hits_counted_while_the_flusher_runs_are_stored_once(store: Store) -> None:
+    r = Rates(store)  # the real clock: hits and flushes interleave
+    flusher = StatsFlusher(store, Counters(), rates=r, interval=0.01)
+    flusher.start()
+    allowed: list[bool] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        mine = [r.rate("ns", f"k{j % 7}", 40, 3600) for j in range(150)]
+        with lock:
+            allowed.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flusher.stop()
+    assert allowed.count(True) == 7 * 40 == _stored(store)
+    assert sorted((x.entry, x.count) for x in Rates(store).list("ns")) == [(f"k{j}", 40) for j in range(7)]
