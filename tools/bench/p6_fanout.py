@@ -5,9 +5,10 @@
 Starts N real nodes on loopback (each with its own data dir and a few queued messages). Each node
 is reached through a TCP proxy that adds `--delay` seconds before the first byte of a connection
 (a stand-in for network distance; 0 disables the proxies), so a sequential client pays it N times.
-Measures, per round (medians over rounds): the fan-out round of `mailQueue` (limit 100) to every
-node; the same call to the slowest node alone through the same client; and the same calls made
-one after another with a plain zeep client. Writes tools/bench/results/p6_fanout.json.
+Measures, per round (medians over rounds): the fan-out round of `--operation` to every node; the
+same call to the slowest node alone through the same client; and the same calls made one after
+another with a plain zeep client. All nodes share this machine's cores, so a call with real server
+work (mailQueue) also measures the nodes competing for CPU, which separate machines would not. Writes tools/bench/results/p6_fanout.json.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--delay", type=float, default=0.02, help="latency added to each request, seconds")
+    ap.add_argument("--operation", choices=("getSerial", "mailQueue"), default="mailQueue",
+                    help="getSerial: almost no server work; mailQueue: 20 items per node")
     args = ap.parse_args()
     nodes: list[RunningNode] = []
     proxies: list[DelayProxy] = []
@@ -64,8 +67,9 @@ def main() -> int:
         wsdl.write_bytes(requests.get(nodes[0].soap_url + "?wsdl",
                                       auth=("admin", nodes[0].admin_password), timeout=30).content)
         cluster = Cluster(specs, wsdl_source=str(wsdl))
-        kwargs = {"filter": "", "offset": 0, "limit": 100}
-        cluster.call("mailQueue", **kwargs)  # warm: connections and server-side caches
+        op = args.operation
+        kwargs = {"filter": "", "offset": 0, "limit": 100} if op == "mailQueue" else {}
+        cluster.call(op, **kwargs)  # warm: connections and server-side caches
         fan, single, seq = [], [], []
         sessions = []
         for spec in specs:
@@ -74,28 +78,28 @@ def main() -> int:
             sessions.append(zeep.Client(str(wsdl), transport=zeep.Transport(session=s)))
         services = [c.create_service(c.service._binding.name, spec.url) for c, spec in zip(sessions, specs)]
         for svc in services:
-            svc.mailQueue(**kwargs)
+            getattr(svc, op)(**kwargs)
         for _ in range(args.rounds):
             t = time.perf_counter()
-            result = cluster.call("mailQueue", **kwargs)
+            result = cluster.call(op, **kwargs)
             fan.append(time.perf_counter() - t)
             assert not result.errors, result.errors
             per_node = []
             for spec in specs:
                 t = time.perf_counter()
-                one = cluster.call_each({spec.label: kwargs}, "mailQueue")
+                one = cluster.call_each({spec.label: kwargs}, op)
                 per_node.append(time.perf_counter() - t)
                 assert not one.errors
             single.append(max(per_node))
             t = time.perf_counter()
             for svc in services:
-                svc.mailQueue(**kwargs)
+                getattr(svc, op)(**kwargs)
             seq.append(time.perf_counter() - t)
         cluster.close()
         med = {k: statistics.median(v) for k, v in (("fanout", fan), ("slowest_single", single),
                                                      ("sequential_zeep", seq))}
         report = {
-            "nodes": args.nodes, "rounds": args.rounds, "delay_s": args.delay,
+            "nodes": args.nodes, "rounds": args.rounds, "delay_s": args.delay, "operation": op,
             "median_s": med,
             "fanout_vs_slowest_single": med["fanout"] / med["slowest_single"],
             "sequential_vs_fanout": med["sequential_zeep"] / med["fanout"],
