@@ -1,4 +1,4 @@
-"""The outbound SMTP edge: one session to a next hop (aiosmtplib), behind the Connector protocol."""
+"""The outbound SMTP edge: one session to a next hop (smtpclient), behind the Connector protocol."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import ssl
 from collections.abc import Sequence
 from typing import Protocol
 
-import aiosmtplib
-
 from appliance.delivery.replies import Reply, connection_error
 from appliance.delivery.routing import Hop
+from appliance.delivery.smtpclient import SmtpClient, SmtpError, SmtpReplyError
 
 
 class SessionError(Exception):
@@ -49,8 +48,9 @@ class Connector(Protocol):
 
 
 class SmtpConnector:
-    """Real SMTP over aiosmtplib. `verify_context` is the trust store used when a transport
-    asks for certificate verification (default: the system's)."""
+    """Real SMTP (appliance.delivery.smtpclient, pipelined when offered). `verify_context` is
+    the trust store used when a transport asks for certificate verification (default: the
+    system's)."""
 
     def __init__(self, *, verify_context: ssl.SSLContext | None = None) -> None:
         self._verify = verify_context
@@ -70,119 +70,98 @@ class SmtpConnector:
         return self._no_verify
 
     async def open(self, hop: Hop, options: SessionOptions) -> OutboundSession:
-        smtp = aiosmtplib.SMTP(
-            hostname=hop.address, port=hop.port, local_hostname=options.helo,
-            timeout=options.timeout, start_tls=False,
-            source_address=(options.source_ip, 0) if options.source_ip else None,
-        )
-        session = _Session(smtp, f"{hop.name}[{hop.address}]:{hop.port}")
         try:
-            await smtp.connect(timeout=options.connect_timeout)
-            await _greet(smtp)
+            client, greeting = await SmtpClient.connect(
+                hop.address, hop.port, timeout=options.timeout, connect_timeout=options.connect_timeout,
+                source_address=(options.source_ip, 0) if options.source_ip else None,
+            )
+        except SmtpError as exc:
+            raise SessionError(connection_error(exc)) from exc
+        session = _Session(client, f"{hop.name}[{hop.address}]:{hop.port}")
+        try:
+            if greeting.code != 220:  # RFC 5321 section 3.1: 554 (or 421) refuses the session
+                raise SmtpReplyError(greeting)
+            await client.hello(options.helo)
             if options.starttls != "none":
                 await session.negotiate_tls(hop, options, self._context(options.tls_verify))
-        except aiosmtplib.SMTPResponseException as exc:
-            smtp.close()
-            raise SessionError(Reply(exc.code, exc.message)) from exc
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-            smtp.close()
+        except SmtpReplyError as exc:
+            await client.quit()
+            raise SessionError(exc.reply) from exc
+        except SmtpError as exc:
+            client.close()
             raise SessionError(connection_error(exc)) from exc
         return session
 
 
-async def _greet(smtp: aiosmtplib.SMTP) -> None:
-    """EHLO, falling back to HELO for old servers (RFC 5321 section 4.1.4)."""
-    try:
-        await smtp.ehlo()
-    except aiosmtplib.SMTPHeloError:
-        await smtp.helo()
-
-
 class _Session:
-    def __init__(self, smtp: aiosmtplib.SMTP, peer: str) -> None:
-        self._smtp = smtp
+    def __init__(self, client: SmtpClient, peer: str) -> None:
+        self._client = client
         self.peer = peer
         self.tls = False
         self._broken = False
 
     @property
     def usable(self) -> bool:
-        return not self._broken and self._smtp.is_connected
+        return not self._broken and self._client.is_connected
 
     async def negotiate_tls(self, hop: Hop, options: SessionOptions, ctx: ssl.SSLContext) -> None:
-        if not self._smtp.supports_extension("starttls"):
+        if not self._client.supports("STARTTLS"):
             if options.starttls == "require":
-                self._smtp.close()
-                raise SessionError(Reply(0, f"TLS is required, but {hop.name} does not offer STARTTLS"))
+                raise SmtpReplyError(Reply(0, f"TLS is required, but {hop.name} does not offer STARTTLS"))
             return
-        try:
-            await self._smtp.starttls(server_hostname=hop.name, tls_context=ctx, timeout=options.timeout)
-        except aiosmtplib.SMTPResponseException:
-            if options.starttls == "require" or not self._smtp.is_connected:
-                raise
+        reply = await self._client.starttls(ctx, hop.name)
+        if reply.code != 220:
+            if options.starttls == "require":
+                raise SmtpReplyError(reply)
             return  # opportunistic: a refused STARTTLS leaves a plain session (RFC 3207 section 4.1)
         self.tls = True
-        await _greet(self._smtp)
+        await self._client.hello(options.helo)
 
     async def send(self, sender: str, recipients: Sequence[str], body: bytes) -> dict[str, Reply]:
         try:
             return await self._transaction(sender, recipients, body)
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+        except SmtpError as exc:
             self._broken = True
-            self._smtp.close()
+            self._client.close()
             raise SessionError(connection_error(exc)) from exc
 
     async def _transaction(self, sender: str, recipients: Sequence[str], body: bytes) -> dict[str, Reply]:
         utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
-        if utf8 and not self._smtp.supports_extension("smtputf8"):
+        if utf8 and not self._client.supports("SMTPUTF8"):
             # RFC 6531 section 3.2: the message cannot be delivered without SMTPUTF8.
             return {r: Reply(553, "5.6.7 the next hop does not support SMTPUTF8") for r in recipients}
         bad = [a for a in (sender, *recipients) if not _valid_path(a)]
         if bad:
             return {r: Reply(553, f"5.1.3 bad address {bad[0]!r}") for r in recipients}
-        options = [b"SMTPUTF8"] if utf8 else []
-        if self._smtp.supports_extension("8bitmime") and not body.isascii():
-            options.append(b"BODY=8BITMIME")
-        reply = await self._command(b"MAIL", _path(b"FROM:", sender), *options)
-        if reply.code != 250:
+        mail = _path(b"MAIL FROM:", sender)
+        if utf8:
+            mail += b" SMTPUTF8"
+        if self._client.supports("8BITMIME") and not body.isascii():
+            mail += b" BODY=8BITMIME"
+        if self._client.supports("SIZE"):
+            mail += b" SIZE=%d" % len(body)  # RFC 1870: lets the server refuse before the body
+        out = await self._client.transaction(mail, [_path(b"RCPT TO:", r) for r in recipients], body)
+        if any(r.code == 421 for r in (out.mail, *out.rcpts, out.data) if r is not None):
+            self._broken = True  # RFC 5321 section 3.8: the server is closing the channel
+        if out.mail.code != 250:
             await self._rset()
-            return {r: reply for r in recipients}
-        replies: dict[str, Reply] = {}
-        for rcpt in recipients:
-            rr = await self._command(b"RCPT", _path(b"TO:", rcpt))
-            replies[rcpt] = rr
+            return {r: out.mail for r in recipients}
+        replies = dict(zip(recipients, out.rcpts))
         accepted = [r for r in recipients if replies[r].code in (250, 251)]
-        if not accepted:
+        if accepted and out.data is not None:
+            for rcpt in accepted:  # one reply to the message for every accepted recipient
+                replies[rcpt] = out.data
+        if not out.sent:  # the transaction is still open (MAIL accepted): end it
             await self._rset()
-            return replies
-        try:
-            data = await self._smtp.data(body)
-        except aiosmtplib.SMTPResponseException as exc:  # DATA or the body refused
-            self._broken = self._broken or exc.code == 421
-            data = aiosmtplib.SMTPResponse(exc.code, exc.message)
-        for rcpt in accepted:
-            replies[rcpt] = Reply(data.code, data.message)
         return replies
-
-    async def _command(self, *args: bytes) -> Reply:
-        response = await self._smtp.execute_command(*args)
-        if response.code == 421:  # RFC 5321 section 3.8: the server is closing the channel
-            self._broken = True
-        return Reply(response.code, response.message)
 
     async def _rset(self) -> None:
         if not self._broken:
-            reply = await self._command(b"RSET")
+            reply = await self._client.command(b"RSET")
             self._broken = reply.code != 250
 
     async def close(self) -> None:
-        try:
-            if self.usable:
-                await self._smtp.quit()
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError):
-            pass
-        finally:
-            self._smtp.close()
+        await self._client.quit()
 
 
 def _valid_path(address: str) -> bool:
