@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from appliance.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+WRITER_WAIT = 30.0  # seconds a writer waits for SQLite's write lock (as busy_timeout)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -63,6 +66,12 @@ class Store:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(sqlite_read_only=True), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Writers of this process queue on this lock and are
+        # woken the moment the previous one commits; left to SQLite, a blocked BEGIN IMMEDIATE
+        # sleeps in its busy handler (1, 2, 5, 10, ... ms) and wakes late. Other processes
+        # (the CLI) still meet busy_timeout. Re-entrant, so a nested writer fails as before
+        # (SQLITE_BUSY after busy_timeout) instead of deadlocking here.
+        self._writer = threading.RLock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -76,6 +85,9 @@ class Store:
         answer 451 and SOAP a server fault without knowing the backend.
         """
         factory = self._read_sessions if read_only else self._sessions
+        gate = None if read_only else self._writer
+        if gate is not None and not gate.acquire(timeout=WRITER_WAIT):
+            raise StoreUnavailable(f"store unavailable: no write lock within {WRITER_WAIT:.0f} s")
         try:
             with factory() as session, session.begin():
                 yield session
@@ -84,6 +96,9 @@ class Store:
                 if not exc.connection_invalidated:
                     raise
             raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc
+        finally:
+            if gate is not None:
+                gate.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

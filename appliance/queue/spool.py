@@ -1,9 +1,8 @@
-"""Spool files: message bodies written to a temporary name, fsync'd, then renamed."""
+"""Spool files: message bodies written under their final name, fsync'd with their directory."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 from appliance.errors import InvalidInput, NotFound, StoreUnavailable
@@ -18,13 +17,26 @@ class Spool:
         self._tmp.mkdir(parents=True, exist_ok=True)
 
     def write(self, msgid: str, data: bytes) -> str:
-        """Write a body durably; return its spool-relative path."""
+        """Write a body durably (file and directory entry fsync'd); return its spool path.
+
+        The body goes straight to its final name (created exclusively): nothing refers to it
+        until the queue commit that follows, so a crash mid-write leaves an unreferenced file,
+        as a crash before that commit would anyway. Without a temporary name and a rename, one
+        journal commit covers file and entry (the directory fsync then finds nothing to do on
+        ext4, but still guarantees the entry on any POSIX file system).
+        """
         rel = f"{msgid[:2]}/{msgid}.eml"
         final = self.root / rel
-        tmp = self._tmp / f"{msgid}.{uuid.uuid4().hex}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
-            final.parent.mkdir(exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                fd = os.open(final, flags, 0o640)
+            except FileNotFoundError:
+                self._make_dir(final.parent)
+                fd = os.open(final, flags, 0o640)
+        except OSError as exc:
+            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+        try:
             try:
                 view = memoryview(data)
                 while view:
@@ -32,12 +44,18 @@ class Spool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, final)
             _fsync_dir(final.parent)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
             raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+        except BaseException:
+            final.unlink(missing_ok=True)  # no half-written body left behind, whatever failed
+            raise
         return rel
+
+    def _make_dir(self, path: Path) -> None:
+        path.mkdir(exist_ok=True)
+        _fsync_dir(self.root)  # the new directory's own entry (fsync(2): the parent holds it)
 
     def resolve(self, rel: str) -> Path:
         """The absolute path of a spool file; refuses anything that leaves the spool."""

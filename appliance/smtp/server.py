@@ -15,7 +15,9 @@ from appliance.config.schema import Listener
 from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
+from appliance.smtp.fastinit import Members, introspect
 from appliance.smtp.handler import Handler, Protocol
+from appliance.smtp.phases import PhaseTimer
 from appliance.tls import ensure_certificate, server_context
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class SmtpServer:
         self.clock = clock
         self.reuse_port = reuse_port
         self.servers: dict[str, asyncio.AbstractServer] = {}
+        self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
 
     def port_of(self, listener_id: str) -> int:
         """The bound port of a listener (useful when configured with port 0)."""
@@ -82,18 +85,25 @@ class SmtpServer:
         handler = Handler(
             listener=listener, hostname=self.hostname, flow=self.flow, intake=self.intake,
             authenticate=self._authenticate, on_enqueued=self.on_enqueued, clock=self.clock,
+            phases=self.phases,
         )
         context = self._tls_context(listener) if listener.starttls else None
         excluded = [] if listener.auth else ["PLAIN", "LOGIN"]
 
+        options = dict(
+            data_size_limit=listener.max_message_size, enable_SMTPUTF8=True,
+            hostname=self.hostname, ident=IDENT, tls_context=context,
+            # With STARTTLS offered, credentials only travel encrypted (RFC 4954 §4).
+            auth_require_tls=listener.starttls, auth_exclude_mechanism=excluded, timeout=300,
+        )
+        members: list[Members] = []  # filled by the first connection
+
         def make() -> Protocol:
-            return Protocol(
-                handler, data_size_limit=listener.max_message_size, enable_SMTPUTF8=True,
-                hostname=self.hostname, ident=IDENT, tls_context=context,
-                # With STARTTLS offered, credentials only travel encrypted (RFC 4954 §4).
-                auth_require_tls=listener.starttls, auth_exclude_mechanism=excluded,
-                timeout=300,
-            )
+            if members:
+                return Protocol(handler, members=members[0], **options)
+            proto = Protocol(handler, **options)
+            members.append(introspect(proto))
+            return proto
 
         return make
 

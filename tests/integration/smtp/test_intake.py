@@ -95,3 +95,25 @@ def test_a_stopped_intake_refuses_with_store_unavailable(store: Store, spool: Sp
     with pytest.raises(StoreUnavailable):
         intake.submit(message(), b"x").result(timeout=5)
     assert spool.all_paths() == [] and count(store, QueueEntry) == 0
+
+
+def test_a_writer_starts_as_soon_as_the_one_before_commits(store: Store, spool: Spool) -> None:
+    """Intake commits wait for other writers of the node (delivery) on an in-process lock that
+    wakes them at once; SQLite's busy handler would sleep 50-100 ms steps by then."""
+    if not store.is_sqlite:
+        pytest.skip("PostgreSQL has row locks, not one writer")
+    lags = []
+    for _ in range(3):
+        intake = Intake(store, spool)
+        intake.start()
+        try:
+            with store.transaction() as session:
+                session.execute(text("DELETE FROM queue WHERE id < 0"))  # take the write lock
+                future = intake.submit(message(), b"x")
+                time.sleep(0.35)  # the intake's commit is blocked meanwhile
+                released = time.perf_counter()
+            accepted = future.result(timeout=60)
+        finally:
+            intake.stop()
+        lags.append(accepted.stamps["locked"] - released)
+    assert sorted(lags)[1] < 0.04, lags

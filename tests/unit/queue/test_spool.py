@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import InvalidInput, NotFound
+from appliance.errors import InvalidInput, NotFound, StoreUnavailable
 from appliance.queue.spool import Spool
 
 
@@ -37,3 +37,19 @@ def test_symlink_out_of_spool_refused(spool: Spool, tmp_path: Path) -> None:
     os.symlink(secret, spool.root / "ab" / "link.eml")
     with pytest.raises(InvalidInput):
         spool.read("ab/link.eml")
+
+
+def test_a_body_is_never_overwritten_and_a_failed_write_leaves_nothing(spool: Spool) -> None:
+    msgid = str(uuid.uuid4())
+    rel = spool.write(msgid, b"first\r\n")
+    with pytest.raises(StoreUnavailable):
+        spool.write(msgid, b"second\r\n")  # created exclusively: the first body stays
+    assert spool.read(rel) == b"first\r\n"
+    with pytest.raises(TypeError):
+        spool.write(str(uuid.uuid4()), "not bytes")  # type: ignore[arg-type]
+    assert spool.all_paths() == [rel]
+
+
+def test_a_new_subdirectory_is_made_on_demand(spool: Spool) -> None:
+    rel = spool.write("ff" + str(uuid.uuid4())[2:], b"x")
+    assert rel.startswith("ff/") and (spool.root / rel).read_bytes() == b"x"
