@@ -47,7 +47,7 @@ class SoapServer:
     def __init__(self, context: NodeContext, listen: Listen, *, public_url: str = "",
                  tls_files: tuple[Path, Path] | None = None, max_request_bytes: int = 50 << 20,
                  max_failures: int = 5, threads: int = 16, backlog: int = 256,
-                 services: tuple[str, ...] = SERVICES) -> None:
+                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None) -> None:
         if listen.scheme == "https" and tls_files is None:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
@@ -57,7 +57,8 @@ class SoapServer:
         self._public_url = public_url
         self.authenticator = Authenticator(context.store, max_failures=max_failures)
         context.users_changed = self.authenticator.forget
-        self.app = build_application(node=context, services=services)
+        # out_protocol: None for the application's own writer; benchmarks pass stock Soap11().
+        self.app = build_application(node=context, services=services, out_protocol=out_protocol)
         self.gateway = Gateway(
             WsgiApplication(self.app, max_content_length=max_request_bytes),
             authenticator=self.authenticator, wsdl=b"",
