@@ -9,15 +9,26 @@ from typing import Protocol
 
 from appliance.delivery.replies import Reply, connection_error
 from appliance.delivery.routing import Hop
-from appliance.delivery.smtpclient import SmtpClient, SmtpError, SmtpReplyError
+from appliance.delivery.smtpclient import SmtpClient, SmtpError, SmtpReplyError, TransactionReplies
 
 
 class SessionError(Exception):
-    """The session is unusable (connection lost, greeting refused, TLS required but absent)."""
+    """The session is unusable (connection lost, greeting refused, TLS required but absent).
+    `done` holds the outcomes of the messages of a `send_many` that completed before."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, *, done: Sequence[dict[str, Reply]] = ()) -> None:
         super().__init__(str(reply))
         self.reply = reply
+        self.done = list(done)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outgoing:
+    """One message to send: the envelope as queued and the body as spooled."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    body: bytes
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,6 +50,9 @@ class OutboundSession(Protocol):
     async def send(self, sender: str, recipients: Sequence[str], body: bytes) -> dict[str, Reply]:
         """One transaction; the final reply per recipient. Raises SessionError if the session
         broke before the outcome was known (the caller retries the whole transaction)."""
+    async def send_many(self, messages: Sequence[Outgoing]) -> list[dict[str, Reply]]:
+        """Several transactions in order (pipelined where the server allows); SessionError
+        carries in `done` the outcomes of those completed before the session broke."""
     async def close(self) -> None: ...
 
 
@@ -118,47 +132,75 @@ class _Session:
         await self._client.hello(options.helo)
 
     async def send(self, sender: str, recipients: Sequence[str], body: bytes) -> dict[str, Reply]:
-        try:
-            return await self._transaction(sender, recipients, body)
-        except SmtpError as exc:
+        [replies] = await self.send_many([Outgoing(sender, tuple(recipients), body)])
+        return replies
+
+    async def send_many(self, messages: Sequence[Outgoing]) -> list[dict[str, Reply]]:
+        commands: list[tuple[bytes, list[bytes], bytes]] = []
+        local: dict[int, dict[str, Reply]] = {}  # refused here, never sent
+        for i, m in enumerate(messages):
+            refusal = self._refusal(m)
+            if refusal is not None:
+                local[i] = {r: refusal for r in m.recipients}
+            else:
+                commands.append((self._mail(m), [_path(b"RCPT TO:", r) for r in m.recipients], m.body))
+        outs, error = await self._client.transactions(commands)
+        sent = iter(zip(outs, (m for i, m in enumerate(messages) if i not in local)))
+        done: list[dict[str, Reply]] = []
+        for i, m in enumerate(messages):
+            if i in local:
+                done.append(local[i])
+                continue
+            pair = next(sent, None)
+            if pair is None:
+                break
+            done.append(self._replies(m, pair[0]))
+        if error is not None:
             self._broken = True
             self._client.close()
-            raise SessionError(connection_error(exc)) from exc
+            raise SessionError(connection_error(error), done=done)
+        if outs and not outs[-1].sent and not self._broken:
+            try:  # the last transaction is still open (MAIL accepted): end it
+                await self._rset()
+            except SmtpError:
+                self._broken = True
+                self._client.close()
+        return done
 
-    async def _transaction(self, sender: str, recipients: Sequence[str], body: bytes) -> dict[str, Reply]:
-        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
+    def _refusal(self, m: Outgoing) -> Reply | None:
+        utf8 = not (m.sender.isascii() and all(r.isascii() for r in m.recipients))
         if utf8 and not self._client.supports("SMTPUTF8"):
             # RFC 6531 section 3.2: the message cannot be delivered without SMTPUTF8.
-            return {r: Reply(553, "5.6.7 the next hop does not support SMTPUTF8") for r in recipients}
-        bad = [a for a in (sender, *recipients) if not _valid_path(a)]
-        if bad:
-            return {r: Reply(553, f"5.1.3 bad address {bad[0]!r}") for r in recipients}
-        mail = _path(b"MAIL FROM:", sender)
-        if utf8:
+            return Reply(553, "5.6.7 the next hop does not support SMTPUTF8")
+        bad = [a for a in (m.sender, *m.recipients) if not _valid_path(a)]
+        return Reply(553, f"5.1.3 bad address {bad[0]!r}") if bad else None
+
+    def _mail(self, m: Outgoing) -> bytes:
+        mail = _path(b"MAIL FROM:", m.sender)
+        if not (m.sender.isascii() and all(r.isascii() for r in m.recipients)):
             mail += b" SMTPUTF8"
-        if self._client.supports("8BITMIME") and not body.isascii():
+        if self._client.supports("8BITMIME") and not m.body.isascii():
             mail += b" BODY=8BITMIME"
         if self._client.supports("SIZE"):
-            mail += b" SIZE=%d" % len(body)  # RFC 1870: lets the server refuse before the body
-        out = await self._client.transaction(mail, [_path(b"RCPT TO:", r) for r in recipients], body)
+            mail += b" SIZE=%d" % len(m.body)  # RFC 1870: lets the server refuse before the body
+        return mail
+
+    def _replies(self, m: Outgoing, out: TransactionReplies) -> dict[str, Reply]:
+        """Each recipient's outcome: its RCPT refusal, or the reply to its message."""
         if any(r.code == 421 for r in (out.mail, *out.rcpts, out.data) if r is not None):
             self._broken = True  # RFC 5321 section 3.8: the server is closing the channel
         if out.mail.code != 250:
-            await self._rset()
-            return {r: out.mail for r in recipients}
-        replies = dict(zip(recipients, out.rcpts))
-        accepted = [r for r in recipients if replies[r].code in (250, 251)]
-        if accepted and out.data is not None:
-            for rcpt in accepted:  # one reply to the message for every accepted recipient
-                replies[rcpt] = out.data
-        if not out.sent:  # the transaction is still open (MAIL accepted): end it
-            await self._rset()
+            return {r: out.mail for r in m.recipients}
+        replies = dict(zip(m.recipients, out.rcpts))
+        if out.data is not None:
+            for rcpt, reply in list(replies.items()):
+                if reply.code in (250, 251):
+                    replies[rcpt] = out.data
         return replies
 
     async def _rset(self) -> None:
-        if not self._broken:
-            reply = await self._client.command(b"RSET")
-            self._broken = reply.code != 250
+        reply = await self._client.command(b"RSET")
+        self._broken = reply.code != 250
 
     async def close(self) -> None:
         await self._client.quit()

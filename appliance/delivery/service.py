@@ -19,7 +19,7 @@ from appliance.delivery.outbound import Connector, SessionOptions, SmtpConnector
 from appliance.delivery.outcomes import Fate, Outcome, decide, record
 from appliance.delivery.replies import Reply
 from appliance.delivery.routing import DnsResolver, Resolver, RouteError, hops_for
-from appliance.errors import StoreUnavailable
+from appliance.errors import InvalidInput, NotFound, StoreUnavailable
 from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
@@ -247,12 +247,21 @@ class DeliveryService:
         lanes = Lanes(
             pool=self.pool, dest=self.pool.for_destination(dest, transport.max_connections),
             hops=hops, options=_options(transport, cfg, dest),
-            max_messages=transport.max_messages_per_connection, read_body=self._read_body,
+            max_messages=transport.max_messages_per_connection, read_bodies=self._read_bodies,
         )
         return await lanes.run(transactions(entries), transport.max_connections)
 
-    async def _read_body(self, path: str) -> bytes:
-        return await asyncio.to_thread(self._spool.read, path)
+    async def _read_bodies(self, paths: Sequence[str]) -> list[bytes | None]:
+        return await asyncio.to_thread(self._read_many, paths)
+
+    def _read_many(self, paths: Sequence[str]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for path in paths:
+            try:
+                out.append(self._spool.read(path))
+            except (NotFound, InvalidInput, FileNotFoundError):  # gone, or a path the spool refuses
+                out.append(None)
+        return out
 
     # -- outcomes ---------------------------------------------------------------------------
     async def _finish(self, outcomes: list[Outcome], meta: dict[int, dict[str, str]], cfg: Config) -> None:

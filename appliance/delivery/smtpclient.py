@@ -277,35 +277,85 @@ class SmtpClient:
         return reply
 
     async def transaction(self, mail: bytes, rcpts: Sequence[bytes], body: bytes) -> TransactionReplies:
-        """MAIL, RCPTs and DATA (in one write when the server offers PIPELINING, RFC 2920
-        section 3.1), then the message if anything was accepted; each reply read in order."""
-        if self.supports("PIPELINING"):
-            self._write(b"".join([mail, b"\r\n", *(r + b"\r\n" for r in rcpts), b"DATA\r\n"]))
-            mail_reply = await self._reader.reply(self.timeout)
-            rcpt_replies = [await self._reader.reply(self.timeout) for _ in rcpts]
-            data_reply: Reply | None = await self._reader.reply(self.timeout)
-        else:
-            mail_reply = await self.command(mail)
-            if mail_reply.code != 250:
-                return TransactionReplies(mail_reply, [mail_reply] * len(rcpts), None, sent=True)
-            rcpt_replies = [await self.command(r) for r in rcpts]
-            data_reply = None
-            if any(r.code in (250, 251) for r in rcpt_replies):
-                data_reply = await self.command(b"DATA")
-        accepted = mail_reply.code == 250 and any(r.code in (250, 251) for r in rcpt_replies)
-        if data_reply is None or data_reply.code != 354:
+        """One transaction (see `transactions`); raises the error that broke the session."""
+        done, error = await self.transactions([(mail, rcpts, body)])
+        if error is not None:
+            raise error
+        return done[0]
+
+    async def transactions(
+        self, items: Sequence[tuple[bytes, Sequence[bytes], bytes]],
+    ) -> tuple[list[TransactionReplies], SmtpError | None]:
+        """Transactions in order on this connection; the replies of those completed, and the
+        error that broke the session before the rest completed (None when all did).
+
+        With PIPELINING (RFC 2920 section 3.1) MAIL, RCPTs and DATA go in one write, and a
+        message's content, the RSET ending a refused transaction and the next MAIL/RCPT/DATA
+        group go in the next: one write and one wait per message. A transaction refused before
+        its content is left open only when it is the last (the caller RSETs it)."""
+        done: list[TransactionReplies] = []
+        if not items:
+            return done, None
+        try:
+            if not self.supports("PIPELINING"):
+                for i, item in enumerate(items):
+                    if i and not done[-1].sent:
+                        await self._rset()
+                    done.append(await self._stepwise(*item))
+                return done, None
+            self._write(_group(*items[0][:2]))
+            for i, (mail, rcpts, body) in enumerate(items):
+                after = _group(*items[i + 1][:2]) if i + 1 < len(items) else b""
+                done.append(await self._pipelined(len(rcpts), body, after))
+        except SmtpError as exc:
+            return done, exc
+        return done, None
+
+    async def _pipelined(self, n_rcpts: int, body: bytes, after: bytes) -> TransactionReplies:
+        """Read one group's replies, send its content (or end it) together with the next group."""
+        mail = await self._reader.reply(self.timeout)
+        rcpts = [await self._reader.reply(self.timeout) for _ in range(n_rcpts)]
+        data = await self._reader.reply(self.timeout)
+        accepted = mail.code == 250 and any(r.code in (250, 251) for r in rcpts)
+        if data.code != 354:
             # A refused MAIL leaves no transaction open; otherwise it stays open until RSET.
-            return TransactionReplies(mail_reply, rcpt_replies, data_reply, sent=mail_reply.code != 250)
+            if after:
+                self._write(b"RSET\r\n" + after)
+                await self._reader.reply(self.timeout)  # RSET's reply; the next group follows
+                return TransactionReplies(mail, rcpts, data, sent=True)
+            return TransactionReplies(mail, rcpts, data, sent=mail.code != 250)
         if not accepted:
             # Section 3.1: a server that says 354 although nothing was accepted gets an empty
             # message (which it must refuse); that ends the transaction.
-            self._write(b".\r\n")
+            self._write(b".\r\n" + after)
             await self._reader.reply(self.timeout)
-            return TransactionReplies(mail_reply, rcpt_replies, Reply(554, "5.5.1 no valid recipients"), sent=True)
+            return TransactionReplies(mail, rcpts, Reply(554, "5.5.1 no valid recipients"), sent=True)
+        self._write(dot_stuff(body) + after)
+        await self._reader.drain(self.timeout)
+        final = await self._reader.reply(self.timeout)
+        return TransactionReplies(mail, rcpts, final, sent=True)
+
+    async def _stepwise(self, mail: bytes, rcpts: Sequence[bytes], body: bytes) -> TransactionReplies:
+        """Without PIPELINING: each command waits for its reply (RFC 5321 section 4.3)."""
+        mail_reply = await self.command(mail)
+        if mail_reply.code != 250:
+            return TransactionReplies(mail_reply, [mail_reply] * len(rcpts), None, sent=True)
+        rcpt_replies = [await self.command(r) for r in rcpts]
+        if not any(r.code in (250, 251) for r in rcpt_replies):
+            return TransactionReplies(mail_reply, rcpt_replies, None)
+        data = await self.command(b"DATA")
+        if data.code != 354:
+            return TransactionReplies(mail_reply, rcpt_replies, data)
         self._write(dot_stuff(body))
         await self._reader.drain(self.timeout)
         final = await self._reader.reply(self.timeout)
         return TransactionReplies(mail_reply, rcpt_replies, final, sent=True)
+
+    async def _rset(self) -> None:
+        reply = await self.command(b"RSET")
+        if reply.code != 250:
+            self.close()
+            raise SmtpDisconnected(f"RSET refused: {reply}")
 
     async def quit(self, *, linger: float = 2.0) -> None:
         """QUIT and close; waits (up to `linger`) until the socket is closed, which over TLS
@@ -337,6 +387,10 @@ class SmtpClient:
             raise self._reader.error
         assert self._reader.transport is not None
         self._reader.transport.write(data)
+
+
+def _group(mail: bytes, rcpts: Sequence[bytes]) -> bytes:
+    return b"".join([mail, b"\r\n", *(r + b"\r\n" for r in rcpts), b"DATA\r\n"])
 
 
 def _extensions(ehlo_text: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import platform
 import statistics
 import subprocess
@@ -132,17 +133,19 @@ def run_ours(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                 raise TimeoutError(f"ours: {sink.counts()[0]} of {args.messages} delivered in time")
             await asyncio.sleep(0.02)
         elapsed = time.monotonic() - started
+        load = os.getloadavg()[0]
         await service.stop()
-        return elapsed, service.pool.opened
+        return elapsed, service.pool.opened, load
 
     try:
-        elapsed, opened = asyncio.run(deliver())
+        load_before = os.getloadavg()[0]
+        elapsed, opened, load = asyncio.run(deliver())
         messages, connections = sink.counts()
     finally:
         sink.stop()
         store.dispose()
     return {"seconds": elapsed, "msgs_per_s": args.messages / elapsed, "connections": connections,
-            "delivered": messages}
+            "delivered": messages, "load_before": load_before, "load_after": load}
 
 
 def run_postfix(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
@@ -156,6 +159,7 @@ def run_postfix(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"postfix holds {pf.held()} of {args.messages}")
             time.sleep(0.05)
+        load_before = os.getloadavg()[0]
         started = time.monotonic()
         pf.release()
         sink.wait_for(args.messages, started + args.timeout)
@@ -164,13 +168,14 @@ def run_postfix(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                 raise TimeoutError("postfix did not empty its queue")
             time.sleep(0.02)
         elapsed = time.monotonic() - started
+        load = os.getloadavg()[0]
         messages, connections = sink.counts()
     finally:
         pf.stop()
         sink.stop()
         pf.cleanup()
     return {"seconds": elapsed, "msgs_per_s": args.messages / elapsed, "connections": connections,
-            "delivered": messages}
+            "delivered": messages, "load_before": load_before, "load_after": load}
 
 
 def main() -> None:
@@ -193,10 +198,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="p2-") as tmp:
         for i in range(args.runs):  # interleaved so that machine noise hits both alike
             ours.append(run_ours(args, Path(tmp)))
-            print(f"run {i + 1}: appliance {ours[-1]['msgs_per_s']:.0f} msg/s", end="", flush=True)
+            print(f"run {i + 1}: appliance {ours[-1]['msgs_per_s']:.0f} msg/s "
+                  f"(load {ours[-1]['load_after']:.2f})", end="", flush=True)
             if with_postfix:
                 theirs.append(run_postfix(args, Path(tmp)))
-                print(f", postfix {theirs[-1]['msgs_per_s']:.0f} msg/s", end="")
+                print(f", postfix {theirs[-1]['msgs_per_s']:.0f} msg/s (load {theirs[-1]['load_after']:.2f})", end="")
             print()
     report(args, ours, theirs)
 
@@ -209,10 +215,11 @@ def report(args: argparse.Namespace, ours: list[dict[str, float]], theirs: list[
     rows = [("appliance", ours)] + ([("postfix", theirs)] if theirs else [])
     print(f"\nP2 delivery: {args.messages} messages of {args.size} B to a loopback sink, "
           f"median of {args.runs}")
-    print(f"{'system':<10} {'msg/s':>8} {'seconds':>8} {'connections':>12}")
+    print(f"{'system':<10} {'msg/s':>8} {'seconds':>8} {'connections':>12} {'load 1m before/after':>21}")
     for name, runs in rows:
         print(f"{name:<10} {_median(runs, 'msgs_per_s'):>8.0f} {_median(runs, 'seconds'):>8.2f} "
-              f"{_median(runs, 'connections'):>12.0f}")
+              f"{_median(runs, 'connections'):>12.0f} "
+              f"{_median(runs, 'load_before'):>10.2f}/{_median(runs, 'load_after'):<10.2f}")
     ratio = _median(ours, "msgs_per_s") / _median(theirs, "msgs_per_s") if theirs else None
     if ratio is not None:
         print(f"ratio appliance/postfix: {ratio:.2f}")
@@ -221,10 +228,13 @@ def report(args: argparse.Namespace, ours: list[dict[str, float]], theirs: list[
         "workers": args.workers, "connections": args.connections, "per_connection": args.per_connection,
         "database": "postgresql" if args.database.startswith("postgresql") else "sqlite",
         "machine": platform.platform(), "time": time.time(),
+        "cpus": os.cpu_count(),
         "appliance": {"runs": ours, "median_msgs_per_s": _median(ours, "msgs_per_s"),
-                      "median_connections": _median(ours, "connections")},
+                      "median_connections": _median(ours, "connections"),
+                      "median_load_after": _median(ours, "load_after")},
         "postfix": {"runs": theirs, "median_msgs_per_s": _median(theirs, "msgs_per_s"),
-                    "median_connections": _median(theirs, "connections")} if theirs else None,
+                    "median_connections": _median(theirs, "connections"),
+                    "median_load_after": _median(theirs, "load_after")} if theirs else None,
         "ratio_vs_postfix": ratio,
     }
     path = REPO / "tools" / "bench" / "results" / "p2_delivery.json"

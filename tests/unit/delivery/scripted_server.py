@@ -19,6 +19,7 @@ class Script:
     starttls: bytes = b""  # reply to STARTTLS (no TLS here: for refusals and injection tests)
     silent_after: str = ""  # a verb after which nothing is answered any more
     close_after: str = ""  # a verb at which the server drops the connection
+    close_at_message: int = 0  # drop the connection when the Nth message's content has arrived
 
 
 class _Conn(asyncio.Protocol):
@@ -46,6 +47,10 @@ class _Conn(asyncio.Protocol):
                 if end == -1:
                     return
                 self.server.messages.append((self.accepted, self.buf[2:end + 2]))
+                if len(self.server.messages) == self.server.script.close_at_message:
+                    self.silent = True
+                    self.transport.close()
+                    return
                 self.buf, self.in_data, self.mail, self.accepted = self.buf[end + 5:], False, False, []
                 s = self.server.script
                 self._reply(s.final.pop(0) if s.final else b"250 2.0.0 queued\r\n", flush=True)

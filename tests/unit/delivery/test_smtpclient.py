@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 import trustme
 
-from appliance.delivery.outbound import SessionError, SessionOptions, SmtpConnector
+from appliance.delivery.outbound import Outgoing, SessionError, SessionOptions, SmtpConnector
 from appliance.delivery.replies import Reply
 from appliance.delivery.routing import Hop
 from appliance.delivery.smtpclient import (
@@ -280,3 +280,48 @@ def test_refused_greeting_is_the_servers_reply() -> None:
     with pytest.raises(SessionError) as failed:
         run(go)
     assert failed.value.reply == Reply(554, "go away\nreally")
+
+
+def test_several_transactions_pipelined_back_to_back() -> None:
+    script = Script(rcpt={"x@d.test": b"550 5.1.1 no\r\n"})
+    items = [
+        (b"MAIL FROM:<a@s.test>", [b"RCPT TO:<one@d.test>"], b"Subject: 1\r\n\r\none\r\n"),
+        (b"MAIL FROM:<a@s.test>", [b"RCPT TO:<x@d.test>"], b"Subject: 2\r\n\r\ntwo\r\n"),
+        (b"MAIL FROM:<a@s.test>", [b"RCPT TO:<three@d.test>", b"RCPT TO:<x@d.test>"], b"Subject: 3\r\n\r\nthree\r\n"),
+    ]
+
+    async def go() -> tuple[Any, ScriptedServer]:
+        async with ScriptedServer(script) as srv:
+            client = await _client(srv.port, timeout=3)
+            result = await client.transactions(items)
+            await client.quit()
+            return result, srv
+
+    (outs, error), srv = run(go)
+    assert error is None and len(outs) == 3
+    assert [o.data.code if o.data else None for o in outs] == [250, 554, 250]
+    assert [[r.code for r in o.rcpts] for o in outs] == [[250], [550], [250, 550]]
+    assert all(o.sent for o in outs)
+    assert srv.messages == [(["one@d.test"], b"Subject: 1\r\n\r\none\r\n"),
+                            (["three@d.test"], b"Subject: 3\r\n\r\nthree\r\n")]
+    verbs = [c.split(" ")[0] for c in srv.commands[1:]]
+    # The refused second transaction is reset before the third's MAIL (sent in the same write).
+    assert verbs == ["MAIL", "RCPT", "DATA", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "RCPT", "DATA", "QUIT"]
+
+
+def test_send_many_reports_what_completed_before_the_connection_broke() -> None:
+    options = SessionOptions(helo="gw.test", starttls="none", timeout=3, connect_timeout=3)
+
+    async def go() -> tuple[SessionError, bool]:
+        async with ScriptedServer(Script(close_at_message=2)) as srv:
+            session = await SmtpConnector().open(Hop("scripted", "127.0.0.1", srv.port), options)
+            messages = [Outgoing("a@s.test", (f"r{n}@d.test",), b"Subject: x\r\n\r\nx\r\n") for n in range(3)]
+            with pytest.raises(SessionError) as broke:
+                await session.send_many(messages)
+            usable = session.usable
+            await session.close()
+            return broke.value, usable
+
+    error, usable = run(go)
+    assert error.done == [{"r0@d.test": Reply(250, "2.0.0 queued")}]  # r1's outcome is unknown: retried
+    assert error.reply.code == 0 and "connection" in error.reply.text and not usable
