@@ -47,6 +47,8 @@ class Principal:
     user: str
     level: AccessLevel
     remote: str
+    # Kept only for the request, for an api-auth script (appliance.policy.apiauth); never logged.
+    password: str = dataclasses.field(default="", repr=False)
 
 
 @dataclasses.dataclass(kw_only=True)

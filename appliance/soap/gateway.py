@@ -88,7 +88,7 @@ class Gateway:
         if found is None:
             log.warning("failed login for %r from %s", name, remote)
             return None
-        return Principal(user=found[0], level=found[1], remote=remote)
+        return Principal(user=found[0], level=found[1], remote=remote, password=password or "")
 
     def _soap(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
