@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     list_ = user_sub.add_parser("list", help="list users")
     for p in (add, passwd, delete, list_):
         _common(p, top=False)
+
+    graph = sub.add_parser("graph", help="render a graph's RRD file as a PNG with legends")
+    graph.add_argument("name")
+    graph.add_argument("--png", type=Path, required=True, help="output file")
+    graph.add_argument("--start", default="-1d", help="now, -6h, -1d, -1w or Unix seconds")
+    graph.add_argument("--end", default="now")
+    statd = sub.add_parser("statd", help="print a graph's live values once a second")
+    statd.add_argument("-g", dest="graph", required=True)
+    statd.add_argument("-n", dest="count", type=int, default=None, help="stop after N lines")
+    for p in (graph, statd):
+        _common(p, top=False)
     config_cli.add_commands(sub, _common)
     return parser
 
@@ -162,6 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "run":
             return cmd_run(settings)
+        if args.command in ("graph", "statd"):
+            from appliance.stats import graphcmd
+
+            if args.command == "graph":
+                return graphcmd.graph_command(settings.rrd_dir, args.name, args.png, start=args.start, end=args.end)
+            return graphcmd.statd_command(_open_store(settings).url, args.graph, count=args.count)
         if args.command == "db":
             _open_store(settings).dispose()
             print("store schema is up to date")

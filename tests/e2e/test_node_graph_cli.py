@@ -1,0 +1,28 @@
+"""`appliance graph` renders a node's RRD as a PNG; `appliance statd` prints live samples."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.support.node import RunningNode
+
+
+def test_graph_png_and_statd_lines(tmp_path: Path) -> None:
+    node = RunningNode(tmp_path)
+    with node:
+        deadline = time.monotonic() + 60
+        while not list((node.data_dir / "rrd").glob("*.rrd")):
+            assert time.monotonic() < deadline, "the node wrote no graph"
+            time.sleep(0.2)
+    name = sorted(p.stem for p in (node.data_dir / "rrd").glob("*.rrd"))[0]
+    png = tmp_path / "graph.png"
+    done = node.cli("graph", name, "--png", str(png), "--start=-1h")
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = node.cli("graph", "no-such-graph", "--png", str(png))
+    assert missing.returncode != 0 and "no-such-graph" in missing.stderr
+    statd = node.cli("statd", "-g", "load", "-n", "2")
+    assert statd.returncode == 0, statd.stderr
+    lines = statd.stdout.splitlines()
+    assert len(lines) == 2 and all("=" in line for line in lines)
