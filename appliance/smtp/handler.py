@@ -9,7 +9,8 @@ import time
 import uuid
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 from aiosmtpd.smtp import SMTP, AuthResult
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -27,6 +28,7 @@ from appliance.types import Envelope, NewMessage, QueueState
 log = logging.getLogger(__name__)
 
 Authenticate = Callable[[str, str], Awaitable[bool]]
+T = TypeVar("T")
 
 
 class MessageEnvelope(SmtpEnvelope):
@@ -132,7 +134,8 @@ class Handler:
 
     def __init__(self, *, listener: Listener, hostname: str, flow: Flow, intake: Intake,
                  authenticate: Authenticate, on_enqueued: Callable[[], None],
-                 clock: Callable[[], float] = time.time, phases: PhaseTimer | None = None) -> None:
+                 clock: Callable[[], float] = time.time, phases: PhaseTimer | None = None,
+                 flow_threads: Executor | None = None) -> None:
         self.listener = listener
         self.hostname = hostname
         self.flow = flow
@@ -141,6 +144,15 @@ class Handler:
         self.on_enqueued = on_enqueued
         self.clock = clock
         self.phases = phases
+        self.flow_threads = flow_threads
+
+    async def _ask(self, stage: Callable[..., T], *args: Any) -> T:
+        """One policy stage. With `flow_threads` (a listener running a script) it runs there, so
+        a slow script, or its http()/mail()/rate() calls, does not stall the other sessions;
+        this session awaits it, so its stages still run one after the other, in order."""
+        if self.flow_threads is None:
+            return stage(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.flow_threads, stage, *args)
 
     async def handle_exception(self, error: Exception) -> str:
         """A hook or flow failed: a temporary reply, never internals and never 5xx."""
@@ -153,7 +165,7 @@ class Handler:
         peer = session.peer if isinstance(session.peer, tuple) else ("", 0)
         session.info = SessionInfo(listener=self.listener.id, client_ip=str(peer[0]),
                                    client_port=int(peer[1]))
-        verdict = self.flow.connect(session.info)
+        verdict = await self._ask(self.flow.connect, session.info)
         if verdict.decision is Decision.REJECT:
             return replies.verdict_reply(verdict.code, verdict.text, replies.CONNECT_REJECTED)
         if verdict.decision is Decision.DEFER:
@@ -209,7 +221,7 @@ class Handler:
         session: ClientSession = server.session  # type: ignore[assignment]
         name = login.decode("utf-8", errors="replace")
         secret = password.decode("utf-8", errors="replace")
-        verdict = self.flow.auth(session.info, name, secret)
+        verdict = await self._ask(self.flow.auth, session.info, name, secret)
         if verdict is None:
             ok = await self.authenticate(name, secret)
         elif verdict.decision is Decision.DEFER:
@@ -234,7 +246,7 @@ class Handler:
             return replies.BAD_SENDER_ADDRESS
         session.info.sender = sender
         session.info.recipients = []
-        verdict = self.flow.mail_from(session.info, sender)
+        verdict = await self._ask(self.flow.mail_from, session.info, sender)
         reply = _envelope_reply(verdict, replies.MAIL_REJECTED, replies.MAIL_DEFERRED)
         if reply is not None:
             session.info.sender = None
@@ -254,7 +266,7 @@ class Handler:
             return replies.BAD_RECIPIENT_ADDRESS
         if len(envelope.rcpt_tos) >= self.listener.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
-        verdict = self.flow.rcpt_to(session.info, address)
+        verdict = await self._ask(self.flow.rcpt_to, session.info, address)
         reply = _envelope_reply(verdict, replies.RCPT_REJECTED, replies.RCPT_DEFERRED)
         if reply is not None:
             return reply
@@ -292,7 +304,7 @@ class Handler:
                        envelope: MessageEnvelope, msgid: str) -> str:
         started = time.perf_counter()
         content: bytes = envelope.original_content or b""
-        result: DataResult = self.flow.data(session.info, content)
+        result: DataResult = await self._ask(self.flow.data, session.info, content)
         verdict = result.verdict
         if verdict.decision is Decision.REJECT:
             log.info("rejected %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)

@@ -7,6 +7,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,8 @@ class SmtpServer:
 
     def __init__(self, *, store: Store, intake: Intake, listeners: list[Listener], hostname: str,
                  tls_dir: Path, flow: Flow, on_enqueued: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.time, reuse_port: bool = False) -> None:
+                 clock: Callable[[], float] = time.time, reuse_port: bool = False,
+                 flow_threads: int = 8) -> None:
         self.store = store
         self.intake = intake
         self.listeners = listeners
@@ -46,6 +48,8 @@ class SmtpServer:
         self.reuse_port = reuse_port
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
+        self._flow_thread_count = flow_threads
+        self._flow_threads: ThreadPoolExecutor | None = None
 
     def port_of(self, listener_id: str) -> int:
         """The bound port of a listener (useful when configured with port 0)."""
@@ -55,6 +59,7 @@ class SmtpServer:
         # aiosmtpd logs every command line at INFO; the node logs one line per message instead.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         self.intake.start()
+        self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
         loop = asyncio.get_running_loop()
         try:
             for listener in self.listeners:
@@ -79,6 +84,9 @@ class SmtpServer:
             except asyncio.TimeoutError:
                 log.warning("SMTP sessions still open at shutdown")
         self.servers.clear()
+        if self._flow_threads is not None:
+            self._flow_threads.shutdown(wait=False, cancel_futures=True)
+            self._flow_threads = None
         await asyncio.to_thread(self.intake.stop)
 
     def _factory(self, listener: Listener) -> Callable[[], Protocol]:
@@ -86,6 +94,9 @@ class SmtpServer:
             listener=listener, hostname=self.hostname, flow=self.flow, intake=self.intake,
             authenticate=self._authenticate, on_enqueued=self.on_enqueued, clock=self.clock,
             phases=self.phases,
+            # A listener without a script runs the built-in DefaultFlow, which never blocks:
+            # calling it inline spares a thread hand-off per stage.
+            flow_threads=self._flow_threads if listener.script else None,
         )
         context = self._tls_context(listener) if listener.starttls else None
         excluded = [] if listener.auth else ["PLAIN", "LOGIN"]
