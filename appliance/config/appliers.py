@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, Protocol
 
-from appliance.config.schema import Config, Listener
+from appliance.config.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,15 @@ class NodeConfig:
 
 
 def _serves_listeners(component: Any) -> bool:
-    return isinstance(getattr(component, "servers", None), dict) and hasattr(component, "_factory")
+    # appliance.smtp.server.SmtpServer (config must not import the SMTP adapter)
+    return hasattr(component, "listeners") and inspect.iscoroutinefunction(
+        getattr(component, "reconfigure", None))
 
 
 class SmtpListeners:
-    """Adds, removes and rebinds SMTP listeners of a running appliance.smtp.server.SmtpServer.
-
-    SmtpServer has no public way to change its listeners, so this drives its `servers` map and
-    its per-listener protocol factory. Closing a listening socket does not end the sessions it
-    accepted (asyncio.Server.close), so they finish on the old settings.
-    """
+    """Carries a config change to a running appliance.smtp.server.SmtpServer through its
+    `reconfigure(old_listeners, new_listeners, hostname=...)`, run on the node's event loop;
+    sessions in progress finish on their old settings."""
 
     def __init__(self, server: Any, loop: asyncio.AbstractEventLoop | None,
                  timeout: float = 30.0) -> None:
@@ -65,55 +65,10 @@ class SmtpListeners:
         self.timeout = timeout
 
     def apply(self, old: Config, new: Config) -> None:
-        if self.loop is None or self.loop.is_closed() or not self.server.servers:
-            self.server.listeners = list(new.listeners)  # not started: it binds these later
-            self.server.hostname = new.node.hostname
+        change = self.server.reconfigure(list(old.listeners), list(new.listeners),
+                                         hostname=new.node.hostname)
+        if self.loop is None or self.loop.is_closed():
+            asyncio.run(change)  # no running node loop: the server is not started either
             return
-        future = asyncio.run_coroutine_threadsafe(self._switch(old, new), self.loop)
+        future = asyncio.run_coroutine_threadsafe(change, self.loop)
         future.result(timeout=self.timeout)
-
-    async def _switch(self, old: Config, new: Config) -> None:
-        rebuild_all = old.node.hostname != new.node.hostname
-        before = {lst.id: lst for lst in old.listeners}
-        after = {lst.id: lst for lst in new.listeners}
-        gone = [i for i in before if rebuild_all or after.get(i) != before[i]]
-        coming = [i for i in after if rebuild_all or before.get(i) != after[i]]
-        closed = {i: self.server.servers.pop(i) for i in gone if i in self.server.servers}
-        for server in closed.values():
-            server.close()
-        self.server.hostname = new.node.hostname
-        opened: list[str] = []
-        try:
-            for listener_id in coming:
-                self.server.servers[listener_id] = await self._bind(after[listener_id])
-                opened.append(listener_id)
-        except BaseException:
-            await self._restore(opened, closed, before, old)
-            raise
-        self.server.listeners = list(new.listeners)
-        for listener_id in gone:
-            if listener_id not in after:
-                log.info("SMTP listener %s removed", listener_id)
-
-    async def _restore(self, opened: list[str], closed: dict[str, Any],
-                       before: dict[str, Listener], old: Config) -> None:
-        for listener_id in opened:
-            self.server.servers.pop(listener_id).close()
-        self.server.hostname = old.node.hostname
-        for listener_id in closed:
-            try:
-                self.server.servers[listener_id] = await self._bind(before[listener_id])
-            except OSError:
-                log.exception("could not rebind SMTP listener %s", listener_id)
-
-    async def _bind(self, listener: Listener) -> Any:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            self.server._factory(listener), host=listener.address, port=listener.port,
-            reuse_port=getattr(self.server, "reuse_port", False) or None, start_serving=True,
-        )
-        port = server.sockets[0].getsockname()[1]
-        log.info("SMTP listener %s on %s:%d (config change)", listener.id, listener.address, port)
-        return server
-
-

@@ -50,6 +50,7 @@ class SmtpServer:
         self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
         self._flow_thread_count = flow_threads
         self._flow_threads: ThreadPoolExecutor | None = None
+        self._running = False
 
     def port_of(self, listener_id: str) -> int:
         """The bound port of a listener (useful when configured with port 0)."""
@@ -60,22 +61,66 @@ class SmtpServer:
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         self.intake.start()
         self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
-        loop = asyncio.get_running_loop()
         try:
             for listener in self.listeners:
-                factory = self._factory(listener)
-                server = await loop.create_server(
-                    factory, host=listener.address, port=listener.port,
-                    reuse_port=self.reuse_port or None, start_serving=True,
-                )
-                self.servers[listener.id] = server
-                log.info("SMTP listener %s on %s:%d", listener.id, listener.address,
-                         self.port_of(listener.id))
+                self.servers[listener.id] = await self._bind(listener)
         except BaseException:
             await self.stop()
             raise
+        self._running = True
+
+    async def reconfigure(self, old_listeners: list[Listener], new_listeners: list[Listener], *,
+                          hostname: str | None = None) -> None:
+        """Follow a config change: add, remove and rebind listeners whose settings changed (all
+        of them when `hostname` changes). Sessions in progress finish on their old settings:
+        closing a listening socket does not end the connections it accepted. If a new listener
+        cannot bind, the ones closed are bound again and the error propagates."""
+        old_hostname = self.hostname
+        rebuild_all = hostname is not None and hostname != old_hostname
+        if not self._running:  # not started (or stopped): start() binds these
+            self.listeners = list(new_listeners)
+            self.hostname = hostname or self.hostname
+            return
+        before = {lst.id: lst for lst in old_listeners}
+        after = {lst.id: lst for lst in new_listeners}
+        gone = [i for i in before if rebuild_all or after.get(i) != before[i]]
+        coming = [i for i in after if rebuild_all or before.get(i) != after[i]]
+        closed = {i: self.servers.pop(i) for i in gone if i in self.servers}
+        for server in closed.values():
+            server.close()
+        self.hostname = hostname or self.hostname
+        opened: list[str] = []
+        try:
+            for listener_id in coming:
+                self.servers[listener_id] = await self._bind(after[listener_id], change=True)
+                opened.append(listener_id)
+        except BaseException:
+            for listener_id in opened:
+                self.servers.pop(listener_id).close()
+            self.hostname = old_hostname
+            for listener_id in closed:
+                try:
+                    self.servers[listener_id] = await self._bind(before[listener_id])
+                except OSError:
+                    log.exception("could not rebind SMTP listener %s", listener_id)
+            raise
+        self.listeners = list(new_listeners)
+        for listener_id in gone:
+            if listener_id not in after:
+                log.info("SMTP listener %s removed", listener_id)
+
+    async def _bind(self, listener: Listener, *, change: bool = False) -> asyncio.AbstractServer:
+        server = await asyncio.get_running_loop().create_server(
+            self._factory(listener), host=listener.address, port=listener.port,
+            reuse_port=self.reuse_port or None, start_serving=True,
+        )
+        port = server.sockets[0].getsockname()[1]
+        log.info("SMTP listener %s on %s:%d%s", listener.id, listener.address, port,
+                 " (config change)" if change else "")
+        return server
 
     async def stop(self) -> None:
+        self._running = False
         for server in self.servers.values():
             server.close()
         for server in self.servers.values():

@@ -29,7 +29,7 @@ class SmtpHarness:
         self.intake = Intake(store, spool)
         self.server = SmtpServer(
             store=store, intake=self.intake,
-            listeners=[Listener(id="inbound", port=0, **listener)], hostname="mx.test",
+            listeners=[Listener(**{"id": "inbound", "port": 0, **listener})], hostname="mx.test",
             tls_dir=tls_dir, flow=flow or DefaultFlow(), on_enqueued=self._count,
         )
         self.loop = asyncio.new_event_loop()
