@@ -61,9 +61,13 @@ class StatsService(ServiceBase):  # type: ignore[misc]
     def hslRate(ctx: Any, ns: str | None, entry: str | None, offset: int | None,
                 limit: int | None) -> list[RateItem]:
         call: Call = ctx.udc
-        with call.read() as session:
-            rows = list_rates(session, ns or "", entry or "", offset=offset or 0,
-                              limit=100 if limit is None else limit, now=call.now())
+        page = {"offset": offset or 0, "limit": 100 if limit is None else limit}
+        rates = getattr(_stats(call), "rates", None)
+        if rates is not None:  # the node's live windows, not the stored copy a flush behind
+            rows = rates.list(ns or "", entry or "", **page)
+        else:
+            with call.read() as session:
+                rows = list_rates(session, ns or "", entry or "", now=call.now(), **page)
         return [RateItem(ns=r.ns, entry=r.entry, count=r.count, interval=r.interval,
                          expires=int(r.expires)) for r in rows]
 
