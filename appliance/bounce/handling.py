@@ -72,6 +72,16 @@ def bounce_entries(
     return orphans
 
 
+def bounce_all(
+    session: Session, spool: Spool, entries: Sequence[QueueEntry], *, reason: str, now: float,
+    hostname: str,
+) -> list[str]:
+    """Bounce `entries` for one `reason` (a bulk bounce's chunk): bounce_entries, so recipients
+    of one message get ONE DSN (one spool write and fsync) listing them all."""
+    items = [BounceItem(entry=e, reason=reason) for e in entries]
+    return bounce_entries(session, spool, items, now=now, hostname=hostname)
+
+
 def _queue_dsn(
     session: Session, spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str
 ) -> str:

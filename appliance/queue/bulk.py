@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, delete, func, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (BigInteger, ColumnElement, any_, bindparam, delete, func, insert, literal,
+                        select, text, update)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
@@ -20,6 +24,13 @@ log = logging.getLogger(__name__)
 
 ACTIONS = ("retry", "hold", "delete", "bounce")
 MAX_CHUNK = 10000
+# Chunk size: large enough that a chunk's B-tree pages (eleven queue indexes) are dirtied and
+# written once for many entries, small enough that the SQLite write lock is held well under a
+# second (measured: 500 -> 5,000 roughly halved the time per entry).
+DEFAULT_CHUNK = 2000
+# SQLite page cache (KiB) while a chunk runs; the default 2 MiB thrashes on random index pages.
+# Restored after each chunk, so the connection's memory does not stay grown.
+_SQLITE_CACHE_KIB = 16384
 # Columns a history row copies from its queue entry (as queue.store.write_history does).
 _COPIED = [c.key for c in HistoryEntry.__table__.columns
            if c.key not in ("id", "queueid", "transfertime", "action", "ts")]
@@ -31,10 +42,17 @@ class Bouncer(Protocol):
     def __call__(self, session: Session, entry: QueueEntry) -> str | None: ...
 
 
+class BulkBouncer(Protocol):
+    """Bounces a chunk's entries in the caller's transaction (recipients of one message share
+    one DSN); returns the spool paths it orphaned."""
+
+    def __call__(self, session: Session, entries: Sequence[QueueEntry]) -> list[str]: ...
+
+
 def act_on_matching(
     store: Store, where: Where, action: str, *, now: float, duplicate: bool = False,
-    chunk: int = 500, bounce: Bouncer | None = None,
-    on_paths: Callable[[list[str]], None] | None = None,
+    chunk: int = DEFAULT_CHUNK, bounce: Bouncer | None = None,
+    on_paths: Callable[[list[str]], None] | None = None, bounce_many: BulkBouncer | None = None,
 ) -> int:
     """Apply `action` (retry, hold, delete, bounce) to every queue entry matching `where`.
 
@@ -44,20 +62,22 @@ def act_on_matching(
     an entry that vanished or stopped matching meanwhile is skipped. Spool paths the chunk left
     unreferenced go to `on_paths` after its commit. Returns how many entries were acted on; if a
     chunk fails, the exception propagates with `.bulk_done` set to the entries already committed.
+    A bounce uses `bounce_many` (one call per chunk) if given, else `bounce` per entry.
     """
-    _check(action, chunk, bounce)
+    _check(action, chunk, bounce if bounce_many is None else bounce_many)
     cond = as_condition(where, False)
     with store.transaction(read_only=True) as session:
         ceiling = session.scalar(select(func.max(QueueEntry.id)))
     done, after = 0, 0
     while ceiling is not None:
         try:
-            with store.transaction() as session:
+            with store.transaction() as session, _page_cache(session):
                 ids = _next_ids(session, cond, after=after, ceiling=ceiling, limit=chunk)
                 if not ids:
                     break
                 acted, paths = _act_on_chunk(session, ids, cond, action, now=now,
-                                             duplicate=duplicate, bounce=bounce)
+                                             duplicate=duplicate, bounce=bounce,
+                                             bounce_many=bounce_many)
         except Exception as exc:
             exc.bulk_done = done  # type: ignore[attr-defined]
             exc.add_note(f"bulk {action}: {done} entries were handled before this failure")
@@ -71,13 +91,37 @@ def act_on_matching(
     return done
 
 
-def _check(action: str, chunk: int, bounce: Bouncer | None) -> None:
+def _check(action: str, chunk: int, bounce: object) -> None:
     if action not in ACTIONS:
         raise InvalidInput(f"unknown bulk action '{action}' (one of {', '.join(ACTIONS)})")
     if not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK:
         raise InvalidInput(f"chunk must be 1 to {MAX_CHUNK}")
     if action == "bounce" and bounce is None:
         raise InvalidInput("bulk bounce needs a bounce function")
+
+
+@contextlib.contextmanager
+def _page_cache(session: Session) -> Iterator[None]:
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    before = session.execute(text("PRAGMA cache_size")).scalar_one()
+    session.execute(text(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}"))
+    try:
+        yield
+    finally:
+        # Shrinking frees the pages; a failed chunk's connection is restored too.
+        with contextlib.suppress(Exception):
+            session.execute(text(f"PRAGMA cache_size={int(before)}"))
+
+
+def _in_ids(session: Session, column: InstrumentedAttribute[int], ids: list[int]) -> ColumnElement[bool]:
+    """`column IN ids` as ONE bound parameter (a JSON array on SQLite, an array on PostgreSQL):
+    rendering thousands of bind parameters per statement cost more than running it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(BigInteger)))
+    values = func.json_each(json.dumps(ids)).table_valued("value")
+    return column.in_(select(values.c.value))
 
 
 def _next_ids(
@@ -96,21 +140,26 @@ def _next_ids(
 
 def _act_on_chunk(
     session: Session, ids: list[int], cond: ColumnElement[bool] | None, action: str, *,
-    now: float, duplicate: bool, bounce: Bouncer | None,
+    now: float, duplicate: bool, bounce: Bouncer | None, bounce_many: BulkBouncer | None = None,
 ) -> tuple[int, list[str]]:
     """Act on the chunk's ids, each re-checked against `cond` (another writer may have changed it).
 
     Hold, plain retry and delete are set-based statements over the chunk: the same changes
     queue.store's hold/retry/delete make one entry at a time, at a fraction of the round trips
-    (P4: 100,000 entries in under 20 s). Retry with duplicate and bounce go entry by entry.
+    (P4: 100,000 entries in under 20 s). A bounce hands the whole chunk to `bounce_many` if
+    given; retry with duplicate and a per-entry bounce go entry by entry.
     """
-    where = [QueueEntry.id.in_(ids)] + ([cond] if cond is not None else [])
+    where = [_in_ids(session, QueueEntry.id, ids)] + ([cond] if cond is not None else [])
     if action == "hold":
         return _update(session, where, state=QueueState.HOLD.value, ts=now), []
     if action == "retry" and not duplicate:
         return _update(session, where, state=QueueState.ACTIVE.value, next_retry=0.0, ts=now), []
     if action == "delete":
         return _delete_chunk(session, where, now=now)
+    if action == "bounce" and bounce_many is not None:
+        entries = list(session.scalars(
+            select(QueueEntry).where(*where).order_by(QueueEntry.id).with_for_update()))
+        return len(entries), sorted(set(bounce_many(session, entries))) if entries else []
     acted = 0
     paths: list[str] = []
     for entry_id in ids:
@@ -156,10 +205,11 @@ def _delete_chunk(session: Session, where: list[ColumnElement[bool]], *, now: fl
     if not rows:
         return 0, []
     ids = [r.id for r in rows]
+    chosen = _in_ids(session, QueueEntry.id, ids)
     source = select(
         *[getattr(QueueEntry, c) for c in _COPIED], QueueEntry.id,
         literal(Action.DELETE.value), literal(now), literal(0.0),
-    ).where(QueueEntry.id.in_(ids))
+    ).where(chosen)
     history_ids = list(session.scalars(
         insert(HistoryEntry)
         .from_select([*_COPIED, "queueid", "action", "ts", "transfertime"], source)
@@ -167,10 +217,11 @@ def _delete_chunk(session: Session, where: list[ColumnElement[bool]], *, now: fl
     ))
     meta = (select(HistoryEntry.id, QueueMetadata.key, QueueMetadata.value)
             .join(QueueMetadata, QueueMetadata.entry_id == HistoryEntry.queueid)
-            .where(HistoryEntry.id.in_(history_ids)))
+            .where(_in_ids(session, HistoryEntry.id, history_ids)))
     session.execute(insert(HistoryMetadata).from_select(["entry_id", "key", "value"], meta))
     # queue_metadata rows go with their entry (ON DELETE CASCADE).
-    session.execute(delete(QueueEntry).where(QueueEntry.id.in_(ids)).execution_options(synchronize_session=False))
+    session.execute(delete(QueueEntry).where(chosen).execution_options(synchronize_session=False))
     paths = {r.path for r in rows if r.path}
+    # One query per chunk for the paths other entries (other recipients) still use.
     still = set(session.scalars(select(QueueEntry.path).where(QueueEntry.path.in_(paths)).distinct()))
     return len(ids), sorted(paths - still)

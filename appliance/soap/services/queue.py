@@ -10,7 +10,7 @@ from spyne import Boolean, ByteArray, Long, ServiceBase, Unicode, rpc
 from sqlalchemy.orm import Session
 
 from appliance.access.levels import spool_path_visible
-from appliance.bounce.handling import bounce_entry
+from appliance.bounce.handling import bounce_all, bounce_entry
 from appliance.errors import InvalidInput
 from appliance.queue import bulk, query
 from appliance.queue import store as queue_store
@@ -177,14 +177,15 @@ def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False)
 
     now = call.now()
 
-    def bounce(session: Session, entry: Any) -> str | None:
-        return bounce_entry(session, node.spool, entry, reason=BOUNCE_REASON, now=now,
-                            hostname=node.hostname)
+    def bounce_many(session: Session, entries: Any) -> list[str]:
+        # Per chunk: recipients of one message share one DSN (one spool write + fsync).
+        return bounce_all(session, node.spool, entries, reason=BOUNCE_REASON, now=now,
+                          hostname=node.hostname)
 
     def run() -> int:
         return bulk.act_on_matching(
             node.store, where, action, now=now, duplicate=duplicate,
-            bounce=bounce if action == "bounce" else None, on_paths=call.remove_orphans,
+            bounce_many=bounce_many if action == "bounce" else None, on_paths=call.remove_orphans,
         )
 
     return call.mutate_outside({"filter": text or "", "duplicate": duplicate}, run)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import email
 import functools
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.bounce.handling import bounce_entry
+from appliance.bounce.handling import bounce_all, bounce_entry
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.errors import InvalidInput
@@ -18,8 +20,8 @@ from appliance.queue.bulk import act_on_matching
 from appliance.queue.query import count
 from appliance.queue.spool import Spool
 from appliance.db.schema import upgrade
-from appliance.queue.store import delete, finish, metadata_of
-from appliance.types import Action
+from appliance.queue.store import delete, enqueue, finish, metadata_of
+from appliance.types import Action, Envelope, NewMessage
 from tests.integration.hql.seeding import NOW, seed
 
 
@@ -187,3 +189,68 @@ def test_set_based_actions_honour_metadata_filters(store: Store) -> None:
     assert rcpts(store, "queue=HOLD") == ["dave@other.net", "frank@dest.org", "x@[192.0.2.9]"]
     assert act_on_matching(store, "metadata.Tag=Blue", "delete", now=NOW) == 2
     assert rcpts(store, "metadata.Tag~%") == ["frank@dest.org"]
+
+
+def _three_recipient_message(store: Store, spool: Spool) -> list[int]:
+    msgid = str(uuid.uuid4())
+    body = b"From: amy@sender.test\r\nSubject: Party\r\nMessage-ID: <p1@sender.test>\r\n\r\nhi\r\n"
+    path = spool.write(msgid, body)
+    with store.transaction() as s:
+        return enqueue(s, NewMessage(
+            msgid=msgid, envelope=Envelope(sender="amy@sender.test", listener="inbound",
+                                           recipients=("a@three.test", "b@three.test", "c@three.test")),
+            path=path, size=len(body), subject="Party", received=NOW, transport="mx",
+            metadata={"k": "v"}), now=NOW)
+
+
+def _bounce_many(spool: Spool, calls: list[int] | None = None):  # type: ignore[no-untyped-def]
+    def bounce_many(session: Session, entries: list[QueueEntry]) -> list[str]:
+        if calls is not None:
+            calls.append(len(entries))
+        return bounce_all(session, spool, entries, reason="550 5.7.1 bulk bounce by admin",
+                          now=NOW + 1, hostname="node.test")
+    return bounce_many
+
+
+def test_bulk_bounce_sends_one_dsn_per_message_listing_every_recipient(store: Store, spool: Spool) -> None:
+    seed(store)
+    ids = _three_recipient_message(store, spool)
+    calls: list[int] = []
+    orphans: list[str] = []
+    n = act_on_matching(store, "to~%@three.test", "bounce", now=NOW + 1,
+                        bounce_many=_bounce_many(spool, calls), on_paths=orphans.extend)
+    assert n == 3 and calls == [3]  # one call for the chunk
+    with store.transaction(read_only=True) as s:
+        [dsn] = s.scalars(select(QueueEntry).where(QueueEntry.rcpt == "amy@sender.test")).all()
+        bounced = s.scalars(select(HistoryEntry).where(HistoryEntry.action == "BOUNCE")).all()
+    assert (dsn.sender, dsn.is_dsn) == ("", 1)
+    assert sorted(h.queueid for h in bounced) == ids
+    assert {h.error for h in bounced} == {"550 5.7.1 bulk bounce by admin"}
+    report = email.message_from_bytes(spool.read(dsn.path)).get_payload()[1].get_payload()
+    assert [(b["Final-Recipient"], b["Status"]) for b in report[1:]] == [
+        ("rfc822; a@three.test", "5.7.1"), ("rfc822; b@three.test", "5.7.1"),
+        ("rfc822; c@three.test", "5.7.1")]
+    assert len(orphans) == 1 and orphans[0].endswith(".eml")  # the message body, once
+    assert len(rcpts(store)) == 6  # the five seeded entries and the DSN
+
+
+def test_bulk_bounce_hook_failure_rolls_the_chunk_back(store: Store, spool: Spool) -> None:
+    seed(store)
+    _three_recipient_message(store, spool)
+    calls: list[int] = []
+    inner = _bounce_many(spool)
+
+    def flaky(session: Session, entries: list[QueueEntry]) -> list[str]:
+        calls.append(len(entries))
+        inner(session, entries)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return []
+
+    with pytest.raises(OSError) as e:
+        act_on_matching(store, "to~%@three.test", "bounce", now=NOW + 1, chunk=2, bounce_many=flaky)
+    assert e.value.bulk_done == 2 and calls == [2, 1]  # type: ignore[attr-defined]
+    # The first chunk (two recipients, one DSN) is committed; the second is untouched.
+    assert rcpts(store, "to~%@three.test") == ["c@three.test"]
+    assert len(rcpts(store, "action=BOUNCE", history=True)) == 2
+    assert sorted(r.lower() for r in rcpts(store, 'from=""')) == ["amy@sender.test", "dave@other.net"]
