@@ -190,13 +190,14 @@ class Handler:
 
     # -- AUTH (RFC 4954): our own PLAIN and LOGIN so the slow password check runs in a thread
     async def auth_PLAIN(self, server: Protocol, args: list[str]) -> AuthResult:
+        raw: object
         if len(args) == 1:
             raw = await server.challenge_auth("")
-            if not isinstance(raw, bytes):
+            if not isinstance(raw, bytes):  # aborted: challenge_auth has answered 501
                 return AuthResult(success=False)
         else:
             raw = _b64(args[1])
-            if raw is None:
+            if not isinstance(raw, bytes):
                 return AuthResult(success=False, handled=False, message=replies.AUTH_BAD_BASE64)
         parts = raw.split(b"\x00")
         if len(parts) != 3:  # authzid NUL authcid NUL passwd (RFC 4616 §2)
@@ -204,6 +205,7 @@ class Handler:
         return await self._login(server, parts[1], parts[2])
 
     async def auth_LOGIN(self, server: Protocol, args: list[str]) -> AuthResult:
+        login: object
         if len(args) == 1:
             login = await server.challenge_auth(server.AuthLoginUsernameChallenge)
         else:

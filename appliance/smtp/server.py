@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from appliance.access.users import authenticate
 from appliance.config.schema import Listener
@@ -54,7 +54,8 @@ class SmtpServer:
 
     def port_of(self, listener_id: str) -> int:
         """The bound port of a listener (useful when configured with port 0)."""
-        return int(self.servers[listener_id].sockets[0].getsockname()[1])
+        server: Any = self.servers[listener_id]  # asyncio.Server: AbstractServer lacks .sockets
+        return int(server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         # aiosmtpd logs every command line at INFO; the node logs one line per message instead.
@@ -146,7 +147,7 @@ class SmtpServer:
         context = self._tls_context(listener) if listener.starttls else None
         excluded = [] if listener.auth else ["PLAIN", "LOGIN"]
 
-        options = dict(
+        options: dict[str, Any] = dict(
             data_size_limit=listener.max_message_size, enable_SMTPUTF8=True,
             hostname=self.hostname, ident=IDENT, tls_context=context,
             # With STARTTLS offered, credentials only travel encrypted (RFC 4954 §4).
