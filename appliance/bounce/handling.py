@@ -14,6 +14,7 @@ from appliance.db.models import QueueEntry
 from appliance.delivery.replies import enhanced_status
 from appliance.errors import NotFound
 from appliance.queue import store as q
+from appliance.queue.bulk import finish_many
 from appliance.queue.spool import Spool
 from appliance.types import Action, Envelope, NewMessage
 
@@ -62,10 +63,7 @@ def bounce_entries(
             dsn_id = _queue_dsn(session, spool, group, now=now, hostname=hostname)
         for item in group:
             e = item.entry
-            log.info(
-                "bounced %s:%d to %s: %s; %s", e.msgid, e.id, e.rcpt, item.reason,
-                f"DSN {dsn_id} queued to {e.sender}" if dsn_id else "no DSN (bounce or null sender)",
-            )
+            _log_bounce(item, dsn_id)
             orphan = q.finish(session, e, Action.BOUNCE, now=now, error=item.reason)
             if orphan and orphan not in orphans:
                 orphans.append(orphan)
@@ -76,10 +74,28 @@ def bounce_all(
     session: Session, spool: Spool, entries: Sequence[QueueEntry], *, reason: str, now: float,
     hostname: str,
 ) -> list[str]:
-    """Bounce `entries` for one `reason` (a bulk bounce's chunk): bounce_entries, so recipients
-    of one message get ONE DSN (one spool write and fsync) listing them all."""
-    items = [BounceItem(entry=e, reason=reason) for e in entries]
-    return bounce_entries(session, spool, items, now=now, hostname=hostname)
+    """Bounce `entries` (a bulk bounce's chunk, locked by the caller) for one `reason`:
+    recipients of one message get ONE DSN (one spool write and fsync) listing them all, and the
+    history rows and removals are set-based (queue.bulk.finish_many). Returns orphaned paths."""
+    groups: dict[tuple[str, str, str], list[BounceItem]] = {}
+    for e in entries:
+        groups.setdefault((e.msgid, e.sender, e.path), []).append(BounceItem(entry=e, reason=reason))
+    for group in groups.values():
+        first = group[0].entry
+        dsn_id = None
+        if not first.is_dsn and first.sender:
+            dsn_id = _queue_dsn(session, spool, group, now=now, hostname=hostname)
+        for item in group:
+            _log_bounce(item, dsn_id)
+    return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
+
+
+def _log_bounce(item: BounceItem, dsn_id: str | None) -> None:
+    e = item.entry
+    log.info(
+        "bounced %s:%d to %s: %s; %s", e.msgid, e.id, e.rcpt, item.reason,
+        f"DSN {dsn_id} queued to {e.sender}" if dsn_id else "no DSN (bounce or null sender)",
+    )
 
 
 def _queue_dsn(

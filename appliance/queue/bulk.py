@@ -201,19 +201,28 @@ def _update(session: Session, where: list[ColumnElement[bool]], **values: object
 def _delete_chunk(session: Session, where: list[ColumnElement[bool]], *, now: float) -> tuple[int, list[str]]:
     """Write a DELETE history row (with metadata) per entry, remove the entries, return orphans."""
     # FOR UPDATE (PostgreSQL): a delivery finishing one of these at the same time waits for us.
-    rows = session.execute(select(QueueEntry.id, QueueEntry.path).where(*where).with_for_update()).all()
-    if not rows:
+    ids = list(session.scalars(select(QueueEntry.id).where(*where).with_for_update()))
+    if not ids:
         return 0, []
-    ids = [r.id for r in rows]
+    return len(ids), finish_many(session, ids, Action.DELETE, now=now)
+
+
+def finish_many(
+    session: Session, ids: list[int], action: Action, *, now: float, error: str | None = None,
+) -> list[str]:
+    """queue.store.finish for many entries at once: a history row (with metadata) each, the
+    entries removed; returns the spool paths no entry uses any more. The caller has locked
+    `ids` (FOR UPDATE on PostgreSQL) and checked they may be acted on."""
+    if not ids:
+        return []
     chosen = _in_ids(session, QueueEntry.id, ids)
-    source = select(
-        *[getattr(QueueEntry, c) for c in _COPIED], QueueEntry.id,
-        literal(Action.DELETE.value), literal(now), literal(0.0),
-    ).where(chosen)
+    paths = set(session.scalars(select(QueueEntry.path).where(chosen).distinct())) - {""}
+    copied = [c for c in _COPIED if error is None or c != "error"]
+    extra = {"queueid": QueueEntry.id, "action": literal(action.value), "ts": literal(now),
+             "transfertime": literal(0.0), **({} if error is None else {"error": literal(error)})}
+    source = select(*[getattr(QueueEntry, c) for c in copied], *extra.values()).where(chosen)
     history_ids = list(session.scalars(
-        insert(HistoryEntry)
-        .from_select([*_COPIED, "queueid", "action", "ts", "transfertime"], source)
-        .returning(HistoryEntry.id)
+        insert(HistoryEntry).from_select([*copied, *extra], source).returning(HistoryEntry.id)
     ))
     meta = (select(HistoryEntry.id, QueueMetadata.key, QueueMetadata.value)
             .join(QueueMetadata, QueueMetadata.entry_id == HistoryEntry.queueid)
@@ -221,7 +230,6 @@ def _delete_chunk(session: Session, where: list[ColumnElement[bool]], *, now: fl
     session.execute(insert(HistoryMetadata).from_select(["entry_id", "key", "value"], meta))
     # queue_metadata rows go with their entry (ON DELETE CASCADE).
     session.execute(delete(QueueEntry).where(chosen).execution_options(synchronize_session=False))
-    paths = {r.path for r in rows if r.path}
-    # One query per chunk for the paths other entries (other recipients) still use.
+    # One query for the paths other entries (other recipients) still use.
     still = set(session.scalars(select(QueueEntry.path).where(QueueEntry.path.in_(paths)).distinct()))
-    return len(ids), sorted(paths - still)
+    return sorted(paths - still)

@@ -1,18 +1,21 @@
 """P4: bulk delete and bounce (act_on_matching, as mailQueueDeleteBulk/BounceBulk) over N matching entries.
 
     python tools/bench/p4_bulk.py [--n 100000] [--extra 100000] [--runs 3] [--backends sqlite,postgresql]
+        [--actions delete,bounce] [--chunk 2000] [--bounce-per-entry]
 
 The queue holds N matching entries (recipient domain bulk.test) plus `extra` others. Each run
 refills the store, then acts on `to~%@bulk.test` in chunks; it reports seconds, entries per
 second and the peak RSS growth of the process while acting (memory must stay flat: streamed
-chunks). Target (BENCHMARKS.md): under 20 s for 100,000. Writes tools/bench/results/p4_bulk.json.
+chunks) and the 1-minute load average around each run. Bounce uses the batch hook (bounce_all:
+one DSN per message within a chunk) unless --bounce-per-entry (the old per-entry path).
+Target (BENCHMARKS.md): under 20 s for 100,000. Writes tools/bench/results/p4_bulk.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
+import os
 import resource
 import statistics
 import sys
@@ -24,13 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy.orm import Session  # noqa: E402
 
-from appliance.bounce.handling import bounce_entry  # noqa: E402
+from appliance.bounce.handling import bounce_all, bounce_entry  # noqa: E402
 from appliance.db.engine import Store  # noqa: E402
-from appliance.db.models import QueueEntry  # noqa: E402
 from appliance.db.schema import upgrade  # noqa: E402
-from appliance.queue.bulk import act_on_matching  # noqa: E402
+from appliance.queue.bulk import DEFAULT_CHUNK, act_on_matching  # noqa: E402
 from appliance.queue.spool import Spool  # noqa: E402
 from tools.bench.p3_data import fill  # noqa: E402
 
@@ -66,30 +67,33 @@ class PeakRss:
         self._thread.join()
 
 
-def one_run(url: str, action: str, n: int, extra: int, spool: Spool) -> dict[str, float]:
+def one_run(url: str, action: str, args: argparse.Namespace, spool: Spool) -> dict[str, float]:
     store = Store(url)
     upgrade(store.engine)
     now = time.time()
-    fill(store, n, now=now, seed=1, bulk_domain="bulk.test")
-    fill(store, extra, now=now, seed=2)
-    bounce = None
+    fill(store, args.n, now=now, seed=1, bulk_domain="bulk.test")
+    fill(store, args.extra, now=now, seed=2)
+    hooks: dict[str, object] = {}
     if action == "bounce":
         spool.root.mkdir(parents=True, exist_ok=True)
-        b = functools.partial(bounce_entry, spool=spool, reason="bulk bounce (P4)", now=now, hostname="bench.test")
-
-        def bounce(session: Session, entry: QueueEntry) -> str | None:
-            return b(session, entry=entry)
+        options = {"reason": "bulk bounce (P4)", "now": now, "hostname": "bench.test"}
+        if args.bounce_per_entry:
+            hooks["bounce"] = lambda session, entry: bounce_entry(session, spool, entry, **options)
+        else:
+            hooks["bounce_many"] = lambda session, entries: bounce_all(session, spool, entries, **options)
     before = _rss_mb()
+    load_before = os.getloadavg()[0]
     removed: list[int] = []
     with PeakRss() as rss:
         started = time.perf_counter()
-        acted = act_on_matching(store, "to~%@bulk.test", action, now=now, chunk=500, bounce=bounce,
-                                on_paths=lambda paths: removed.append(len(paths)))
+        acted = act_on_matching(store, "to~%@bulk.test", action, now=now, chunk=args.chunk,
+                                on_paths=lambda paths: removed.append(len(paths)), **hooks)  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
     store.dispose()
-    assert acted == n, (acted, n)
+    assert acted == args.n, (acted, args.n)
     return {"seconds": seconds, "per_second": acted / seconds, "rss_before_mb": before,
-            "rss_growth_mb": rss.peak - before, "orphaned_paths": float(sum(removed))}
+            "rss_growth_mb": rss.peak - before, "orphaned_paths": float(sum(removed)),
+            "load_1m": (load_before + os.getloadavg()[0]) / 2}
 
 
 def bench(backend: str, action: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -104,7 +108,7 @@ def bench(backend: str, action: str, args: argparse.Namespace, tmp: Path) -> dic
             pg = PostgresServer().start()
             url = pg.create_database("p4")
         try:
-            runs.append(one_run(url, action, args.n, args.extra, Spool(tmp / f"spool-{backend}-{action}-{i}")))
+            runs.append(one_run(url, action, args, Spool(tmp / f"spool-{backend}-{action}-{i}")))
         finally:
             if pg is not None:
                 pg.stop()
@@ -118,6 +122,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--actions", default="delete,bounce")
+    ap.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
+    ap.add_argument("--bounce-per-entry", action="store_true", help="the per-entry bounce hook")
     args = ap.parse_args()
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="p4-") as tmp:
@@ -125,15 +131,16 @@ def main() -> None:
             for action in args.actions.split(","):
                 print(f"{backend} {action}: {args.runs} runs over {args.n} entries ...", flush=True)
                 results.setdefault(backend, {})[action] = bench(backend, action, args, Path(tmp))
-    print(f"\n{'backend':11} {'action':7} {'entries':>8} {'median s':>9} {'/s':>8} {'s/target':>8} {'RSS growth MB':>14}")
+    print(f"\n{'backend':11} {'action':7} {'entries':>8} {'median s':>9} {'/s':>8} {'s/target':>8} {'RSS growth MB':>14} {'load 1m':>8}")
     for backend, by_action in results.items():
         for action, m in by_action.items():
             print(f"{backend:11} {action:7} {args.n:8} {m['seconds']:9.2f} {m['per_second']:8.0f} "
-                  f"{m['seconds'] / TARGET_S:8.2f} {m['rss_growth_mb']:14.1f}")
+                  f"{m['seconds'] / TARGET_S:8.2f} {m['rss_growth_mb']:14.1f} {m['load_1m']:8.1f}")
     out = REPO / "tools/bench/results/p4_bulk.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"when": time.time(), "n": args.n, "extra": args.extra,
-                               "runs": args.runs, "results": results}, indent=2))
+                               "runs": args.runs, "chunk": args.chunk,
+                               "bounce_per_entry": args.bounce_per_entry, "results": results}, indent=2))
     print(f"\nwrote {out}")
 
 

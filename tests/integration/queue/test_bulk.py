@@ -155,10 +155,10 @@ def test_bad_filter_changes_nothing(store: Store) -> None:
     assert len(rcpts(store)) == 5
 
 
-def _history_fields(store: Store, rcpt: str) -> dict[str, object]:
+def _history_fields(store: Store, rcpt: str, action: str = "DELETE") -> dict[str, object]:
     with store.transaction(read_only=True) as s:
         row = s.scalars(select(HistoryEntry).where(HistoryEntry.rcpt == rcpt,
-                                                   HistoryEntry.action == "DELETE")).one()
+                                                   HistoryEntry.action == action)).one()
         meta = metadata_of(s, [row.id], history=True).get(row.id, {})
         fields = {c.key: getattr(row, c.key) for c in HistoryEntry.__table__.columns if c.key != "id"}
     return {**fields, "metadata": meta}
@@ -254,3 +254,25 @@ def test_bulk_bounce_hook_failure_rolls_the_chunk_back(store: Store, spool: Spoo
     assert rcpts(store, "to~%@three.test") == ["c@three.test"]
     assert len(rcpts(store, "action=BOUNCE", history=True)) == 2
     assert sorted(r.lower() for r in rcpts(store, 'from=""')) == ["amy@sender.test", "dave@other.net"]
+
+
+def test_bulk_bounce_writes_the_same_history_as_single_bounce(store: Store, spool: Spool, tmp_path: Path) -> None:
+    """bounce_all's set-based history rows equal bounce_entry's ORM ones (error = the reason)."""
+    ids = seed(store)
+    other = Store(f"sqlite:///{tmp_path / 'single.db'}")
+    upgrade(other.engine)
+    single_ids = seed(other)
+    other_spool = Spool(tmp_path / "other-spool")
+    with other.transaction() as s:
+        for rcpt in ("bob@dest.org", "frank@dest.org"):
+            entry = s.get(QueueEntry, single_ids[rcpt])
+            bounce_entry(s, other_spool, entry, reason="550 5.7.1 bulk bounce by admin", now=NOW + 1,
+                         hostname="node.test")
+    assert act_on_matching(store, "to=bob@dest.org or to=frank@dest.org", "bounce", now=NOW + 1,
+                           bounce_many=_bounce_many(spool)) == 2
+    for rcpt in ("bob@dest.org", "frank@dest.org"):
+        bulk, single = _history_fields(store, rcpt, "BOUNCE"), _history_fields(other, rcpt, "BOUNCE")
+        assert bulk.pop("queueid") == ids[rcpt] and single.pop("queueid") == single_ids[rcpt]
+        assert bulk == single
+        assert bulk["error"] == "550 5.7.1 bulk bounce by admin"
+    other.dispose()
