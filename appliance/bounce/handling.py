@@ -51,12 +51,8 @@ def bounce_entries(
     The DSN body is written to the spool before the caller commits; if the transaction then
     rolls back, that file is left unreferenced (harmless; spool sweeps remove such files).
     """
-    groups: dict[tuple[str, str, str], list[BounceItem]] = {}
-    for item in items:
-        e = item.entry
-        groups.setdefault((e.msgid, e.sender, e.path), []).append(item)
     orphans: list[str] = []
-    for group in groups.values():
+    for group in _by_message(items):
         first = group[0].entry
         dsn_id = None
         if not first.is_dsn and first.sender:
@@ -77,10 +73,7 @@ def bounce_all(
     """Bounce `entries` (a bulk bounce's chunk, locked by the caller) for one `reason`:
     recipients of one message get ONE DSN (one spool write and fsync) listing them all, and the
     history rows and removals are set-based (queue.bulk.finish_many). Returns orphaned paths."""
-    groups: dict[tuple[str, str, str], list[BounceItem]] = {}
-    for e in entries:
-        groups.setdefault((e.msgid, e.sender, e.path), []).append(BounceItem(entry=e, reason=reason))
-    for group in groups.values():
+    for group in _by_message([BounceItem(entry=e, reason=reason) for e in entries]):
         first = group[0].entry
         dsn_id = None
         if not first.is_dsn and first.sender:
@@ -88,6 +81,15 @@ def bounce_all(
         for item in group:
             _log_bounce(item, dsn_id)
     return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
+
+
+def _by_message(items: Sequence[BounceItem]) -> list[list[BounceItem]]:
+    """Items grouped by message (msgid, sender, body): each group gets one DSN."""
+    groups: dict[tuple[str, str, str], list[BounceItem]] = {}
+    for item in items:
+        e = item.entry
+        groups.setdefault((e.msgid, e.sender, e.path), []).append(item)
+    return list(groups.values())
 
 
 def _log_bounce(item: BounceItem, dsn_id: str | None) -> None:
