@@ -183,8 +183,10 @@ def test_auth_script_accepts_rejects_and_falls_through(env: dict[str, Any]) -> N
     port = env["node"].smtp_port
     _send(port, "a@example.org", ["auth-ok@example.com"], login=("scripted", "pw"))
     _send(port, "a@example.org", ["auth-admin@example.com"], login=("admin", env["node"].admin_password))
-    # A refused AUTH is covered by the unit tests: over real SMTP the node logged the refusal
-    # but the client got no 535 (an SMTP-layer problem, reported).
+    for user, password in (("blocked", "any"), ("scripted", "wrong")):
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            _send(port, "a@example.org", ["auth-no@example.com"], login=(user, password))
+        assert refused.value.smtp_code == 535
     [(action, meta)] = _wait(lambda: _history(env["store"], "auth-ok@example.com"))
     assert action == "DELIVER" and meta["data"] == "scripted client.example"
     assert _wait(lambda: _history(env["store"], "auth-admin@example.com"))[0][1]["data"].startswith("admin ")
