@@ -244,7 +244,9 @@ def test_data_decisions_and_header_edits(env: dict[str, Any]) -> None:
     received = _wait(lambda: [m for m in env["sink"].messages if "dok@example.com" in m.rcpt_tos])
     content = received[0].content
     assert b"X-Policy: checked test fine" in content and b"X-Remove-Me" not in content
-    [(action, meta)] = _wait(lambda: _history(env["store"], "dok@example.com"))
+    # post_delivery runs after the DELIVER row is committed: wait for its metadata too.
+    [(action, meta)] = _wait(lambda: [h for h in _history(env["store"], "dok@example.com")
+                                      if "post" in h[1]])
     assert action == "DELIVER"
     assert meta["data"] == "anonymous client.example" and meta["pre"] == "seen"
     assert meta["post"] == "DELIVER 250 t"
