@@ -1,14 +1,15 @@
-"""Spyne's Soap11 with a compiled writer for complex types: the same bytes in a fraction of the time.
+"""Spyne's Soap11 with a compiled writer for complex types: the same bytes, several times faster.
 
 Spyne serializes each field of each item through several generic calls (polymorphism check,
 attribute lookup, handler lookup, a detached element, namespace reconciliation on append):
-about 40 µs a field, 100 ms for a 100-item mailQueue. `ApplianceSoap11` replaces only its
-`complex_to_parent`: per complex class it compiles once which element each field becomes and
-how its value is written, and writes the common values (str, int, float, bool, bytes as base64)
-straight into the tree with `SubElement`. Every other case goes through Spyne's own `to_parent`
-for that one field (None in a required field, other value types, attributes, Any*, ...), and
-anything the writer does not model at all (polymorphism, incremental output, push iterables)
-falls back to Spyne for the whole element. Faults, headers and the envelope stay Spyne's.
+20-30 µs a field, 60-90 ms for a 100-item mailQueue. `ApplianceSoap11` replaces only its
+`complex_to_parent` (under 10 ms for the same page): per complex class it compiles once which
+element each field becomes and how its value is written, and writes the common values (str,
+int, float, bool, bytes as base64) straight into the tree with `SubElement`. Every other case
+goes through Spyne's own `to_parent` for that one field (None in a required field, other value
+types, attributes, Any*, ...), and anything the writer does not model at all (polymorphism,
+incremental output, push iterables) falls back to Spyne for the whole element. Faults, headers
+and the envelope stay Spyne's.
 tests/unit/soap/test_protocol.py pins the output to stock Soap11's, byte for byte.
 """
 

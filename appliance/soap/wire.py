@@ -20,9 +20,10 @@ def filler(cls: type[M]) -> Callable[[dict[str, Any]], M]:
     """A fast `cls(**values)` for a dict naming exactly every field of `cls`.
 
     Spyne's ComplexModel.__init__ walks every field (defaults, read-only properties, SQLAlchemy
-    checks) before setting it: 18 µs for a queue item, a fifth of a 100-item mailQueue. For a
-    class with no defaults, read-only fields or SQLAlchemy mapping, and every field given, the
-    instance it makes holds just the given values; this makes that instance directly.
+    checks) before setting it: about 150 µs for a queue item with its metadata pairs, 15 ms of a
+    100-item mailQueue (under 1 ms this way). For a class with no defaults, read-only fields or
+    SQLAlchemy mapping, and every field given, the instance it makes holds just the given
+    values; this makes that instance directly.
     """
     fields = cls.get_flat_type_info(cls)
     for name, field in fields.items():

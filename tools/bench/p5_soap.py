@@ -294,7 +294,8 @@ def report(results: dict[str, dict[str, list[float]]], latency: dict[str, Any],
     for kind, m in latency["in_process"].items():
         label = "in-process " + ("appliance" if kind == "appliance" else "stock writer")
         for what in ("wall", "cpu"):
-            print(f"{label + ' ' + what:<30}{m[what]['p50_ms']:>8.1f}{m[what]['p95_ms']:>8.1f}")
+            row = m[what]
+            print(f"{label + ' ' + what:<30}{row['p50_ms']:>8.1f}{row['p95_ms']:>8.1f}")
     out = REPO / "tools" / "bench" / "results" / "p5_soap.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "P5", "clients": args.clients,

@@ -81,7 +81,8 @@ def history(n: int, **overrides: Any) -> HistoryEntry:
 
 
 SPECIAL = {
-    "non-ascii subject": dict(subject="Grüße – 日本語 ✉ 🙂", description="naïve <tag> & \"quotes\" 'x'"),
+    "non-ascii subject": dict(subject="Grüße – 日本語 ✉ 🙂",
+                              description="naïve <tag> & \"quotes\" 'x'"),
     "binary subject": dict(subject=b"caf\xe9 \xff\xfe raw".decode("utf-8", "surrogateescape"),
                            error="550 5.1.1 <bob@outside.example>: unknown\r\nuser"),
     "markup and line ends": dict(sender="a&b@x.example", rcpt="<r>@x.example",
@@ -140,8 +141,8 @@ def test_values_of_other_types_take_spynes_path() -> None:
 
 
 def test_faults_are_unchanged() -> None:
-    same_response("mailQueue", error=Fault(faultcode="Client.InvalidFilter",
-                                           faultstring="invalid filter at 3: unknown field 'frm' <&>"))
+    same_response("mailQueue", error=Fault(
+        faultcode="Client.InvalidFilter", faultstring="invalid filter at 3: unknown field 'frm' <&>"))
     same_response("getSerial", error=Fault(faultcode="Server", faultstring="internal error"))
 
 
@@ -194,7 +195,8 @@ def test_filler_makes_what_the_constructor_makes() -> None:
         values = dict(item.__dict__)
         assert filler(cls)(dict(values)).__dict__ == cls(**values).__dict__
         assert set(values) == set(cls.get_flat_type_info(cls))
-    assert filler(Pair)({"first": "a", "second": "b"}).__dict__ == Pair(first="a", second="b").__dict__
+    pair = filler(Pair)({"first": "a", "second": "b"})
+    assert pair.__dict__ == Pair(first="a", second="b").__dict__
 
 
 def test_filler_refuses_missing_or_unknown_fields_and_defaults() -> None:
