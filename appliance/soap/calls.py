@@ -17,7 +17,7 @@ from appliance import hql
 from appliance.access import audit
 from appliance.access.levels import AccessLevel
 from appliance.db.engine import Store
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, InvalidInput
 from appliance.queue.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,18 @@ class Call:
             self._audit(session, arguments, affected, "ok")
         return affected
 
+    def run_outside(self, arguments: Mapping[str, Any], run: Callable[[], T]) -> T:
+        """A change that commits in a store of its own (e.g. the shared config store): run it,
+        then audit it (as one affected object) in the node's store; a failure is audited too."""
+        result: list[T] = []
+
+        def body() -> int:
+            result.append(run())
+            return 1
+
+        self.mutate_outside(arguments, body)
+        return result[0]
+
     def audit_failure(self, arguments: Mapping[str, Any], exc: Exception, *,
                       affected: int = 0) -> None:
         """A refused or failed mutation is recorded too, in a transaction of its own."""
@@ -143,3 +155,10 @@ class Call:
         )
         log.info("api %s by %s from %s: %s (%d affected)", self.operation,
                  self.principal.user, self.principal.remote, outcome, affected)
+
+
+def required(value: T | None, name: str) -> T:
+    """An argument the operation cannot do without (None or empty is a client error)."""
+    if value is None or value == "":
+        raise InvalidInput(f"{name} is required")
+    return value

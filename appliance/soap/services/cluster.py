@@ -10,7 +10,7 @@ from appliance.cluster.dsn import redacted
 from appliance.cluster.service import ClusterService as ClusterOps
 from appliance.errors import InvalidInput, StoreUnavailable
 from appliance.soap.app import MUTATING
-from appliance.soap.calls import Call
+from appliance.soap.calls import Call, required
 from appliance.soap.wire import TNS, items
 
 class ClusterNodeItem(ComplexModel):
@@ -51,23 +51,23 @@ class ClusterService(ServiceBase):  # type: ignore[misc]
     @rpc(Unicode, _returns=Long, _out_variable_name="result", _udd=MUTATING)
     def clusterJoin(ctx: Any, dsn: str | None) -> int:
         service = _service(ctx)
-        return _mutate(ctx.udc, {"dsn": redacted(dsn or "")},
-                       lambda: service.join(_required(dsn, "dsn")))
+        return ctx.udc.run_outside({"dsn": redacted(dsn or "")},
+                       lambda: service.join(required(dsn, "dsn")))
 
     @rpc(Unicode, Unicode, Unicode, _returns=Unicode, _out_variable_name="result", _udd=MUTATING)
     def clusterNodeAdd(ctx: Any, url: str | None, username: str | None,
                        password: str | None) -> str:
         service = _service(ctx)
-        return _mutate(ctx.udc, {"url": url, "username": username, "password": password},
-                       lambda: service.node_add(_required(url, "url"),
-                                                username=_required(username, "username"),
+        return ctx.udc.run_outside({"url": url, "username": username, "password": password},
+                       lambda: service.node_add(required(url, "url"),
+                                                username=required(username, "username"),
                                                 password=password or "", remote=ZeepRemoteNode()))
 
     @rpc(Unicode, _udd=MUTATING)
     def clusterNodeRemove(ctx: Any, serial: str | None) -> None:
         service = _service(ctx)
-        _mutate(ctx.udc, {"serial": serial},
-                lambda: service.node_remove(_required(serial, "serial")))
+        ctx.udc.run_outside({"serial": serial},
+                lambda: service.node_remove(required(serial, "serial")))
 
 
 def _service(ctx: Any) -> ClusterOps:
@@ -77,17 +77,4 @@ def _service(ctx: Any) -> ClusterOps:
         raise InvalidInput("clustering is not available on this node")
     return service  # type: ignore[no-any-return]
 
-def _mutate(call: Call, arguments: dict[str, Any], run: Any) -> Any:
-    result: list[Any] = []
 
-    def body() -> int:
-        result.append(run())
-        return 1
-
-    call.mutate_outside(arguments, body)
-    return result[0]
-
-def _required(value: Any, name: str) -> Any:
-    if value is None or value == "":
-        raise InvalidInput(f"{name} is required")
-    return value

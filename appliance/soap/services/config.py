@@ -9,7 +9,7 @@ from spyne import ComplexModel, Integer, Long, ServiceBase, Unicode, rpc
 from appliance.config.service import ConfigService as ConfigOps
 from appliance.errors import InvalidInput
 from appliance.soap.app import MUTATING
-from appliance.soap.calls import Call
+from appliance.soap.calls import Call, required
 from appliance.soap.wire import TNS, items
 
 class ConfigProblem(ComplexModel):
@@ -39,8 +39,8 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
     @rpc(Unicode, Unicode, _returns=Long, _out_variable_name="result", _udd=MUTATING)
     def configTextSet(ctx: Any, text: str | None, comment: str | None) -> int:
         call, service = ctx.udc, _service(ctx)
-        return _mutate(call, {"text": text, "comment": comment}, lambda: service.text_set(
-            _required(text, "text"), comment=comment or "", author=call.principal.user))
+        return call.run_outside({"text": text, "comment": comment}, lambda: service.text_set(
+            required(text, "text"), comment=comment or "", author=call.principal.user))
 
     @rpc(Unicode, _returns=ConfigProblems, _out_variable_name="result")
     def configTest(ctx: Any, text: str | None) -> list[ConfigProblem]:
@@ -53,13 +53,13 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
 
     @rpc(Unicode, _returns=Unicode, _out_variable_name="result")
     def configKeyGet(ctx: Any, key: str | None) -> str:
-        return _service(ctx).key_get(_required(key, "key"))
+        return _service(ctx).key_get(required(key, "key"))
 
     @rpc(Unicode, Unicode, Unicode, _returns=Long, _out_variable_name="result", _udd=MUTATING)
     def configKeySet(ctx: Any, key: str | None, value: str | None, comment: str | None) -> int:
         call, service = ctx.udc, _service(ctx)
-        return _mutate(call, {"key": key, "value": value, "comment": comment},
-                       lambda: service.key_set(_required(key, "key"), value or "",
+        return call.run_outside({"key": key, "value": value, "comment": comment},
+                       lambda: service.key_set(required(key, "key"), value or "",
                                                comment=comment or "", author=call.principal.user))
 
     @rpc(Integer, Integer, _returns=ConfigRevisions, _out_variable_name="result")
@@ -70,13 +70,13 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
     @rpc(Long, Long, _returns=Unicode, _out_variable_name="result",
          _in_arg_names={"from_": "from"})
     def configRevisionDiff(ctx: Any, from_: int | None, to: int | None) -> str:
-        return _service(ctx).diff(_required(from_, "from"), _required(to, "to"))
+        return _service(ctx).diff(required(from_, "from"), required(to, "to"))
 
     @rpc(Long, Unicode, _returns=Long, _out_variable_name="result", _udd=MUTATING)
     def configRevisionRevert(ctx: Any, id: int | None, comment: str | None) -> int:
         call, service = ctx.udc, _service(ctx)
-        return _mutate(call, {"id": id, "comment": comment}, lambda: service.revert(
-            _required(id, "id"), comment=comment or "", author=call.principal.user))
+        return call.run_outside({"id": id, "comment": comment}, lambda: service.revert(
+            required(id, "id"), comment=comment or "", author=call.principal.user))
 
 
 def _service(ctx: Any) -> ConfigOps:
@@ -86,19 +86,4 @@ def _service(ctx: Any) -> ConfigOps:
         raise InvalidInput("configuration is not available on this node")
     return service  # type: ignore[no-any-return]
 
-def _mutate(call: Call, arguments: dict[str, Any], run: Any) -> int:
-    """The change commits in the config store (maybe the shared one); the audit record in the
-    node's own store right after (a failure is audited too)."""
-    result: list[int] = []
 
-    def body() -> int:
-        result.append(run())
-        return 1
-
-    call.mutate_outside(arguments, body)
-    return result[0]
-
-def _required(value: Any, name: str) -> Any:
-    if value is None or value == "":
-        raise InvalidInput(f"{name} is required")
-    return value

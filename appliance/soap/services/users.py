@@ -11,9 +11,9 @@ from appliance import hql
 from appliance.access import users
 from appliance.access.levels import AccessLevel
 from appliance.db.models import User
-from appliance.errors import Conflict, InvalidInput
+from appliance.errors import Conflict
 from appliance.soap.app import MUTATING
-from appliance.soap.calls import Call, Done
+from appliance.soap.calls import Call, Done, required
 from appliance.soap.wire import Strings, UserItem, UserItems
 
 
@@ -37,7 +37,7 @@ class UserService(ServiceBase):  # type: ignore[misc]
 
         def body(session: Session) -> Done[None]:
             users.add_user(
-                session, _required(username, "username"), _required(password, "password"),
+                session, required(username, "username"), required(password, "password"),
                 role=role or "admin", operations=list(operations or []), restriction=restriction,
                 command_patterns=list(commands or []), now=call.now(),
             )
@@ -49,7 +49,7 @@ class UserService(ServiceBase):  # type: ignore[misc]
     @rpc(Unicode, _udd=MUTATING)
     def userDelete(ctx: Any, username: str | None) -> None:
         call: Call = ctx.udc
-        name = _required(username, "username")
+        name = required(username, "username")
         if name == call.principal.user:
             raise Conflict("a user cannot delete itself")
 
@@ -63,10 +63,10 @@ class UserService(ServiceBase):  # type: ignore[misc]
     @rpc(Unicode, Unicode, _udd=MUTATING)
     def userPasswordSet(ctx: Any, username: str | None, password: str | None) -> None:
         call: Call = ctx.udc
-        name = _required(username, "username")
+        name = required(username, "username")
 
         def body(session: Session) -> Done[None]:
-            users.set_password(session, name, _required(password, "password"))
+            users.set_password(session, name, required(password, "password"))
             return Done(value=None)
 
         call.mutate({"username": name, "password": password}, body)
@@ -82,10 +82,6 @@ def _item(user: User) -> UserItem:
     )
 
 
-def _required(value: str | None, name: str) -> str:
-    if not value:
-        raise InvalidInput(f"{name} is required")
-    return value
 
 
 def _users_changed(call: Call) -> None:
