@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = ("stats",)
+branch_labels = None
 depends_on = None
 
 # Each history insert queues one pending action in the same transaction, so the stats
