@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 from appliance.db.engine import Store
 from appliance.stats.counters import Counters
+from appliance.stats.periodic import Periodic
 from appliance.stats.rates import Pending, Rates, prune_rates
 
 log = logging.getLogger(__name__)
 
 
-class StatsFlusher:
+class StatsFlusher(Periodic):
     """Component with start()/stop() (thread-backed). Failed flushes keep their counts for later."""
+
+    thread_name = "stats-flusher"
 
     def __init__(
         self, store: Store, counters: Counters, *, interval: float = 1.0, rates: Rates | None = None,
         clock: Callable[[], float] = time.time, prune_every: float = 60.0,
     ) -> None:
+        super().__init__()
         self._store = store
         self._counters = counters
         self.interval = interval
@@ -28,27 +31,15 @@ class StatsFlusher:
         self._clock = clock
         self._prune_every = prune_every
         self._last_prune = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="stats-flusher", daemon=True)
-        self._thread.start()
+    def tick(self) -> bool:
+        return self.flush_once()
 
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
+    def stop(self) -> bool:
+        if not super().stop():
+            return False
         self.flush_once()  # what was counted since the last tick
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush_once()
+        return True
 
     def flush_once(self) -> bool:
         """One flush in its own transaction; on failure the batch is kept for the next one."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,19 +11,24 @@ import rrdtool
 
 from appliance.errors import NotFound
 from appliance.stats import rrd
+from appliance.stats.periodic import Periodic
 from appliance.stats.sources import Measurement, Probe, measure
 
 log = logging.getLogger(__name__)
 
 
-class GraphUpdater:
+class GraphUpdater(Periodic):
     """Component with start()/stop() (thread-backed); one update per interval, files created on first sight."""
+
+    thread_name = "graph-updater"
+    tick_at_start = True
 
     def __init__(
         self, rrd_dir: Path, probe: Probe, *, interval: float = 60.0, step: int = 60,
         clock: Callable[[], float] = time.time,
     ) -> None:
         rrd.archives(step)  # refuses a step the archives cannot use, before anything starts
+        super().__init__()
         self.rrd_dir = rrd_dir
         self.probe = probe  # replaced when the config's graphed counters change
         self.interval = interval
@@ -32,27 +36,9 @@ class GraphUpdater:
         self._heartbeat = max(2 * step, int(3 * interval) + 1)
         self._clock = clock
         self._last: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="graph-updater", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-
-    def _run(self) -> None:
-        self.update_once()
-        while not self._stop.wait(self.interval):
-            self.update_once()
+    def tick(self) -> int:
+        return self.update_once()
 
     def update_once(self) -> int:
         """Measure and write every graph; return how many files were updated."""
