@@ -130,10 +130,20 @@ class StatsSection(_Section):
 class LogSection(_Section):
     """The node log (appliance.nodelog): size-rotated files under <data_dir>/log/."""
 
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # rotate past this size
+    # Rotate past this size; 0 = never (logrotate renames the file and sends SIGHUP or SIGUSR1).
+    max_bytes: int = Field(default=64 * 1024 * 1024)
     backup_count: int = Field(default=20, ge=1, le=200)  # rotated files kept (searchlog opens all)
     # Also to syslog: a socket path (/dev/log) or HOST:PORT (UDP); "" = off.
     syslog: str = Field(default="", pattern=r"^(|/.+|.+:[0-9]{1,5})$")
+    stderr: bool = False  # also one line per event on stderr (journald under systemd)
+    format: Literal["text", "json"] = "text"  # of the syslog and stderr lines; files stay text
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _max_bytes(cls, value: int) -> int:
+        if value != 0 and value < 1024:
+            raise ValueError("max_bytes must be 0 (no rotation) or at least 1024")
+        return value
 
 
 class Config(_Section):
