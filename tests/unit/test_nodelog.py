@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-
-import pytest
 import os
 import re
 from pathlib import Path
+
+import pytest
 
 from appliance.nodelog import LOG_NAME, NodeLog, NodeLogFormatter, format_time, line_time, log_files
 
