@@ -90,6 +90,8 @@ class ApiSection(_Section):
     public_url: str = ""  # soap:address in the WSDL; default derived from listen
     max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     auth_failures_before_throttle: int = Field(default=5, ge=1)
+    metrics_loopback_open: bool = False  # /metrics without credentials from 127.0.0.0/8 and ::1
+    ready_min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)  # /readyz: spool disk
 
 
 class ClusterSection(_Section):
