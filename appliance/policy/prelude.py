@@ -33,11 +33,14 @@ local function fail(message)
 end
 -- The wall-clock deadline (Limits.seconds): os.clock() is cheap and counts at least this
 -- thread's CPU, so Python's clock is read at most once per CHECK seconds of it.
+local function check()
+  if expired() then fail("time limit exceeded") end
+end
 local function tick()
   local c = clock()
   if c >= next_check then
     next_check = c + CHECK
-    if expired() then fail("time limit exceeded") end
+    check()
   end
 end
 hook = function()
@@ -48,14 +51,16 @@ hook = function()
 end
 -- C functions that run over a whole string or table do not fire the count hook while they
 -- run; called in a tight loop, thousands of them fit between two hooks. They count the bytes
--- they process and check the clock every WORK bytes.
+-- they process and check the clock every WORK bytes. Python functions may wait without using
+-- CPU (so os.clock() stands still): every one counts as WORK / 16.
 local function charge(n)
   work = work + n
   if work >= WORK then
     work = 0
-    tick()
+    check()
   end
 end
+local PYCALL = WORK // 16
 local function start(limit)
   used, budget, work, dead = 0, limit, 0, nil
   next_check = clock() + CHECK
@@ -216,7 +221,7 @@ smt.__index = base.string
 smt.__metatable = false
 
 for name, fn in pairs(py) do
-  base[name] = function(...) return fn(...) end
+  base[name] = function(...) charge(PYCALL) return fn(...) end
 end
 base.print = base.echo
 

@@ -200,7 +200,9 @@ def _first_line(exc: BaseException) -> str:
     for limit in ("instruction limit exceeded", "time limit exceeded"):
         if limit in text:
             return limit
-    return text or type(exc).__name__
+    # Lupa hands over only string errors; a table (even with __tostring) arrives empty and is
+    # never converted here, where no hook would bound its metamethods.
+    return text or "an error without a string message"
 
 
 def check_script(text: str, *, name: str = "script") -> None:
