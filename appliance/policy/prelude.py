@@ -220,8 +220,14 @@ local smt = getmetatable("")
 smt.__index = base.string
 smt.__metatable = false
 
+-- Python functions answer (true, results...) or (false, message): an exception raised into
+-- Lua would hand the script a Python object as the error value of its pcall().
+local function unwrap(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
 for name, fn in pairs(py) do
-  base[name] = function(...) charge(PYCALL) return fn(...) end
+  base[name] = function(...) charge(PYCALL) return unwrap(fn(...)) end
 end
 base.print = base.echo
 
@@ -242,7 +248,7 @@ if py_stat then
     if n == nil then n = 1 end
     if math.type(n) ~= "integer" or n < 1 then error("stat count must be a whole number, 1 or more", 2) end
     if #k1 == 0 then error("stat key1 must not be empty", 2) end
-    if record then return py_stat(k1, k2, k3, n) end
+    if record then return unwrap(py_stat(k1, k2, k3, n)) end
     local key = k1 .. "\0" .. k2 .. "\0" .. k3
     stats[key] = (stats[key] or 0) + n
   end

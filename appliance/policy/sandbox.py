@@ -123,7 +123,7 @@ class Sandbox:
             max_memory=limits.memory + 64 * 1024 * 1024,
         )
         self._control = self.runtime.execute(BOOTSTRAP, self.runtime.table_from(
-            {k.encode(): v for k, v in functions.items()}), self.runtime.table_from(
+            {k.encode(): _answering(v) for k, v in functions.items()}), self.runtime.table_from(
             {b"expired": self.deadline.expired}))
         self._run, self._unhook, self._reset = self._control.run, self._control.unhook, self._control.reset
         self._record = self._control.record
@@ -190,6 +190,20 @@ class Sandbox:
                 self._flush_stats(self._control.take_stats())
             if failed or self.runtime.get_memory_used() > self._base + self.limits.memory // 2:
                 self.runtime.gccollect()
+
+
+def _answering(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` as the prelude calls it: (True, *results) or (False, message), never raising."""
+    def answer(*args: Any) -> tuple[Any, ...]:
+        try:
+            result = fn(*args)
+        except ScriptError as exc:
+            return False, str(exc).encode("utf-8", "replace")
+        except Exception as exc:  # a bug or an edge failing: the script may pcall() it too
+            return False, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
+        return (True, *result) if isinstance(result, tuple) else (True, result)
+
+    return answer
 
 
 def _first_line(exc: BaseException) -> str:
