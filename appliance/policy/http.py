@@ -1,4 +1,4 @@
-"""The HTTP client behind scripts' http(): http/https on every hop, allowed destinations only, one deadline."""
+"""The HTTP client behind http() in scripts: http/https on every hop, allowed hosts only, one deadline."""
 
 from __future__ import annotations
 

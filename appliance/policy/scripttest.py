@@ -83,7 +83,8 @@ def run_script_test(
     ends = time.monotonic() + total_seconds
     for args in _runs(flow, message, envelope):
         if time.monotonic() > ends:
-            lines.append(ScriptTestLine(kind="error", text=f"stopped: the test's {total_seconds:g} s are spent"))
+            spent = f"stopped: the test's {total_seconds:g} s are spent"
+            lines.append(ScriptTestLine(kind="error", text=spent))
             break
         ctx = RunContext(flow=flow, label="[scriptTest]", queueid=0, record_calls=True)
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.config.document import ConfigError, parse
 from appliance.config.schema import PolicySection
 from appliance.policy.flow import SessionInfo
 from appliance.policy.functions import Functions
@@ -156,6 +157,9 @@ def test_allow_list_entries_are_checked_in_the_config() -> None:
         "10.0.0.1/32", "10.0.0.0/8", "*.example.com", "public"]
     with pytest.raises(ValueError, match="http_allow entry 'ftp://x' is not"):
         PolicySection(http_allow=["ftp://x"])
+    with pytest.raises(ConfigError, match="line 2, column 1: policy.http_allow: http_allow entry '10.0.0.0/33'"):
+        parse('[policy]\nhttp_allow = ["10.0.0.0/33"]\n')
+    assert parse('[policy]\nhttp_allow = []\n').policy.http_allow == []  # http() reaches nothing
 
 
 def test_ca_file_is_refused_without_looking_when_files_are_off(web: _Server, tmp_path: Path) -> None:
