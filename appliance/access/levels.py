@@ -21,6 +21,9 @@ METRICS_ROLES = frozenset({"admin", "readonly", "metrics"})
 ADMIN_ONLY = frozenset({"userList", "userAdd", "userDelete", "userPasswordSet"})
 # Every authenticated user may check its own credentials.
 ALWAYS = frozenset({"login"})
+# Operations that change nothing but run code the caller sends (policy scripts): not for
+# read-only users; a custom level may list them.
+RUNS_CODE = frozenset({"scriptTest"})
 
 
 class UserRecord(Protocol):
@@ -64,7 +67,7 @@ class AccessLevel:
         if operation in ADMIN_ONLY or self.role == "metrics":
             return False
         if self.role == "readonly":
-            return not mutating
+            return not mutating and operation not in RUNS_CODE
         return operation in self.operations
 
     @property

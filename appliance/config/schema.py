@@ -148,6 +148,33 @@ class LogSection(_Section):
         return value
 
 
+_ALLOW_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+class PolicySection(_Section):
+    """What policy scripts may reach. `http_allow` lists http() destinations: "public" (any
+    globally routable address: not loopback, private, link-local or reserved), CIDRs or
+    addresses ("10.1.2.0/24"), host names ("api.example.com", "*.example.com": that name
+    whatever it resolves to). Empty = http() reaches nothing."""
+
+    http_allow: list[str] = ["public"]
+
+    @field_validator("http_allow")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        out = []
+        for entry in value:
+            text = entry.strip().lower()
+            try:
+                text = str(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                if text != "public" and not _ALLOW_HOST.match(text):
+                    raise ValueError(f"http_allow entry {entry!r} is not 'public', a CIDR, an address "
+                                     "or a host name") from None
+            out.append(text)
+        return out
+
+
 class Config(_Section):
     node: NodeSection = NodeSection()
     listeners: list[Listener] = [Listener(id="inbound", port=2525)]
@@ -157,6 +184,7 @@ class Config(_Section):
     cluster: ClusterSection = ClusterSection()
     stats: StatsSection = StatsSection()
     log: LogSection = LogSection()
+    policy: PolicySection = PolicySection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")
