@@ -19,6 +19,10 @@ ROLES = ("admin", "readonly", "custom")
 ADMIN_ONLY = frozenset({"userList", "userAdd", "userDelete", "userPasswordSet"})
 # Every authenticated user may check its own credentials.
 ALWAYS = frozenset({"login"})
+# Figures of the whole node (counters, rates and graphs per listener and domain) that no HQL
+# restriction can narrow: refused to restricted users even when their list names them.
+NODE_WIDE = frozenset({"graphList", "graphFile", "statList", "statClear", "hslRate",
+                       "hslRateClear"})
 
 
 class UserRecord(Protocol):
@@ -61,6 +65,8 @@ class AccessLevel:
             return True
         if operation in ADMIN_ONLY:
             return False
+        if self.restriction and operation in NODE_WIDE:
+            return False
         if self.role == "readonly":
             return not mutating
         return operation in self.operations
@@ -68,6 +74,9 @@ class AccessLevel:
     def check(self, operation: str, *, mutating: bool) -> None:
         """Raise Forbidden unless this level may call `operation`."""
         if not self.allows(operation, mutating=mutating):
+            if self.restriction and operation in NODE_WIDE:
+                raise Forbidden(f"access denied: {operation} shows node-wide figures, which a "
+                                "user with a restriction may not see")
             raise Forbidden(f"access denied: this user may not call {operation}")
 
     def allows_command(self, argv: Sequence[str]) -> bool:

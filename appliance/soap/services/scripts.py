@@ -40,9 +40,11 @@ class ScriptService(ServiceBase):  # type: ignore[misc]
                    envelope: ScriptEnvelope | None) -> list[ScriptTestItem]:
         call: Call = ctx.udc
 
+        restriction = call.restriction()  # a restricted user counts its own entries only
+
         def queue_metric(field: str, value: str) -> int:
             with call.read() as session:
-                return count_queued(session, field=field, value=value)
+                return count_queued(session, field=field, value=value, where=restriction)
 
         lines = run_script_test(
             flow=flow or "", script=script or "", message=_bytes(message), envelope=_envelope(envelope),
