@@ -63,6 +63,7 @@ class ApplianceApplication(Application):  # type: ignore[misc]
             out_protocol=ApplianceSoap11() if out_protocol is None else out_protocol,
         )
         self.node = node
+        self.event_manager.add_listener("method_exception_object", self._audit_unreadable)
         # What a WSGI server sets when it wraps the app; set here so the exported WSDL (no
         # server) says the same as the served one.
         self.transport = "http://schemas.xmlsoap.org/soap/http"
@@ -96,6 +97,17 @@ class ApplianceApplication(Application):  # type: ignore[misc]
             log.exception("%s failed", operation)
             raise faults.internal_fault() from None
 
+
+    def _audit_unreadable(self, ctx: Any) -> None:
+        """A mutating request whose arguments could not be read (e.g. `id=abc`, refused by
+        Spyne's soft validation before call_wrapper) is audited too."""
+        if ctx.in_error is None or ctx.descriptor is None or self.node is None:
+            return
+        if not getattr(ctx.descriptor.udd, "mutating", False):
+            return
+        principal = ctx.transport.req_env.get(PRINCIPAL_KEY) if ctx.transport else None
+        if isinstance(principal, Principal):
+            Call(self.node, principal, ctx.descriptor.name).audit_failure({}, ctx.in_error)
 
     def _script_allows(self, ctx: Any, principal: Principal, operation: str) -> bool:
         """The api-auth script's decision, if one is configured: True allows the call outright,

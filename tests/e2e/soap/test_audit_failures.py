@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from zeep.exceptions import Fault
 
 from appliance.access.audit import recent
@@ -89,3 +90,23 @@ def test_failures_inside_the_domain_call_are_still_audited_once(api: Api) -> Non
     assert len(_last(api, "mailQueueDelete")) == 1
     api.zeep().service.mailQueueCount(filter="")
     assert _last(api, "mailQueueCount") == []
+
+
+def test_arguments_that_cannot_be_read_are_audited(api: Api) -> None:
+    body = (
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:h="urn:halon"><soapenv:Body><h:mailQueueDelete><h:id>abc</h:id>'
+        '</h:mailQueueDelete></soapenv:Body></soapenv:Envelope>')
+    resp = requests.post(api.url, data=body.encode(), auth=("admin", "admin-pw"), timeout=30,
+                         headers={"Content-Type": "text/xml; charset=utf-8",
+                                  "SOAPAction": '"mailQueueDelete"'})
+    assert resp.status_code == 500 and b"faultstring" in resp.content
+    [(user, outcome, args)] = _last(api, "mailQueueDelete")
+    assert user == "admin" and outcome.startswith("fault: ") and args == {}
+    # the same for a read leaves nothing
+    resp = requests.post(api.url, data=body.replace("mailQueueDelete", "mailQueue")
+                         .replace("<h:id>abc</h:id>", "<h:offset>abc</h:offset>").encode(),
+                         auth=("admin", "admin-pw"), timeout=30,
+                         headers={"Content-Type": "text/xml; charset=utf-8"})
+    assert resp.status_code == 500 and b"faultstring" in resp.content
+    assert _last(api, "mailQueue") == []
