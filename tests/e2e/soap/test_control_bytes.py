@@ -3,10 +3,14 @@ answers with well-formed XML, the bytes shown as Unicode Control Pictures (appli
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
+import zeep
 from lxml import etree
 
 from tests.e2e.soap.conftest import Api
+from tests.support.node import RunningNode
 
 SENDER = "a\x00b\x01@bad\x1f.example"
 RCPT = "r\x07@bad\x1b.example"
@@ -72,3 +76,32 @@ def test_raw_response_is_well_formed_with_status_200(api: Api) -> None:
     assert resp.status_code == 200
     doc = etree.fromstring(resp.content)
     assert SHOWN_SENDER in [e.text for e in doc.iter("{urn:halon}msgfrom")]
+
+
+def test_php_soapclient_reads_the_pages(api: Api) -> None:
+    _insert(api)
+    queue, groups = api.php([("mailQueue", {"filter": "", "offset": 0, "limit": 10}),
+                             ("mailQueueGroupBy", {"filter": "", "field": "from-domain"})])
+    assert {i["msgfrom"] for i in queue["ok"]["result"]["item"]} == {SHOWN_SENDER}
+    assert [g["key"] for g in groups["ok"]["result"]["item"]] == ["bad\u241f.example"]
+
+
+def test_a_live_node_answers_pages_holding_old_rows(tmp_path: Path) -> None:
+    from appliance.db.engine import Store
+    from appliance.queue.spool import Spool
+    from tests.e2e.soap.conftest import Api as StoreApi
+
+    with RunningNode(tmp_path) as node:
+        store = Store(f"sqlite:///{node.data_dir / 'appliance.db'}")
+        try:
+            _insert(StoreApi(server=None, store=store, spool=Spool(node.data_dir / "spool"),  # type: ignore[arg-type]
+                             kicks=[]))
+        finally:
+            store.dispose()
+        session = requests.Session()
+        session.auth = ("admin", node.admin_password)
+        client = zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=session))
+        page = client.service.mailQueue("", 0, 10, {"totalhits": True})
+        assert page.totalhits == 2 and {i.msgfrom for i in page.result.item} == {SHOWN_SENDER}
+        groups = client.service.mailQueueGroupBy("", "to-domain")
+        assert {g.key for g in groups} == {"bad\u241b.example", "fine.example"}
