@@ -24,6 +24,7 @@ from appliance.config.schema import Config
 from appliance.errors import InvalidInput
 
 PLACEHOLDER = "********"
+CHANGED = "********(changed)"  # in a diff's newer text: a secret that differs from the older one
 WHOLE, DSN = "whole", "dsn"
 _SECRET_NAME = re.compile(r"(password|passwd|secret|token|api_?key|private_?key)", re.IGNORECASE)
 # Where a DSN carries its password: URL userinfo, a URL query parameter, a libpq keyword.
@@ -106,18 +107,33 @@ def redact_keys(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, redact_value(kind, v) if (kind := kind_of_key(k)) else v) for k, v in pairs]
 
 
-def redact_text(text: str) -> str:
-    """The config text with every secret value redacted; comments and layout kept."""
+def redact_text(text: str, *, changed_from: str | None = None) -> str:
+    """The config text with every secret value redacted; comments and layout kept.
+
+    With `changed_from` (the older text of a diff), a secret that differs from the one at the
+    same place there shows as `CHANGED`, so that a diff still says that it changed."""
     try:
         doc = tomlkit.parse(text)
+        old = tomlkit.parse(changed_from) if changed_from is not None else None
     except TOMLKitError:
         return text  # not TOML (never so for a stored revision): nothing can be found in it
     for path, kind in secret_fields():
-        for container, name, _where in _locations(doc, path):
+        for container, name, where in _locations(doc, path):
             value = container.get(name)
             if isinstance(value, str) and value:
-                container[name] = redact_value(kind, str(value))
+                before = _value_at(old, where) if old is not None else None
+                container[name] = _redact_against(kind, str(value), before, old is not None)
     return doc.as_string()
+
+
+def _redact_against(kind: str, value: str, before: str | None, compare: bool) -> str:
+    if not compare:
+        return redact_value(kind, value)
+    if kind == WHOLE:
+        return CHANGED if value != before else PLACEHOLDER
+    old = [before[a:b] for a, b in _dsn_spans(before)] if before else []
+    return _replace_passwords(value, lambda i, pw: (
+        PLACEHOLDER if i < len(old) and old[i] == pw else CHANGED))
 
 
 def loggable_text(text: str) -> str:

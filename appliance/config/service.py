@@ -115,9 +115,11 @@ class ConfigService:
         with self.router.config_store().transaction(read_only=True) as session:
             if reveal:
                 return revisions.revision_diff(session, from_=from_, to=to)
-            old, new = (secrets.redact_text(revisions.text_get(session, revision=r))
-                        for r in (from_, to))
-        # A change of a secret alone shows no line: its value is what is hidden.
+            raw_old = revisions.text_get(session, revision=from_)
+            raw_new = revisions.text_get(session, revision=to)
+        # A changed secret shows as changed, never its value.
+        old = secrets.redact_text(raw_old)
+        new = secrets.redact_text(raw_new, changed_from=raw_old)
         return "".join(difflib.unified_diff(
             old.splitlines(keepends=True), new.splitlines(keepends=True),
             fromfile=f"revision {from_}", tofile=f"revision {to}"))

@@ -47,8 +47,11 @@ def test_text_round_trip_keeps_the_secret(node: RunningNode) -> None:
     assert "+workers = 7" in diff and SECRET not in diff
     assert SECRET not in api.configRevisionDiff(**{"from": 1, "to": first})
     # A new password replaces it.
-    api.configTextSet(text=api.configTextGet().replace("********", "N3w-pw"), comment="rotate")
+    rotated = api.configTextSet(text=api.configTextGet().replace("********", "N3w-pw"),
+                                comment="rotate")
     assert "app:N3w-pw@" in _stored(node)
+    diff = api.configRevisionDiff(**{"from": second, "to": rotated})
+    assert "+dsn = \"postgresql://app:********(changed)@" in diff and "N3w-pw" not in diff
 
 
 def test_keys_are_redacted_and_a_placeholder_keeps_the_secret(node: RunningNode) -> None:

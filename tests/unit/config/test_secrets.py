@@ -86,3 +86,13 @@ def test_keys_and_logged_text() -> None:
     assert secrets.loggable_text("[cluster\ndsn = 'postgresql://a:b@h/d'") == (
         "<37 characters, not TOML>")
     assert "S3cret" not in secrets.loggable_text(TEXT)
+
+
+def test_a_diff_says_that_a_secret_changed_without_showing_it() -> None:
+    rotated = TEXT.replace("S3cret%40pw", "N3w")
+    assert secrets.CHANGED in secrets.redact_text(rotated, changed_from=TEXT)
+    assert "N3w" not in secrets.redact_text(rotated, changed_from=TEXT)
+    moved = TEXT.replace("db.example", "db2.example")
+    assert secrets.redact_text(moved, changed_from=TEXT) == secrets.redact_text(moved)
+    assert secrets.redact_text(TEXT, changed_from="") == secrets.redact_text(TEXT).replace(
+        secrets.PLACEHOLDER, secrets.CHANGED)
