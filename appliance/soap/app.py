@@ -87,7 +87,7 @@ class ApplianceApplication(Application):  # type: ignore[misc]
                 # the domain call (bad filter, id<=0, bad restriction, non-UTF-8 argv, ...) and
                 # internal errors alike. Call.mutate* audit their own failures already.
                 if mutating and not call.audited:
-                    call.audit_failure(_arguments_or_none(ctx), _audited_error(exc))
+                    call.audit_failure(_arguments_for_audit(ctx), _audited_error(exc))
                 raise
         except Fault:
             raise
@@ -96,7 +96,6 @@ class ApplianceApplication(Application):  # type: ignore[misc]
         except Exception:
             log.exception("%s failed", operation)
             raise faults.internal_fault() from None
-
 
     def _audit_unreadable(self, ctx: Any) -> None:
         """A mutating request whose arguments could not be read (e.g. `id=abc`, refused by
@@ -153,7 +152,7 @@ def _plain(value: Any, cls: Any, depth: int = 0) -> Any:
     return str(value)[:200]
 
 
-def _arguments_or_none(ctx: Any) -> dict[str, Any]:
+def _arguments_for_audit(ctx: Any) -> dict[str, Any]:
     try:
         return request_arguments(ctx)
     except Exception:  # the audit row must not hide the call's own failure
