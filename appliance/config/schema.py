@@ -97,7 +97,9 @@ class ApiSection(_Section):
 class ClusterSection(_Section):
     """How this node reaches the cluster's shared config store (node-local; see cluster/)."""
 
-    dsn: str = ""  # PostgreSQL URL or libpq DSN; empty = not in a cluster
+    # PostgreSQL URL or libpq DSN; empty = not in a cluster. Its password is redacted for
+    # output (appliance.config.secrets).
+    dsn: str = Field(default="", json_schema_extra={"secret": "dsn"})
     heartbeat_interval: float = Field(default=2.0, gt=0, le=300)
     poll_interval: float = Field(default=1.0, gt=0, le=300)  # how often new revisions are looked for
     stale_after: float = Field(default=15.0, gt=0)  # a node not seen for this long is "stale"

@@ -269,8 +269,11 @@ def referenced_paths(session: Session) -> set[str]:
     return set(session.scalars(select(QueueEntry.path).distinct()))
 
 
-def counts_by_state(session: Session) -> dict[str, int]:
-    rows = session.execute(select(QueueEntry.state, func.count()).group_by(QueueEntry.state)).all()
+def counts_by_state(session: Session, *, where: ColumnElement[bool] | None = None
+                    ) -> dict[str, int]:
+    """Queue entries per state (only those matching `where`, e.g. a user's restriction)."""
+    stmt = select(QueueEntry.state, func.count()).group_by(QueueEntry.state)
+    rows = session.execute(stmt if where is None else stmt.where(where)).all()
     counts = {s.value: 0 for s in QueueState}
     counts.update({state: n for state, n in rows})
     return counts

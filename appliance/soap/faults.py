@@ -36,6 +36,11 @@ def internal_fault() -> Fault:
     return Fault(faultcode="Server", faultstring="internal error (see the node log)")
 
 
+def server_fault(text: str) -> Fault:
+    """For a failure of the node's own making that the client should hear about."""
+    return Fault(faultcode="Server", faultstring=text)
+
+
 def client_fault(text: str) -> Fault:
     """For a request that could not be read (bad XML, bad base64, wrong types)."""
     return Fault(faultcode="Client", faultstring=text)

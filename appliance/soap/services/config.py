@@ -6,6 +6,7 @@ from typing import Any
 
 from spyne import ComplexModel, Integer, Long, ServiceBase, Unicode, rpc
 
+from appliance.config import secrets
 from appliance.config.service import ConfigService as ConfigOps
 from appliance.errors import InvalidInput
 from appliance.soap.app import MUTATING
@@ -38,8 +39,11 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
 
     @rpc(Unicode, Unicode, _returns=Long, _out_variable_name="result", _udd=MUTATING)
     def configTextSet(ctx: Any, text: str | None, comment: str | None) -> int:
-        call, service = ctx.udc, _service(ctx)
-        return call.run_outside({"text": text, "comment": comment}, lambda: service.text_set(
+        call: Call = ctx.udc
+        # The audit row keeps the text with its secrets redacted (appliance.config.secrets);
+        # everything that can fail runs inside run_outside, so it is audited that way too.
+        logged = secrets.loggable_text(text) if text else text
+        return call.run_outside({"text": logged, "comment": comment}, lambda: _service(ctx).text_set(
             required(text, "text"), comment=comment or "", author=call.principal.user))
 
     @rpc(Unicode, _returns=ConfigProblems, _out_variable_name="result")
@@ -57,9 +61,11 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
 
     @rpc(Unicode, Unicode, Unicode, _returns=Long, _out_variable_name="result", _udd=MUTATING)
     def configKeySet(ctx: Any, key: str | None, value: str | None, comment: str | None) -> int:
-        call, service = ctx.udc, _service(ctx)
-        return call.run_outside({"key": key, "value": value, "comment": comment},
-                       lambda: service.key_set(required(key, "key"), value or "",
+        call: Call = ctx.udc
+        kind = secrets.kind_of_key(key or "")
+        logged = secrets.redact_value(kind, value or "") if kind else value
+        return call.run_outside({"key": key, "value": logged, "comment": comment},
+                       lambda: _service(ctx).key_set(required(key, "key"), value or "",
                                                comment=comment or "", author=call.principal.user))
 
     @rpc(Integer, Integer, _returns=ConfigRevisions, _out_variable_name="result")
