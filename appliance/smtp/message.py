@@ -27,7 +27,7 @@ _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
 SUBJECT_MAX_BYTES = 16 * 1024  # raw (folded) Subject bytes looked at
 SUBJECT_MAX_WORDS = 128  # encoded words decoded
 SUBJECT_MAX_CHARS = 1000  # characters kept
-_ADDRESS = re.compile(r"^[^\s<>@\"]+@[^\s<>@\[\]]+\.?[^\s<>@\[\]]*$|^[^\s<>@]+@\[[0-9A-Fa-f:.]+\]$")
+_ADDRESS = re.compile(r"^[^\s<>@\"]+@[^\s<>@\[\]]+\.?[^\s<>@\[\]]*$|^[^\s<>@]+@\[(?:[Ii][Pp][Vv]6:)?[0-9A-Fa-f:.]+\]$")
 
 
 def split_headers(data: bytes) -> tuple[bytes, bytes]:
