@@ -115,7 +115,7 @@ def _word_bytes(encoding: str, encoded: str) -> bytes | None:
         return None
     if encoding in "Bb":
         try:
-            return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4))
+            return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4), strict_mode=True)
         except binascii.Error:
             return None
     # Q (§4.2): "_" is a space, =XX a byte
