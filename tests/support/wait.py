@@ -12,7 +12,7 @@ T = TypeVar("T")
 INTERVAL = 0.05
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float = 30.0, what: str = "condition",
+def wait_until(predicate: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition",
                interval: float = INTERVAL, retry: tuple[type[BaseException], ...] = ()) -> T:
     """Call `predicate` until it returns something truthy and return that. Exceptions of the
     types in `retry` count as "not yet" (something polled that is not reachable yet). Raises
@@ -31,7 +31,7 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 30.0, what: str =
         time.sleep(interval)
 
 
-async def wait_until_async(predicate: Callable[[], T | Awaitable[T]], *, timeout: float = 30.0,
+async def wait_until_async(predicate: Callable[[], T | None | Awaitable[T | None]], *, timeout: float = 30.0,
                            what: str = "condition", interval: float = INTERVAL) -> T:
     """wait_until for code on an event loop: `predicate` may be a coroutine function, and the
     pauses let the loop run what is being waited for."""

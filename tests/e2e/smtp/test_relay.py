@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.delivery.sink import Sink
-from tests.e2e.smtp.conftest import msgids, node_store, wait_until
+from tests.e2e.smtp.conftest import msgids, node_store
 from tests.support.node import RunningNode
+from tests.support.wait import wait_until
 
 OUTSIDE_CONFIG = """
 [[listeners]]
