@@ -48,6 +48,9 @@ class SessionInfo:
     sasl: str = ""  # SASL username once authenticated
     authenticated: bool = False
     tls: bool = False
+    # The client is in the relay rules' mynetworks (set by the flow at connect): trusted hosts,
+    # whose bare-LF messages (local scripts) are repaired rather than refused.
+    mynetwork: bool = False
     sender: str | None = None
     recipients: list[str] = dataclasses.field(default_factory=list)
     # Metadata a scripted flow set at MAIL/RCPT, kept until its data() returns it in
@@ -110,6 +113,7 @@ class DefaultFlow:
         self.relay = relay
 
     def connect(self, session: SessionInfo) -> Verdict:
+        session.mynetwork = self.relay.is_mynetwork(session.client_ip)
         return ACCEPT
 
     def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:

@@ -71,6 +71,7 @@ class PolicyFlow:
         return self.flows.get(listener, self._default)
 
     def connect(self, session: SessionInfo) -> Verdict:
+        session.mynetwork = self.relay.is_mynetwork(session.client_ip)
         return self._for(session.listener).connect(session)
 
     def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:

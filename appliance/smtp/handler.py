@@ -23,7 +23,7 @@ from appliance.smtp import replies
 from appliance.smtp.fastinit import Members, fast_init
 from appliance.smtp.phases import PhaseTimer
 from appliance.smtp.message import (
-    command_problem, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
+    command_problem, crlf_lines, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
     subject_of,
 )
 from appliance.types import Envelope, NewMessage, QueueState
@@ -55,6 +55,14 @@ class ClientSession(SmtpSession):
         self.info = SessionInfo(listener="", client_ip="")
         self.quarantine = ""
         self.delete_all = False
+
+
+def _help_of(base: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Keep the @syntax text aiosmtpd's HELP shows for a command this class overrides."""
+    def keep(method: Callable[..., T]) -> Callable[..., T]:
+        method.__dict__.update(base.__dict__)
+        return method
+    return keep
 
 
 class Protocol(SMTP):
@@ -105,14 +113,17 @@ class Protocol(SMTP):
         self._data_command = time.perf_counter()
         await super().smtp_DATA(arg)
 
+    @_help_of(SMTP.smtp_EHLO)
     async def smtp_EHLO(self, hostname: str) -> None:
         if not await self._refused_at_door(hostname):
             await super().smtp_EHLO(hostname)
 
+    @_help_of(SMTP.smtp_HELO)
     async def smtp_HELO(self, hostname: str) -> None:
         if not await self._refused_at_door(hostname):
             await super().smtp_HELO(hostname)
 
+    @_help_of(SMTP.smtp_MAIL)
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._refused_at_door(arg):
             return
@@ -121,6 +132,7 @@ class Protocol(SMTP):
             return
         await super().smtp_MAIL(arg)
 
+    @_help_of(SMTP.smtp_RCPT)
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self._refused_at_door(arg):
             return
@@ -334,8 +346,10 @@ class Handler:
         started = time.perf_counter()
         content: bytes = envelope.original_content or b""
         if has_bare_newline(content):
-            log.info("refused %s from [%s]: bare CR or LF", msgid, session.info.client_ip)
-            return replies.BARE_NEWLINE
+            if not session.info.mynetwork:
+                log.info("refused %s from [%s]: bare CR or LF", msgid, session.info.client_ip)
+                return replies.BARE_NEWLINE
+            content = crlf_lines(content)  # a trusted host's script: lines as it meant them
         result: DataResult = await self._ask(self.flow.data, session.info, content)
         verdict = result.verdict
         if verdict.decision is Decision.REJECT:

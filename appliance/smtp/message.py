@@ -20,6 +20,7 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # (aiosmtpd decodes command arguments with surrogateescape).
 _COMMAND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
+_BARE_NEWLINE = re.compile(rb"(?:\r(?!\n)|(?<!\r)\n)\.?")
 
 # The queue's subject is a search and display field, not the message: a Subject longer than
 # these is accepted as sent and its field is truncated (what Postfix's header_size_limit does to
@@ -140,6 +141,13 @@ def has_bare_newline(data: bytes) -> bool:
     """A CR or LF that is not part of a CRLF pair (RFC 5321 §2.3.8 allows only CRLF)."""
     pairs = data.count(b"\r\n")
     return data.count(b"\n") != pairs or data.count(b"\r") != pairs
+
+
+def crlf_lines(data: bytes) -> bytes:
+    """`data` with every bare CR and bare LF made a CRLF line end. A line such an end starts
+    loses one leading dot: the client took it for a line and dot-stuffed it (RFC 5321 §4.5.2),
+    which aiosmtpd, reading CRLF lines only, did not undo."""
+    return _BARE_NEWLINE.sub(b"\r\n", data)
 
 
 def is_address(address: str) -> bool:

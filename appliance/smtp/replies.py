@@ -40,9 +40,10 @@ AUTH_BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 AUTH_MALFORMED = "501 5.5.2 Malformed authentication data"
 
 # Message
-# RFC 5321 §2.3.8: CR and LF only as CRLF. Refused, as Postfix's smtpd_forbid_bare_newline does,
-# rather than repaired: relaying it as received lets a client smuggle a second message past a
-# next hop that ends DATA at <LF>.<LF>.
+# RFC 5321 §2.3.8: CR and LF only as CRLF. Refused from clients outside mynetworks, as Postfix's
+# smtpd_forbid_bare_newline does (its exclusions default to mynetworks, whose messages are
+# repaired instead): relayed as received, a bare LF lets a client smuggle a second message past
+# a next hop that ends DATA at <LF>.<LF>.
 BARE_NEWLINE = "550 5.5.2 Message refused: bare <CR> or <LF> in the message; lines end with <CR><LF>"
 # RFC 5321 §4.2.5: 250 only once the message is durable.
 QUEUED = "250 2.0.0 Ok: queued as {msgid}"

@@ -119,21 +119,22 @@ def test_utf8_addresses_with_smtputf8_are_accepted_and_relayed(node: RunningNode
     assert delivered.rcpt_tos == ["rené@example.org"]
 
 
-@pytest.mark.parametrize("body", [
-    b"Subject: lf\r\n\r\nline one\nline two\r\n",
-    b"Subject: smuggle\r\n\r\nx\n.\nMAIL FROM:<evil@example.com>\r\n",
-    b"Subject: cr\r\n\r\nline one\rline two\r\n",
-    b"Subject: lf\nX-Header: in the header\r\n\r\nbody\r\n",
-])
-def test_bare_cr_or_lf_in_the_message_is_refused(node: RunningNode, sink: Sink, body: bytes) -> None:
-    stored = _msgids(node)
+def test_bare_lf_from_mynetworks_is_relayed_as_crlf(node: RunningNode, sink: Sink) -> None:
+    """Loopback is in the default mynetworks: a local script's LF-only message is repaired
+    (the refusal for outside clients is in test_relay.py)."""
+    body = b"Subject: script\nX-Id: lf\n\nline one\n.\nMAIL FROM:<evil@example.com>\rend\n"
     with session(node) as client:
         client.mail("s@example.com")
         client.rcpt("r@example.org")
-        code, text = client.data(body)  # bytes: smtplib sends them as they are
-        assert (code, text[:5]) == (550, b"5.5.2"), text
-        assert client.noop()[0] == 250  # DATA was framed by CRLF.CRLF: the session goes on
-    assert_nothing_stored_and_still_serving(node, sink, stored)
+        code, reply = client.data(body)  # bytes: smtplib sends them as they are
+    assert code == 250, reply
+    msgid = reply.decode().rsplit(" ", 1)[1]
+    wait_until(lambda: any(msgid.encode() in m.content for m in sink.messages))
+    (delivered,) = [m for m in sink.messages if msgid.encode() in m.content]
+    # smtplib dot-stuffed the "." line at its LF; the node undid that when it made the CRLF.
+    assert delivered.content.endswith(
+        b"Subject: script\r\nX-Id: lf\r\n\r\nline one\r\n.\r\nMAIL FROM:<evil@example.com>\r\nend\r\n\r\n")  # smtplib added the last CRLF
+    assert delivered.rcpt_tos == ["r@example.org"]  # the dot line stayed data
 
 
 def test_address_literals_are_refused_by_default_even_from_loopback(node: RunningNode, sink: Sink) -> None:
@@ -145,3 +146,10 @@ def test_address_literals_are_refused_by_default_even_from_loopback(node: Runnin
             assert (code, text[:5]) == (550, b"5.7.1"), (literal, text)
         assert client.rcpt("r@example.org")[0] == 250  # loopback is in the default mynetworks
     assert_nothing_stored_and_still_serving(node, sink, stored)
+
+
+def test_help_still_lists_the_commands_checked_at_the_door(node: RunningNode) -> None:
+    with session(node) as client:
+        code, text = client.docmd("HELP")
+        assert code == 250 and {"EHLO", "HELO", "MAIL", "RCPT"} <= set(text.decode().split())
+        assert client.docmd("HELP", "MAIL") == (250, b"Syntax: MAIL FROM: <address> [SP <mail-parameters>]")

@@ -71,6 +71,28 @@ def test_an_outside_client_may_send_to_the_local_domains(outside: RunningNode, s
     assert queued_recipients(outside, msgid, sink) == ["r@LOCAL.test", "r@deep.in.sub.test"]
 
 
+@pytest.mark.parametrize("body", [
+    b"Subject: lf\r\n\r\nline one\nline two\r\n",
+    b"Subject: smuggle\r\n\r\nx\n.\nMAIL FROM:<evil@example.com>\r\n",
+    b"Subject: cr\r\n\r\nline one\rline two\r\n",
+    b"Subject: lf\nX-Header: in the header\r\n\r\nbody\r\n",
+])
+def test_bare_cr_or_lf_from_outside_is_refused(outside: RunningNode, sink: Sink, body: bytes) -> None:
+    store = node_store(outside)
+    try:
+        before = msgids(store)
+        with session(outside) as client:
+            client.mail("s@example.com")
+            client.rcpt("r@local.test")
+            code, text = client.data(body)  # bytes: smtplib sends them as they are
+            assert (code, text[:5]) == (550, b"5.5.2"), text
+            assert client.noop()[0] == 250  # DATA was framed by CRLF.CRLF: the session goes on
+            assert client.rcpt("r@local.test")[0] == 503  # that transaction is over
+        assert msgids(store) == before
+    finally:
+        store.dispose()
+
+
 def test_an_authenticated_client_may_relay_but_not_to_address_literals(outside: RunningNode,
                                                                        sink: Sink) -> None:
     with session(outside) as client:

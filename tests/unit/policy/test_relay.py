@@ -95,3 +95,15 @@ def test_bad_relay_settings_are_refused_with_what_is_wrong(section: str, problem
 
     with pytest.raises(InvalidInput, match=problem):
         parse(f"[relay]\n{section}\n")
+
+
+def test_connect_marks_clients_in_mynetworks() -> None:
+    flow = FlowCache(Functions()).build(parse(CONFIG.format(networks='["192.0.2.0/24"]')))
+    for listener in ("plain", "decides", "silent"):
+        inside = SessionInfo(listener=listener, client_ip="192.0.2.8")
+        outside = SessionInfo(listener=listener, client_ip="127.0.0.1")
+        flow.connect(inside), flow.connect(outside)
+        assert (inside.mynetwork, outside.mynetwork) == (True, False)
+    default = SessionInfo(listener="in", client_ip="::1")
+    DefaultFlow().connect(default)
+    assert default.mynetwork

@@ -132,3 +132,15 @@ def test_bare_newlines(data: bytes, bare: bool) -> None:
 
 def test_ipv6_address_literals_parse() -> None:
     assert is_address("r@[IPv6:2001:db8::1]") and is_address("r@[ipv6:::1]")
+
+
+@pytest.mark.parametrize("data,repaired", [
+    (b"a\r\nb\r\n", b"a\r\nb\r\n"),
+    (b"a\nb\n", b"a\r\nb\r\n"),
+    (b"a\rb\r\r\n", b"a\r\nb\r\n\r\n"),
+    (b"x\n..\n.y\r\n..z\r\n", b"x\r\n.\r\ny\r\n..z\r\n"),  # stuffed at an LF: unstuffed once
+])
+def test_crlf_lines(data: bytes, repaired: bytes) -> None:
+    from appliance.smtp.message import crlf_lines, has_bare_newline
+
+    assert crlf_lines(data) == repaired and not has_bare_newline(repaired)
