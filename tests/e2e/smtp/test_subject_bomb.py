@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.smtp.message import SUBJECT_MAX_WORDS
-from tests.e2e.delivery.sink import Sink
 from tests.e2e.smtp.conftest import node_store
 from tests.support.node import RunningNode
+from tests.support.postgres import free_port
 from tests.support.wait import wait_until
 
 LINES = 300_000
@@ -29,8 +29,10 @@ PLAIN = BOMB.replace(WORD, b"x" * len(WORD))
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory, sink: Sink) -> Iterator[RunningNode]:
-    with RunningNode(tmp_path_factory.mktemp("bomb"), relay=("127.0.0.1", sink.port)) as running:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    # The next hop is a port nothing listens on: delivery defers at connect, so no 6 MB copy is
+    # relayed (and parsed by a sink in this process) while the next round is measured.
+    with RunningNode(tmp_path_factory.mktemp("bomb"), relay=("127.0.0.1", free_port())) as running:
         yield running
 
 
@@ -93,9 +95,15 @@ def test_a_subject_bomb_is_handled_within_1s_while_another_session_is_served(nod
     assert len(BOMB) < 25 * 1024 * 1024  # under the default message size limit
     # Receiving 300,000 lines costs what it costs, Subject or not; the bound is on what the
     # Subject adds, for the bomb's session and for the other one (108 s each before).
-    plain_reply, plain_after_dot, plain_other = _round(node.smtp_port, PLAIN)
-    reply, after_dot, other = _round(node.smtp_port, BOMB)
-    assert plain_reply.startswith(b"250") and reply.startswith(b"250"), (plain_reply, reply)
+    # Two rounds of each, alternating, and the quicker of each kind: the machine is shared.
+    rounds = [(kind, _round(node.smtp_port, message))
+              for _ in range(2) for kind, message in (("plain", PLAIN), ("bomb", BOMB))]
+    assert all(r[0].startswith(b"250") for _, r in rounds), rounds
+    bombs = [r for kind, r in rounds if kind == "bomb"]
+    plains = [r for kind, r in rounds if kind == "plain"]
+    reply = bombs[-1][0]
+    after_dot, other = min(r[1] for r in bombs), min(r[2] for r in bombs)
+    plain_after_dot, plain_other = min(r[1] for r in plains), min(r[2] for r in plains)
     figures = dict(bomb=after_dot, plain=plain_after_dot, other=other, plain_other=plain_other)
     assert after_dot - plain_after_dot < 1.0, figures
     assert other - plain_other < 1.0, figures
