@@ -105,6 +105,39 @@ class ClusterSection(_Section):
     stale_after: float = Field(default=15.0, gt=0)  # a node not seen for this long is "stale"
 
 
+class RelaySection(_Section):
+    """Who may relay (see appliance.policy.relay): mail for `domains` is taken from any client,
+    mail for other domains only from authenticated clients and clients in `mynetworks`."""
+
+    # Loopback only, matching the listeners' loopback default. Postfix's default is the host's
+    # own subnets; list them here (e.g. "192.0.2.0/24") to let those hosts relay.
+    mynetworks: list[str] = ["127.0.0.0/8", "::1/128"]
+    # Domains the node takes mail for from anyone; ".example.com" also matches its subdomains.
+    domains: list[str] = []
+    address_literals: bool = False  # accept recipients like r@[192.0.2.1] (RFC 5321 §4.1.3)
+
+    @field_validator("mynetworks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"mynetworks entry {network!r} is not a network "
+                                 "(e.g. 192.0.2.0/24 or 2001:db8::/32)") from None
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            if not _DOMAIN.match(domain):
+                raise ValueError(f"relay domain {domain!r} is not a domain name "
+                                 "(e.g. example.com, or .example.com for its subdomains)")
+        return value
+
+
+_DOMAIN = re.compile(r"^\.?(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
 _SCRIPT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -187,6 +220,7 @@ class Config(_Section):
     stats: StatsSection = StatsSection()
     log: LogSection = LogSection()
     policy: PolicySection = PolicySection()
+    relay: RelaySection = RelaySection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

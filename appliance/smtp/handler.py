@@ -22,7 +22,10 @@ from appliance.queue.intake import Intake
 from appliance.smtp import replies
 from appliance.smtp.fastinit import Members, fast_init
 from appliance.smtp.phases import PhaseTimer
-from appliance.smtp.message import edit_headers, is_address, protocol_name, received_header, subject_of
+from appliance.smtp.message import (
+    command_problem, crlf_lines, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
+    subject_of,
+)
 from appliance.types import Envelope, NewMessage, QueueState
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,14 @@ class ClientSession(SmtpSession):
         self.info = SessionInfo(listener="", client_ip="")
         self.quarantine = ""
         self.delete_all = False
+
+
+def _help_of(base: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Keep the @syntax text aiosmtpd's HELP shows for a command this class overrides."""
+    def keep(method: Callable[..., T]) -> Callable[..., T]:
+        method.__dict__.update(base.__dict__)
+        return method
+    return keep
 
 
 class Protocol(SMTP):
@@ -102,17 +113,41 @@ class Protocol(SMTP):
         self._data_command = time.perf_counter()
         await super().smtp_DATA(arg)
 
+    @_help_of(SMTP.smtp_EHLO)
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not await self._refused_at_door(hostname):
+            await super().smtp_EHLO(hostname)
+
+    @_help_of(SMTP.smtp_HELO)
+    async def smtp_HELO(self, hostname: str) -> None:
+        if not await self._refused_at_door(hostname):
+            await super().smtp_HELO(hostname)
+
+    @_help_of(SMTP.smtp_MAIL)
     async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self._refused_at_door(arg):
+            return
         if arg is not None and not _balanced_path(arg, "FROM:"):
             await self.push(replies.BAD_PATH_SYNTAX)
             return
         await super().smtp_MAIL(arg)
 
+    @_help_of(SMTP.smtp_RCPT)
     async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self._refused_at_door(arg):
+            return
         if arg is not None and not _balanced_path(arg, "TO:"):
             await self.push(replies.BAD_PATH_SYNTAX)
             return
         await super().smtp_RCPT(arg)
+
+    async def _refused_at_door(self, arg: str | None) -> bool:
+        """Answer 501 to an argument with control bytes or non-UTF-8 bytes (RFC 5321 §4.1.2)."""
+        problem = command_problem(arg) if arg else None
+        if problem is None:
+            return False
+        await self.push(replies.CONTROL_CHARACTERS if problem == "control" else replies.NOT_UTF8)
+        return True
 
     async def _handle_client(self) -> None:
         try:
@@ -246,6 +281,8 @@ class Handler:
         sender = "" if address == "<>" else address
         if sender and not is_address(sender):
             return replies.BAD_SENDER_ADDRESS
+        if not sender.isascii() and not envelope.smtp_utf8:
+            return replies.SENDER_NEEDS_SMTPUTF8
         session.info.sender = sender
         session.info.recipients = []
         verdict = await self._ask(self.flow.mail_from, session.info, sender)
@@ -266,6 +303,8 @@ class Handler:
                           envelope: MessageEnvelope, address: str, options: list[str]) -> str:
         if not is_address(address):
             return replies.BAD_RECIPIENT_ADDRESS
+        if not address.isascii() and not envelope.smtp_utf8:
+            return replies.RECIPIENT_NEEDS_SMTPUTF8
         if len(envelope.rcpt_tos) >= self.listener.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
         verdict = await self._ask(self.flow.rcpt_to, session.info, address)
@@ -306,6 +345,11 @@ class Handler:
                        envelope: MessageEnvelope, msgid: str) -> str:
         started = time.perf_counter()
         content: bytes = envelope.original_content or b""
+        if has_bare_newline(content):
+            if not session.info.mynetwork:
+                log.info("refused %s from [%s]: bare CR or LF", msgid, session.info.client_ip)
+                return replies.BARE_NEWLINE
+            content = crlf_lines(content)  # a trusted host's script: lines as it meant them
         result: DataResult = await self._ask(self.flow.data, session.info, content)
         verdict = result.verdict
         if verdict.decision is Decision.REJECT:
