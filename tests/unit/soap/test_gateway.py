@@ -68,12 +68,10 @@ def test_fault_table_maps_every_domain_error() -> None:
 
 
 class _Auth:
-    def retry_after(self, remote: str) -> float:
-        return 0.0
-
     def check(self, name: str, password: str, remote: str) -> Any:
         from appliance.access.levels import ADMIN
-        return (name, ADMIN) if password == "pw" else None
+        from appliance.soap.auth import Login
+        return Login(name, ADMIN) if password == "pw" else Login()
 
 
 def test_an_exception_inside_spyne_becomes_a_client_fault() -> None:
@@ -86,6 +84,7 @@ def test_an_exception_inside_spyne_becomes_a_client_fault() -> None:
     body = b"".join(gateway({
         "PATH_INFO": "/remote/", "REQUEST_METHOD": "POST", "HTTP_AUTHORIZATION": "Basic YTpwdw==",
         "wsgi.input": io.BytesIO(b"<x/>"), "CONTENT_LENGTH": "4", "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "text/xml", "HTTP_SOAPACTION": '""',
     }, lambda status, headers, exc=None: seen.update(status=status)))
     assert seen["status"].startswith("500")
     assert b"soap11env:Client" in body and b"Incorrect padding" in body
