@@ -38,6 +38,23 @@ def test_wrong_password_is_401_then_throttled(api: Api) -> None:
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
 
 
+def test_throttle_is_per_user_and_not_reset_by_another_accounts_login(api: Api) -> None:
+    def post(user: str, password: str) -> int:
+        return requests.post(api.url, data=LOGIN, headers=SOAP, auth=(user, password),
+                             timeout=5).status_code
+
+    assert [post("admin", "wrong") for _ in range(4)] == [401] * 4
+    assert post("viewer", PASSWORDS["viewer"]) == 200  # must not wipe admin's count
+    assert post("admin", "wrong") == 401  # the fifth: admin is blocked from this address now
+    assert post("admin", PASSWORDS["admin"]) == 429
+    assert post("viewer", PASSWORDS["viewer"]) == 200  # another user from the same address
+    assert post("tenant", PASSWORDS["tenant"]) == 200
+    with api.store.transaction(read_only=True) as session:
+        failed = [r for r in recent(session) if r.operation == "login"]
+    assert len(failed) == 5 and {r.username for r in failed} == {"admin"}
+    assert all('"soap"' in r.arguments and "wrong" not in r.arguments for r in failed)
+
+
 def test_unknown_user_is_401(api: Api) -> None:
     assert requests.post(api.url, data=LOGIN, headers=SOAP, auth=("nobody", "x"), timeout=5).status_code == 401
 
