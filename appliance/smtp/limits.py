@@ -39,17 +39,23 @@ class SessionLimits:
         self.pre_command_timeout = pre_command_timeout
         self._timeouts = conditions or ConditionLog(log)
         self._name = name
+        # Sessions that have not sent a command yet, oldest first: when the total is reached,
+        # the oldest of them makes room (Postfix's stress mode shortens the same wait).
+        self._silent: dict[int, tuple[Any, asyncio.BaseTransport]] = {}
 
     def opened(self, proto: Any, transport: asyncio.BaseTransport) -> str:
         """Count a new connection; the reply to refuse it with ("" when admitted)."""
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else ""
+        if self.counter.count >= self.counter.total and self._silent:
+            self._evict()
         if self.counter.admit(address):
             return replies.TOO_MANY_CONNECTIONS
         proto.limits_address = address
         loop = asyncio.get_running_loop()
-        proto.limits_timer = loop.call_later(self.pre_command_timeout, self._silent, proto,
+        proto.limits_timer = loop.call_later(self.pre_command_timeout, self._expired, proto,
                                              transport, address)
+        self._silent[id(proto)] = (proto, transport)
         return ""
 
     def heard(self, proto: Any) -> None:
@@ -58,6 +64,7 @@ class SessionLimits:
         if timer is not None:
             timer.cancel()
             proto.limits_timer = None
+        self._silent.pop(id(proto), None)
 
     def closed(self, proto: Any) -> None:
         self.heard(proto)
@@ -66,16 +73,28 @@ class SessionLimits:
             proto.limits_address = None
             self.counter.release(address)
 
-    def _silent(self, proto: Any, transport: asyncio.BaseTransport, address: str) -> None:
+    def _evict(self) -> None:
+        _, (proto, transport) = next(iter(self._silent.items()))
+        self._timeouts.note(f"SMTP {self._name}: {self.counter.total} connections open, "
+                            f"closing the longest silent ones to make room")
+        self.closed(proto)  # released now, so the new connection can take its place
+        _say_and_close(transport)
+
+    def _expired(self, proto: Any, transport: asyncio.BaseTransport, address: str) -> None:
         proto.limits_timer = None
+        self._silent.pop(id(proto), None)
         self._timeouts.note(f"SMTP {self._name}: no command within "
                             f"{self.pre_command_timeout:g} s of the greeting from {address}, "
                             f"closing such sessions")
-        if not transport.is_closing():
-            write = getattr(transport, "write", None)
-            if write is not None:
-                write(f"{replies.PRE_COMMAND_TIMEOUT}\r\n".encode())
-            transport.close()
+        _say_and_close(transport)
+
+
+def _say_and_close(transport: asyncio.BaseTransport) -> None:
+    if not transport.is_closing():
+        write = getattr(transport, "write", None)
+        if write is not None:
+            write(f"{replies.PRE_COMMAND_TIMEOUT}\r\n".encode())
+        transport.close()
 
 
 def descriptor_budget() -> int:

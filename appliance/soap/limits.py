@@ -14,6 +14,7 @@ The API runs in one process, so these per-process counts are the node's.
 from __future__ import annotations
 
 import logging
+import selectors
 import socket
 import ssl
 import threading
@@ -21,7 +22,7 @@ import time
 from typing import Any
 
 from cheroot import wsgi
-from cheroot.connections import ConnectionManager
+from cheroot.connections import ConnectionManager, _ThreadsafeSelector
 from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
@@ -122,8 +123,22 @@ class GuardedConnection(HTTPConnection):  # type: ignore[misc]
         super().close()
 
 
+class _TolerantSelector(_ThreadsafeSelector):  # type: ignore[misc]
+    def unregister(self, fileobj: Any) -> Any:
+        try:
+            return super().unregister(fileobj)
+        except KeyError:  # evicted (GuardedManager) earlier in the same select() round
+            return None
+
+
 class GuardedManager(ConnectionManager):  # type: ignore[misc]
     """Admits each accepted connection against the caps and parks it until it is readable."""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        getattr(self, "_selector").close()
+        self._selector = _TolerantSelector()
+        self._selector.register(server.socket.fileno(), selectors.EVENT_READ, data=server)
 
     def _from_server_socket(self, server_socket: socket.socket) -> Any:
         conn = super()._from_server_socket(server_socket)  # type: ignore[misc]
@@ -149,6 +164,7 @@ class GuardedManager(ConnectionManager):  # type: ignore[misc]
         if idle:
             fd, victim = min(idle, key=lambda pair: pair[1].last_used or 0.0)
             selector.unregister(fd)
+            victim.evicted = True  # it may still be in this round's ready list: skipped there
             victim.close()
 
 
@@ -161,6 +177,10 @@ class GuardedServer(wsgi.Server):  # type: ignore[misc]
         self.gate = gate
         self.header_timeout = header_timeout
         self.deadlines = Deadlines()
+
+    def process_conn(self, conn: Any) -> None:
+        if not getattr(conn, "evicted", False):
+            super().process_conn(conn)
 
     def prepare(self) -> None:
         super().prepare()
