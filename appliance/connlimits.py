@@ -23,7 +23,9 @@ class ConditionLog:
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[float, int]] = {}
 
-    def note(self, condition: str) -> None:
+    def note(self, condition: str, detail: str = "") -> None:
+        """Log `condition` (with this occurrence's `detail`, e.g. the address) unless it was
+        logged less than `interval` ago; repeats are counted into the next line."""
         now = self._clock()
         with self._lock:
             last, repeats = self._seen.get(condition, (float("-inf"), 0))
@@ -34,8 +36,8 @@ class ConditionLog:
                 self._seen.clear()
             self._seen[condition] = (now, 0)
         more = f" ({repeats} more in the last {self._interval:.0f} s)" if repeats else ""
-        self._log.warning("%s%s; repeats are logged at most every %.0f s", condition, more,
-                          self._interval)
+        self._log.warning("%s%s%s; repeats are logged at most every %.0f s", condition,
+                          f" (latest: {detail})" if detail else "", more, self._interval)
 
 
 class ConnectionCounter:
@@ -64,7 +66,7 @@ class ConnectionCounter:
         if self._count >= self.total:
             return f"{self._name}: {self.total} connections open, refusing more"
         if self._open.get(address, 0) >= self.per_address:
-            return (f"{self._name}: {self.per_address} connections open from {address}, "
+            return (f"{self._name}: {self.per_address} connections open from one address, "
                     f"refusing more from it")
         return ""
 
@@ -75,7 +77,7 @@ class ConnectionCounter:
                 self._open[address] = self._open.get(address, 0) + 1
                 self._count += 1
                 return ""
-        self._log.note(condition)
+        self._log.note(condition, address)
         return condition
 
     def release(self, address: str) -> None:

@@ -245,7 +245,6 @@ class Handler:
         if verdict is None:
             checked = await self.authenticate(name, secret, session.info.client_ip)
             if isinstance(checked, str):  # throttled: refused without checking
-                log.info("auth refused from [%s] as %r: throttled", session.info.client_ip, name)
                 return AuthResult(success=False, handled=False, message=checked)
             ok = checked
         elif verdict.decision is Decision.DEFER:

@@ -84,8 +84,8 @@ class SessionLimits:
         proto.limits_timer = None
         self._silent.pop(id(proto), None)
         self._timeouts.note(f"SMTP {self._name}: no command within "
-                            f"{self.pre_command_timeout:g} s of the greeting from {address}, "
-                            f"closing such sessions")
+                            f"{self.pre_command_timeout:g} s of the greeting, closing such "
+                            f"sessions", address)
         _say_and_close(transport)
 
 

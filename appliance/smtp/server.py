@@ -15,6 +15,7 @@ from appliance.access import throttle as login_throttle
 from appliance.access.throttle import ThrottlePolicy
 from appliance.access.users import authenticate
 from appliance.config.schema import Listener
+from appliance.connlimits import ConditionLog
 from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
@@ -53,6 +54,7 @@ class SmtpServer:
         self.reuse_port = reuse_port
         self.throttle = throttle  # AUTH failures, shared with the API through the store
         self.processes = processes  # receivers sharing each listener: each takes its share
+        self._throttled = ConditionLog(log)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
         self._flow_thread_count = flow_threads
@@ -191,6 +193,8 @@ class SmtpServer:
             now = self.clock()
             with self.store.transaction(read_only=True) as session:
                 if login_throttle.blocked_for(session, address=address, user=name, now=now):
+                    self._throttled.note("SMTP AUTH refused unchecked after repeated failures",
+                                         f"{name!r} from [{address}]")
                     return replies.AUTH_THROTTLED
                 ok = authenticate(session, name, password) is not None
                 counted = ok and login_throttle.has_failures(session, address=address, user=name)

@@ -54,6 +54,11 @@ class Deadlines:
         self._thread: threading.Thread | None = None
         self._log = ConditionLog(log, interval=log_every)
 
+    @property
+    def armed(self) -> int:
+        """Connections whose request head is being read now (in a worker)."""
+        return len(self._armed)
+
     def arm(self, sock: socket.socket, seconds: float, address: str) -> None:
         with self._lock:
             self._armed[id(sock)] = (time.monotonic() + seconds, sock, address)
@@ -81,8 +86,8 @@ class Deadlines:
                 for key, _ in due:
                     del self._armed[key]
             for _, (_, sock, address) in due:
-                self._log.note(f"API: request head not complete in time from {address}, "
-                               f"closing such connections")
+                self._log.note("API: request head not complete by the deadline, closing "
+                               "such connections", address)
                 try:  # the plain socket's shutdown: a blocked read in the worker returns
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
                 except OSError:

@@ -89,6 +89,11 @@ class SoapServer:
         self._thread: threading.Thread | None = None
 
     @property
+    def heads_in_progress(self) -> int:
+        """Connections a worker is reading a request head from (under the header deadline)."""
+        return int(self._server.deadlines.armed)
+
+    @property
     def port(self) -> int:
         return int(self._server.bind_addr[1])
 
