@@ -41,6 +41,11 @@ class Listener(_Section):
     require_auth: bool = False
     transport: str = "default"  # transport of the entries this listener queues
     script: str = ""  # policy script id (policy)
+    # Connection caps (Postfix: smtpd_client_connection_count_limit, process limits), counted
+    # per receiving process: with several processes on one listener each takes its share.
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_address: int = Field(default=50, ge=1)
+    pre_command_timeout: float = Field(default=20.0, gt=0)  # greeting -> first command line
 
     @field_validator("address")
     @classmethod
@@ -89,7 +94,18 @@ class ApiSection(_Section):
     tls_key: str = ""
     public_url: str = ""  # soap:address in the WSDL; default derived from listen
     max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
-    auth_failures_before_throttle: int = Field(default=5, ge=1)
+    auth_failures_before_throttle: int = Field(default=5, ge=1)  # per (address, user)
+    auth_failures_per_address: int = Field(default=30, ge=1)  # any user; SMTP AUTH shares both
+    auth_window: float = Field(default=60.0, gt=0)  # failures count within this many seconds
+    auth_block: float = Field(default=60.0, gt=0)  # how long a throttled key is refused
+    # Requests of most operations are small: the inflated body is capped far below
+    # max_request_bytes, which only operations carrying files, scripts or config text get.
+    max_operation_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_array_items: int = Field(default=10_000, ge=1)  # children of any one element
+    max_connections: int = Field(default=256, ge=1)
+    # Below the server's worker threads, so that one address cannot hold all of them.
+    max_connections_per_address: int = Field(default=16, ge=1)
+    header_timeout: float = Field(default=10.0, gt=0)  # TLS handshake + request head, in total
     metrics_loopback_open: bool = False  # /metrics without credentials from 127.0.0.0/8 and ::1
     ready_min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)  # /readyz: spool disk
 

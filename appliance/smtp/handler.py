@@ -21,6 +21,7 @@ from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdi
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
 from appliance.smtp.fastinit import Members, fast_init
+from appliance.smtp.limits import SessionLimits
 from appliance.smtp.phases import PhaseTimer
 from appliance.smtp.message import (
     command_problem, crlf_lines, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
@@ -30,7 +31,8 @@ from appliance.types import Envelope, NewMessage, QueueState
 
 log = logging.getLogger(__name__)
 
-Authenticate = Callable[[str, str], Awaitable[bool]]
+# (user, password, client address) -> whether they are right, or the reply refusing unchecked
+Authenticate = Callable[[str, str, str], Awaitable[bool | str]]
 T = TypeVar("T")
 
 
@@ -69,6 +71,8 @@ class Protocol(SMTP):
     """One connection. Adds the connect-stage verdict and our session/envelope types."""
 
     event_handler: Handler
+    limits: SessionLimits | None = None  # set by the listener's protocol factory
+    _refusal = ""
 
     def __init__(self, handler: Handler, *, members: Members | None = None, **options: Any) -> None:
         if members is None:
@@ -90,6 +94,8 @@ class Protocol(SMTP):
         before = self.session
         if before is None:
             self._connected = time.perf_counter()
+            if self.limits is not None:
+                self._refusal = self.limits.opened(self, transport)
         super().connection_made(transport)
         if isinstance(before, ClientSession) and isinstance(self.session, ClientSession):
             # STARTTLS made a fresh session (RFC 3207 §4.2: forget HELO and AUTH); the client
@@ -102,12 +108,19 @@ class Protocol(SMTP):
             self.session.delete_all = before.delete_all
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.limits is not None:
+            self.limits.closed(self)
         super().connection_lost(error)
         phases = self.event_handler.phases
         if phases is not None and self._replied:
             now = time.perf_counter()
             phases.add("session: 250 -> closed", now - self._replied)
             phases.add("session: total", now - self._connected)
+
+    def data_received(self, data: bytes) -> None:
+        if self.limits is not None and b"\n" in data:
+            self.limits.heard(self)
+        super().data_received(data)
 
     async def smtp_DATA(self, arg: str | None) -> None:
         self._data_command = time.perf_counter()
@@ -150,6 +163,11 @@ class Protocol(SMTP):
         return True
 
     async def _handle_client(self) -> None:
+        if self._refusal:  # over a connection cap: 421 at once (RFC 5321 section 3.8)
+            await self.push(self._refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
         try:
             reply = await self.event_handler.on_connect(self)
         except Exception:
@@ -260,7 +278,10 @@ class Handler:
         secret = password.decode("utf-8", errors="replace")
         verdict = await self._ask(self.flow.auth, session.info, name, secret)
         if verdict is None:
-            ok = await self.authenticate(name, secret)
+            checked = await self.authenticate(name, secret, session.info.client_ip)
+            if isinstance(checked, str):  # throttled: refused without checking
+                return AuthResult(success=False, handled=False, message=checked)
+            ok = checked
         elif verdict.decision is Decision.DEFER:
             return AuthResult(success=False, handled=False, message=replies.verdict_reply(
                 verdict.code, verdict.text, replies.AUTH_TEMPORARY))

@@ -6,6 +6,8 @@ from __future__ import annotations
 SERVICE_UNAVAILABLE = "421 4.3.2 Service not available, closing transmission channel"
 LOCAL_ERROR = "451 4.3.0 Local error in processing, try again later"
 CONNECT_REJECTED = "554 5.7.1 Connection rejected"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+PRE_COMMAND_TIMEOUT = "421 4.4.2 No command received in time, closing connection"
 
 # Envelope
 OK = "250 2.0.0 OK"
@@ -36,6 +38,7 @@ DATA_DEFERRED = "451 4.7.1 Message deferred, try again later"
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_TEMPORARY = "454 4.7.0 Temporary authentication failure"
+AUTH_THROTTLED = "454 4.7.0 Too many failed authentication attempts, try again later"
 AUTH_BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 AUTH_MALFORMED = "501 5.5.2 Malformed authentication data"
 

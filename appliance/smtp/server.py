@@ -11,13 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance.access import throttle as login_throttle
+from appliance.access.throttle import ThrottlePolicy
 from appliance.access.users import authenticate
 from appliance.config.schema import Listener
+from appliance.connlimits import ConditionLog
 from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
 from appliance.smtp.fastinit import Members, introspect
+from appliance.smtp import replies
 from appliance.smtp.handler import Handler, Protocol
+from appliance.smtp.limits import SessionLimits, raise_descriptor_limit
 from appliance.smtp.phases import PhaseTimer
 from appliance.tls import ensure_certificate, server_context
 
@@ -36,7 +41,8 @@ class SmtpServer:
     def __init__(self, *, store: Store, intake: Intake, listeners: list[Listener], hostname: str,
                  tls_dir: Path, flow: Flow, on_enqueued: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time, reuse_port: bool = False,
-                 flow_threads: int = 8) -> None:
+                 flow_threads: int = 8, throttle: ThrottlePolicy = ThrottlePolicy(),
+                 processes: int = 1) -> None:
         self.store = store
         self.intake = intake
         self.listeners = listeners
@@ -46,6 +52,9 @@ class SmtpServer:
         self.on_enqueued = on_enqueued
         self.clock = clock
         self.reuse_port = reuse_port
+        self.throttle = throttle  # AUTH failures, shared with the API through the store
+        self.processes = processes  # receivers sharing each listener: each takes its share
+        self._throttled = ConditionLog(log)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
         self._flow_thread_count = flow_threads
@@ -60,6 +69,7 @@ class SmtpServer:
     async def start(self) -> None:
         # aiosmtpd logs every command line at INFO; the node logs one line per message instead.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
+        raise_descriptor_limit()
         self.intake.start()
         self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
         try:
@@ -154,12 +164,18 @@ class SmtpServer:
             auth_require_tls=listener.starttls, auth_exclude_mechanism=excluded, timeout=300,
         )
         members: list[Members] = []  # filled by the first connection
+        limits = SessionLimits(
+            name=listener.id, max_connections=listener.max_connections,
+            per_address=listener.max_connections_per_address,
+            pre_command_timeout=listener.pre_command_timeout, processes=self.processes)
 
         def make() -> Protocol:
             if members:
-                return Protocol(handler, members=members[0], **options)
-            proto = Protocol(handler, **options)
-            members.append(introspect(proto))
+                proto = Protocol(handler, members=members[0], **options)
+            else:
+                proto = Protocol(handler, **options)
+                members.append(introspect(proto))
+            proto.limits = limits
             return proto
 
         return make
@@ -170,10 +186,26 @@ class SmtpServer:
         cert, key = ensure_certificate(self.tls_dir, self.hostname)
         return server_context(cert, key)
 
-    async def _authenticate(self, name: str, password: str) -> bool:
-        def check() -> bool:
+    async def _authenticate(self, name: str, password: str, address: str) -> bool | str:
+        """The user table's answer, under the login throttle the API shares (per address and
+        user, and per address; appliance.access.throttle): a blocked key is refused unchecked."""
+        def check() -> bool | str:
+            now = self.clock()
             with self.store.transaction(read_only=True) as session:
-                return authenticate(session, name, password) is not None
+                if login_throttle.blocked_for(session, address=address, user=name, now=now):
+                    self._throttled.note("SMTP AUTH refused unchecked after repeated failures",
+                                         f"{name!r} from [{address}]")
+                    return replies.AUTH_THROTTLED
+                ok = authenticate(session, name, password) is not None
+                counted = ok and login_throttle.has_failures(session, address=address, user=name)
+            if not ok:
+                with self.store.transaction() as session:
+                    login_throttle.record_failure(session, address=address, user=name,
+                                                  protocol="smtp", policy=self.throttle, now=now)
+            elif counted:
+                with self.store.transaction() as session:
+                    login_throttle.record_success(session, address=address, user=name)
+            return ok
 
         try:
             return await asyncio.to_thread(check)
@@ -212,4 +244,7 @@ def component(node: Node) -> SmtpServer:
         store=node.store, intake=Intake(node.store, node.spool), listeners=list(config.listeners),
         hostname=config.node.hostname, tls_dir=node.settings.tls_dir, flow=node.flow,
         on_enqueued=CoalescedKick(node.notify_enqueued),
+        throttle=ThrottlePolicy(per_user=config.api.auth_failures_before_throttle,
+                                per_address=config.api.auth_failures_per_address,
+                                window=config.api.auth_window, block=config.api.auth_block),
     )

@@ -108,11 +108,17 @@ class ApplianceApplication(Application):  # type: ignore[misc]
         if isinstance(principal, Principal):
             Call(self.node, principal, ctx.descriptor.name).audit_failure({}, ctx.in_error)
 
+    def has_api_auth_script(self) -> bool:
+        return self._api_auth_script() is not None
+
+    def _api_auth_script(self) -> Any:
+        policy = getattr(self.node.node, "policy", None) if self.node is not None else None
+        return getattr(policy, "api_auth", None)
+
     def _script_allows(self, ctx: Any, principal: Principal, operation: str) -> bool:
         """The api-auth script's decision, if one is configured: True allows the call outright,
         a refusal is Forbidden, no decision leaves it to the built-in levels."""
-        policy = getattr(self.node.node, "policy", None) if self.node is not None else None
-        script = getattr(policy, "api_auth", None)
+        script = self._api_auth_script()
         if script is None:
             return False
         fields = getattr(ctx.descriptor.in_message, "_type_info", {})
