@@ -107,6 +107,7 @@ def test_arguments_that_cannot_be_read_are_audited(api: Api) -> None:
     resp = requests.post(api.url, data=body.replace("mailQueueDelete", "mailQueue")
                          .replace("<h:id>abc</h:id>", "<h:offset>abc</h:offset>").encode(),
                          auth=("admin", "admin-pw"), timeout=30,
-                         headers={"Content-Type": "text/xml; charset=utf-8"})
+                         headers={"Content-Type": "text/xml; charset=utf-8",
+                                  "SOAPAction": '"mailQueue"'})
     assert resp.status_code == 500 and b"faultstring" in resp.content
     assert _last(api, "mailQueue") == []
