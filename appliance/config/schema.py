@@ -90,6 +90,7 @@ class ApiSection(_Section):
     public_url: str = ""  # soap:address in the WSDL; default derived from listen
     max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     auth_failures_before_throttle: int = Field(default=5, ge=1)
+    wsdl_requires_auth: bool = False  # GET /remote/?wsdl without credentials unless true
 
 
 class ClusterSection(_Section):

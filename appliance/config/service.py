@@ -9,10 +9,11 @@ removes that override.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from appliance.cluster.shared import StoreRouter
-from appliance.config import document, keys, overrides, revisions
+from appliance.config import document, flows, keys, overrides, revisions
 from appliance.config.document import ConfigError, Problem
 from appliance.config.revisions import RevisionInfo
 from appliance.errors import NotFound
@@ -48,6 +49,21 @@ class ConfigService:
             text = revisions.text_get(session)
             local = overrides.overrides_of(session, self.serial)
         return keys.config_keys(text) + [(LOCAL_PREFIX + k, v) for k, v in local]
+
+    def key_states(self, running: dict[str, Any]) -> tuple[list[keys.KeyState], list[flows.FlowKey],
+                                                          list[tuple[str, str]]]:
+        """configKeys: every key with its value in force (`running`: the node's Config dumped),
+        the flows' script keys, and this node's overrides — all read in one transaction."""
+        with self.router.config_store().transaction(read_only=True) as session:
+            text = revisions.text_get(session)
+            local = overrides.overrides_of(session, self.serial)
+        return keys.key_states(text, local, running), flows.flow_keys(text), local
+
+    def flow_set(self, key: str, params: Sequence[str], *, comment: str = "", author: str) -> int:
+        """configKeySet(key, params) on a flow key: the script it names, as a new revision."""
+        target, source = flows.flow_assignment(self.text_get(), key, params)
+        return self.key_set(target, source, comment=comment or f"set {key} ({target})",
+                            author=author)
 
     def key_get(self, key: str) -> str:
         with self.router.config_store().transaction(read_only=True) as session:

@@ -7,6 +7,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,7 +48,8 @@ class SoapServer:
     def __init__(self, context: NodeContext, listen: Listen, *, public_url: str = "",
                  tls_files: tuple[Path, Path] | None = None, max_request_bytes: int = 50 << 20,
                  max_failures: int = 5, threads: int = 16, backlog: int = 256,
-                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None) -> None:
+                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None,
+                 wsdl_requires_auth: Callable[[], bool] = lambda: False) -> None:
         if listen.scheme == "https" and tls_files is None:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
@@ -63,6 +65,7 @@ class SoapServer:
             WsgiApplication(self.app, max_content_length=max_request_bytes),
             authenticator=self.authenticator, wsdl=b"",
             page=operations_page(self.app), max_request_bytes=max_request_bytes,
+            wsdl_requires_auth=wsdl_requires_auth,
         )
         self._server = wsgi.Server((listen.host, listen.port), self.gateway, numthreads=threads,
                                    request_queue_size=backlog, server_name="appliance")
@@ -136,7 +139,9 @@ def component(node: Any) -> SoapServer:
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,
-                      max_failures=config.api.auth_failures_before_throttle)
+                      max_failures=config.api.auth_failures_before_throttle,
+                      # read per request, so a config revision switches it without a restart
+                      wsdl_requires_auth=lambda: bool(node.config.api.wsdl_requires_auth))
 
 
 def _kicker(node: Any) -> Any:
