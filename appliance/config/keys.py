@@ -42,7 +42,9 @@ def config_keys(text: str) -> list[tuple[str, str]]:
 class KeyState:
     """A key's value in the current revision, the value in force on this node, and where that
     comes from: `default` (not written), `revision` (the shared text), `local` (this node's
-    override) or `flag` (a command-line flag of the running node, e.g. --smtp-listen)."""
+    override) or `flag`: the running node holds another value than the revision with the
+    overrides gives, which is what a command-line flag (--smtp-listen, --relay) does; for the
+    moment between a commit and its application on the node, a changed key reads `flag` too."""
 
     key: str
     value: str
