@@ -15,6 +15,8 @@ from typing import Any
 from appliance.cluster.shared import StoreRouter
 from appliance.config import document, flows, keys, overrides, revisions
 from appliance.config.document import ConfigError, Problem
+from appliance.config.flows import FlowKey
+from appliance.config.keys import KeyState
 from appliance.config.revisions import RevisionInfo
 from appliance.errors import NotFound
 
@@ -50,7 +52,7 @@ class ConfigService:
             local = overrides.overrides_of(session, self.serial)
         return keys.config_keys(text) + [(LOCAL_PREFIX + k, v) for k, v in local]
 
-    def key_states(self, running: dict[str, Any]) -> tuple[list[keys.KeyState], list[flows.FlowKey],
+    def key_states(self, running: dict[str, Any]) -> tuple[list[KeyState], list[FlowKey],
                                                           list[tuple[str, str]]]:
         """configKeys: every key with its value in force (`running`: the node's Config dumped),
         the flows' script keys, and this node's overrides — all read in one transaction."""

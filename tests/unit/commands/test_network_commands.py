@@ -137,8 +137,8 @@ def test_statd_with_the_real_sampler(run: Run, tmp_path: Path) -> None:
         "load:load1", "load:load15", "load:load5"]
     runner.end("admin", cid)
     finish(runner, "admin", cid)
-    out = run(CommandContext(log_dir=tmp_path, sampler=Sampler(Probe())), ["statd", "-g", "nosuch"])
-    assert out == "statd: no counter or graph 'nosuch' (statd -l lists them)\n"
+    text = run(CommandContext(log_dir=tmp_path, sampler=Sampler(Probe())), ["statd", "-g", "nosuch"])
+    assert text == "statd: no counter or graph 'nosuch' (statd -l lists them)\n"
     listed = dict(line.split("=", 1) for line in run(
         CommandContext(log_dir=tmp_path, sampler=Sampler(Probe(), storage=tmp_path)),
         ["statd", "-l"]).splitlines())
