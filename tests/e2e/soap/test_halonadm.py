@@ -172,3 +172,26 @@ def test_flow_scripts_round_trip_as_config_keys(trust_node: HttpsNode) -> None:
 
 def by_key_of(client: SudsClient) -> dict[str, Any]:
     return {i.key: i for i in client.service.configKeys().item}
+
+
+def test_the_config_switch_requires_credentials_for_the_wsdl(trust_node: HttpsNode) -> None:
+    import requests
+
+    node = trust_node
+    client = node.suds()  # loads the WSDL anonymously
+
+    def anonymous() -> int:
+        return requests.get(node.url + "?wsdl", verify=str(node.cert), timeout=10).status_code
+
+    assert anonymous() == 200
+    client.service.configKeySet(key="api.wsdl_requires_auth", value="true")
+    deadline = time.monotonic() + 30  # applied by the node without a restart
+    while anonymous() != 401:
+        assert time.monotonic() < deadline, "the switch was not applied"
+        time.sleep(0.2)
+    assert requests.get(node.url + "?wsdl", verify=str(node.cert), timeout=10,
+                        auth=("admin", node.node.admin_password)).status_code == 200
+    client.service.configKeySet(key="api.wsdl_requires_auth", value="false")
+    while anonymous() != 200:
+        assert time.monotonic() < deadline + 30, "the switch was not applied"
+        time.sleep(0.2)
