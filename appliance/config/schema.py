@@ -108,6 +108,7 @@ class ApiSection(_Section):
     header_timeout: float = Field(default=10.0, gt=0)  # TLS handshake + request head, in total
     metrics_loopback_open: bool = False  # /metrics without credentials from 127.0.0.0/8 and ::1
     ready_min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)  # /readyz: spool disk
+    wsdl_requires_auth: bool = False  # GET /remote/?wsdl without credentials unless true
 
 
 class ClusterSection(_Section):

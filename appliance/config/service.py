@@ -12,13 +12,17 @@ the stored secret.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from appliance.cluster.shared import StoreRouter
-from appliance.config import document, keys, overrides, revisions, secrets
+from appliance.config import document, flows, keys, overrides, revisions, secrets
 from appliance.config.document import ConfigError, Problem
+from appliance.config.flows import FlowKey
+from appliance.config.keys import KeyState
 from appliance.config.revisions import RevisionInfo
 from appliance.errors import NotFound
 
@@ -58,6 +62,27 @@ class ConfigService:
             local = overrides.overrides_of(session, self.serial)
         pairs = keys.config_keys(text) + [(LOCAL_PREFIX + k, v) for k, v in local]
         return pairs if reveal else secrets.redact_keys(pairs)
+
+    def key_states(self, running: dict[str, Any], *, reveal: bool = False,
+                   ) -> tuple[list[KeyState], list[FlowKey], list[tuple[str, str]]]:
+        """configKeys: every key with its value in force (`running`: the node's Config dumped),
+        the flows' script keys, and this node's overrides — all read in one transaction; secret
+        values redacted unless `reveal`."""
+        with self.router.config_store().transaction(read_only=True) as session:
+            text = revisions.text_get(session)
+            local = overrides.overrides_of(session, self.serial)
+        states = keys.key_states(text, local, running)
+        if not reveal:
+            states = [_redacted(s) for s in states]
+            local = secrets.redact_keys([(LOCAL_PREFIX + k, v) for k, v in local])
+            local = [(k.removeprefix(LOCAL_PREFIX), v) for k, v in local]
+        return states, flows.flow_keys(text), local
+
+    def flow_set(self, key: str, params: Sequence[str], *, comment: str = "", author: str) -> int:
+        """configKeySet(key, params) on a flow key: the script it names, as a new revision."""
+        target, source = flows.flow_assignment(self.text_get(), key, params)
+        return self.key_set(target, source, comment=comment or f"set {key} ({target})",
+                            author=author)
 
     def key_get(self, key: str, *, reveal: bool = False) -> str:
         with self.router.config_store().transaction(read_only=True) as session:
@@ -141,3 +166,11 @@ class ConfigService:
             except ConfigError as exc:
                 raise ConfigError([Problem(p.line, p.column, f"with node {serial}'s overrides: "
                                            f"{p.message}") for p in exc.problems]) from exc
+
+
+def _redacted(state: KeyState) -> KeyState:
+    kind = secrets.kind_of_key(state.key)
+    if kind is None:
+        return state
+    return dataclasses.replace(state, value=secrets.redact_value(kind, state.value),
+                               effective=secrets.redact_value(kind, state.effective))

@@ -32,7 +32,8 @@ def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
             transport=msg.transports.get(rcpt, msg.transport), fromserver=msg.envelope.client_ip,
             helo=msg.envelope.helo, sasl=msg.envelope.sasl, path=msg.path,
             state=msg.state.value, quarantine=msg.quarantine,
-            action=Action.QUARANTINE.value if msg.quarantine else "",
+            # The policy's decision, as the old API marks a waiting entry (msgaction).
+            action=(Action.QUARANTINE if msg.quarantine else Action.DELIVER).value,
             is_dsn=int(msg.is_dsn), description="", error="", retries=0, actionid=0, jobid="",
             score=0.0, next_retry=0.0, lease_until=0.0, lease_owner="",
         )

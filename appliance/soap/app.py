@@ -35,6 +35,7 @@ SERVICES: tuple[str, ...] = (
     "appliance.soap.services.cluster:ClusterService",
     "appliance.soap.services.commands:CommandService",
     "appliance.soap.services.scripts:ScriptService",
+    "appliance.soap.services.update:UpdateService",
 )
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.

@@ -18,6 +18,7 @@ FAULT_CODES: tuple[tuple[type[errors.ApplianceError], str], ...] = (
     (errors.Forbidden, "Client.Forbidden"),
     (errors.Unauthorized, "Client.Unauthorized"),
     (errors.Conflict, "Client.Conflict"),
+    (errors.Unsupported, "Client.Unsupported"),
     (errors.StoreUnavailable, "Server.Unavailable"),
     (errors.ApplianceError, "Server"),
 )

@@ -56,8 +56,12 @@ class Gateway:
     def __init__(self, spyne_app: WsgiApp, *, authenticator: Authenticator, wsdl: bytes,
                  page: bytes, max_request_bytes: int, max_operation_bytes: int | None = None,
                  max_array_items: int = 10_000, precheck: Precheck | None = None,
-                 operations: Operations | None = None, public_url: str = "") -> None:
+                 operations: Operations | None = None, public_url: str = "",
+                 wsdl_requires_auth: Callable[[], bool] = lambda: False) -> None:
         self._app = spyne_app
+        # The WSDL is a public contract, the same on every node, and old clients (suds, WSDL
+        # importers) fetch it anonymously on start; the config may require credentials for it.
+        self._wsdl_requires_auth = wsdl_requires_auth
         self._auth = authenticator
         self.wsdl = wsdl
         self._page = page
@@ -73,6 +77,10 @@ class Gateway:
         if environ.get("PATH_INFO", "") not in PATHS:
             return _plain(start_response, "404 Not Found", b"not found\n")
         query = _strip_credentials(environ)
+        if (environ.get("REQUEST_METHOD") == "GET" and "wsdl" in {k.lower() for k in query}
+                and not self._wsdl_requires_auth()):
+            return self._respond(environ, start_response, "200 OK", self.wsdl,
+                                 "text/xml; charset=utf-8")
         method = environ.get("REQUEST_METHOD", "")
         if method == "POST":
             try:  # before credentials: a forged cross-site POST is refused whatever it carries

@@ -7,6 +7,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +54,8 @@ class SoapServer:
                  max_operation_bytes: int = 1 << 20, max_array_items: int = 10_000,
                  max_connections: int = 256, max_connections_per_address: int = 16,
                  header_timeout: float = 10.0, threads: int = 32, backlog: int = 256,
-                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None) -> None:
+                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None,
+                 wsdl_requires_auth: Callable[[], bool] = lambda: False) -> None:
         if listen.scheme == "https" and tls_files is None:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
@@ -73,6 +75,7 @@ class SoapServer:
             page=operations_page(self.app), max_request_bytes=max_request_bytes,
             max_operation_bytes=max_operation_bytes, max_array_items=max_array_items,
             precheck=self._precheck, operations=self.operations, public_url=public_url,
+            wsdl_requires_auth=wsdl_requires_auth,
         )
         self.connections = ConnectionCounter(
             total=max_connections, per_address=max_connections_per_address, name="API",
@@ -174,7 +177,9 @@ def component(node: Any) -> SoapServer:
                       max_array_items=config.api.max_array_items,
                       max_connections=config.api.max_connections,
                       max_connections_per_address=config.api.max_connections_per_address,
-                      header_timeout=config.api.header_timeout)
+                      header_timeout=config.api.header_timeout,
+                      # read per request, so a config revision switches it without a restart
+                      wsdl_requires_auth=lambda: bool(node.config.api.wsdl_requires_auth))
 
 
 def throttle_policy(api: Any) -> ThrottlePolicy:

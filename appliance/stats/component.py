@@ -46,7 +46,7 @@ class StatsComponent:
                                     rates=self.rates, clock=clock)
         self.updater = GraphUpdater(rrd_dir, probe, interval=config.stats.graph_interval,
                                     step=config.stats.rrd_step, clock=clock)
-        self.sampler = Sampler(probe)
+        self.sampler = Sampler(probe, storage=rrd_dir)
 
     def on_config(self, config: Config) -> None:
         """Intervals and graphed counters follow the config; the RRD step applies to new files."""

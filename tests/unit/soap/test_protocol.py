@@ -102,7 +102,8 @@ def test_mail_queue_pages(count: int) -> None:
     items = [queue_item(entry(n), METADATA if n % 2 else {}, "SERIAL-1") for n in range(count)]
     for total in (None, 0, count, 123_456):
         body = same_response("mailQueue", (items, total))
-        assert body.count(b"<tns:item>") == count + (count // 2) * len(METADATA)
+        scored = sum(1 for n in range(count) if n)  # msgscore: one (engine, score) pair if scored
+        assert body.count(b"<tns:item>") == count + (count // 2) * len(METADATA) + scored
         assert (b"<tns:totalhits>" in body) == (total is not None)
 
 
@@ -135,7 +136,7 @@ def test_values_of_other_types_take_spynes_path() -> None:
     """Wrong or unusual Python types are written by Spyne itself, so they come out the same."""
     item = queue_item(entry(1), {"k": "v"}, "S")
     item.msgsize = True  # a bool in a Long: Spyne writes "True"
-    item.msgscore = 3  # an int in a Double
+    item.msgscore = [Pair(first="policy", second=3)]  # an int in a Unicode
     item.msgretries = "4"  # a str in an Integer
     item.msgsubject = [b"chunk one ", b"chunk two"]  # ByteArray as a sequence of chunks
     item.msgmetadata = [None, Pair(first="a", second=None), ("t", "u")]
