@@ -92,20 +92,26 @@ class _Compiler:
             return self.condition(node)
         if isinstance(node, Not):
             return not_(self.node(node.operand))
-        parts = [self.node(n) for n in node.operands]
-        return and_(*parts) if isinstance(node, And) else or_(*parts)
+        if isinstance(node, And):
+            return and_(*[self.node(n) for n in node.operands])
+        metadata = [n for n in node.operands if _is_metadata(n)]
+        if len(metadata) < 2:
+            return or_(*[self.node(n) for n in node.operands])
+        # One lookup for all OR'ed metadata terms: a subquery per term costs entries x terms.
+        rest = [self.node(n) for n in node.operands if not _is_metadata(n)]
+        return or_(self._metadata(metadata), *rest)
 
     def _queue_id_column(self) -> Any:
         return self.model.queueid if self.history else self.model.id
 
     def condition(self, c: Condition) -> ColumnElement[bool]:
-        field = fields.METADATA if c.key is not None else fields.FIELDS[c.field]
+        if c.key is not None:
+            return self._metadata([c])
+        field = fields.FIELDS[c.field]
         if field.queue_only and self.history:
             raise FilterError(c.pos, f"field '{c.field}' does not apply to history")
         if field.history_only and not self.history:
             raise FilterError(c.pos, f"field '{c.field}' applies to history only")
-        if field.type is Type.METADATA:
-            return self._metadata(c)
         if c.field == "queueid":
             return _compare(self._queue_id_column(), c.op, c.value)
         if c.field == "historyid":
@@ -128,15 +134,28 @@ class _Compiler:
             return getattr(self.model, _DOMAIN_COLUMNS[c.field]) == domain
         return _like(column, value)
 
-    def _metadata(self, c: Condition) -> ColumnElement[bool]:
-        value = str(c.value)
-        match = self.meta.value == value if c.op == "=" else _like(self.meta.value, value)
-        return (
-            select(self.meta.entry_id)
-            .where(self.meta.entry_id == self.model.id, self.meta.key == c.key, match)
-            .correlate(self.model)
-            .exists()
-        )
+    def _metadata(self, conditions: list[Condition]) -> ColumnElement[bool]:
+        """Entries with a metadata row matching any of `conditions`, as ONE uncorrelated
+        `id IN (SELECT entry_id ...)`: the store runs the subquery once, through the (key,
+        value) index for `=`, instead of once per entry and term."""
+        by_key: dict[str, tuple[list[str], list[ColumnElement[bool]]]] = {}
+        for c in conditions:
+            assert c.key is not None
+            equal, like = by_key.setdefault(c.key, ([], []))
+            if c.op == "=":
+                equal.append(str(c.value))
+            else:
+                like.append(_like(self.meta.value, str(c.value)))
+        branches = []
+        for key, (equal, like) in by_key.items():
+            values = [self.meta.value == equal[0]] if len(equal) == 1 else (
+                [self.meta.value.in_(equal)] if equal else [])
+            branches.append(and_(self.meta.key == key, or_(*values, *like)))
+        return self.model.id.in_(select(self.meta.entry_id).where(or_(*branches)))
+
+
+def _is_metadata(node: Node) -> bool:
+    return isinstance(node, Condition) and node.key is not None
 
 
 def _compare(column: Any, op: str, value: object) -> ColumnElement[bool]:

@@ -128,15 +128,29 @@ def test_historyid_on_queue_is_refused() -> None:
     assert (e.value.position, e.value.problem) == (4, "field 'historyid' applies to history only")
 
 
-def test_metadata_is_a_correlated_exists() -> None:
+def test_metadata_is_one_uncorrelated_lookup() -> None:
     where, params = sql("metadata.score=5")
     assert where == (
-        "EXISTS (SELECT queue_metadata.entry_id FROM queue_metadata WHERE queue_metadata.entry_id = queue.id"
-        " AND queue_metadata.\"key\" = ? AND queue_metadata.value = ?)"
+        "queue.id IN (SELECT queue_metadata.entry_id FROM queue_metadata"
+        " WHERE queue_metadata.\"key\" = ? AND queue_metadata.value = ?)"
     )
     assert sorted(map(str, params.values())) == ["5", "score"]
     where, _ = sql("not metadata.score~5", history=True)
-    assert where.startswith("NOT (EXISTS (SELECT history_metadata.entry_id FROM history_metadata WHERE")
+    assert where.startswith("(history.id NOT IN (SELECT history_metadata.entry_id FROM history_metadata WHERE")
+
+
+def test_ored_metadata_terms_share_one_subquery() -> None:
+    terms = " or ".join(f"metadata.k{i % 3}={i}" for i in range(300))
+    where, params = sql(f"{terms} or metadata.k1~x% or size=7", dialect="postgresql")
+    assert where.count("SELECT") == 1, where
+    assert where.count("IN (") == 4, where  # queue.id IN, and one value IN per key
+    assert "size = " in where
+    # Three keys, three expanding value lists holding the 300 values, the pattern, the size.
+    assert len(params) == 3 + 3 + 2
+    assert sum(len(v) for v in params.values() if isinstance(v, list)) == 300
+    # Terms AND'ed with the group keep their own meaning.
+    where, _ = sql("(metadata.a=1 or metadata.b=2) metadata.c=3")
+    assert where.count("SELECT") == 2, where
 
 
 def test_boolean_structure() -> None:
