@@ -90,6 +90,8 @@ class ApiSection(_Section):
     public_url: str = ""  # soap:address in the WSDL; default derived from listen
     max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     auth_failures_before_throttle: int = Field(default=5, ge=1)
+    # Seconds any one store statement of an API call may run (read at start).
+    statement_timeout: float = Field(default=30.0, gt=0, le=3600)
 
 
 class ClusterSection(_Section):

@@ -82,7 +82,8 @@ class ApplianceApplication(Application):  # type: ignore[misc]
                 if mutating:
                     call.audit_failure({}, exc)
                 raise
-            return super().call_wrapper(ctx)
+            with self.node.store.statement_timeout(self.node.statement_timeout):
+                return super().call_wrapper(ctx)
         except Fault:
             raise
         except ApplianceError as exc:

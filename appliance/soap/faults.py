@@ -19,6 +19,7 @@ FAULT_CODES: tuple[tuple[type[errors.ApplianceError], str], ...] = (
     (errors.Unauthorized, "Client.Unauthorized"),
     (errors.Conflict, "Client.Conflict"),
     (errors.StoreUnavailable, "Server.Unavailable"),
+    (errors.QueryTimeout, "Server.Timeout"),
     (errors.ApplianceError, "Server"),
 )
 
