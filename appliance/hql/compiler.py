@@ -10,6 +10,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
+from appliance.db.models_hql import SUBJECT_FTS
 from appliance.errors import FilterError
 from appliance.hql import fields
 from appliance.hql.ast import And, Condition, Node, Not, Or
@@ -48,6 +49,49 @@ def _ci_like_default(element: ci_like, compiler: SQLCompiler, **kw: Any) -> str:
 def _ci_like_sqlite(element: ci_like, compiler: SQLCompiler, **kw: Any) -> str:
     column, pattern = element.clauses
     return f"({compiler.process(column.like(pattern, escape=LIKE_ESCAPE), **kw)})"
+
+
+class subject_like(FunctionElement[bool]):  # noqa: N801 - named like SQL functions
+    """`queue.subject~value` through the store's text index, with ci_like's exact meaning.
+
+    PostgreSQL: ILIKE, which the pg_trgm GIN index ix_queue_subject_trgm serves. SQLite: the
+    FTS5 trigram table narrows to entries containing every literal run of 3+ characters (a
+    superset: it folds case more widely than LIKE), then LIKE decides, as without the index.
+    Clauses: queue.id, queue.subject, the LIKE pattern, the FTS5 query (None: no run is long
+    enough for trigrams, so plain LIKE).
+    """
+
+    type = Boolean()
+    name = "subject_like"
+    inherit_cache = True
+    # Rendered bare in WHERE, not as `(...) = 1`: SQLite plans `id IN (...)` only at the top.
+    _is_implicitly_boolean = True
+
+
+@compiles(subject_like)
+def _subject_like_default(element: subject_like, compiler: SQLCompiler, **kw: Any) -> str:
+    _id, column, pattern, _query = element.clauses
+    return compiler.process(ci_like(column, pattern), **kw)
+
+
+@compiles(subject_like, "sqlite")
+def _subject_like_sqlite(element: subject_like, compiler: SQLCompiler, **kw: Any) -> str:
+    id_, column, pattern, query = element.clauses
+    like = compiler.process(ci_like(column, pattern), **kw)
+    if query.value is None:
+        return like
+    return (f"({compiler.process(id_, **kw)} IN (SELECT rowid FROM {SUBJECT_FTS} WHERE "
+            f"{SUBJECT_FTS} MATCH {compiler.process(query, **kw)}) AND {like})")
+
+
+def fts_query(value: str) -> str | None:
+    """The FTS5 query for an HQL `~` value: each literal run between `%` wildcards of at
+    least 3 characters as a quoted phrase (the trigram tokenizer matches it as a substring),
+    AND'ed; None when there is no such run."""
+    runs = [run for run in value.split("%") if len(run) >= 3]
+    if not runs:
+        return None
+    return " AND ".join('"' + run.replace('"', '""') + '"' for run in runs)
 
 
 def _like(column: Any, value: str) -> ColumnElement[bool]:
@@ -94,7 +138,7 @@ class _Compiler:
             return not_(self.node(node.operand))
         if isinstance(node, And):
             return and_(*[self.node(n) for n in node.operands])
-        metadata = [n for n in node.operands if _is_metadata(n)]
+        metadata = [n for n in node.operands if isinstance(n, Condition) and n.key is not None]
         if len(metadata) < 2:
             return or_(*[self.node(n) for n in node.operands])
         # One lookup for all OR'ed metadata terms: a subquery per term costs entries x terms.
@@ -122,6 +166,10 @@ class _Compiler:
             return and_(column == msgid, self._queue_id_column() == qid)
         if field.type is Type.ADDRESS:
             return self._address(c, column)
+        if c.field == "subject" and c.op == "~" and not self.history:
+            value = str(c.value)
+            return subject_like(self.model.id, column, literal(like_pattern(value)),
+                                literal(fts_query(value)))
         return _compare(column, c.op, c.value)
 
     def _address(self, c: Condition, column: Any) -> ColumnElement[bool]:
@@ -151,7 +199,9 @@ class _Compiler:
             values = [self.meta.value == equal[0]] if len(equal) == 1 else (
                 [self.meta.value.in_(equal)] if equal else [])
             branches.append(and_(self.meta.key == key, or_(*values, *like)))
-        return self.model.id.in_(select(self.meta.entry_id).where(or_(*branches)))
+        lookup: ColumnElement[bool] = self.model.id.in_(
+            select(self.meta.entry_id).where(or_(*branches)))
+        return lookup
 
 
 def _is_metadata(node: Node) -> bool:

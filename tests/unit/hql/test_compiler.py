@@ -10,7 +10,7 @@ from sqlalchemy.sql.elements import True_
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.errors import FilterError
 from appliance.hql import compile_filter, restrict
-from appliance.hql.compiler import domain_of_pattern, like_pattern
+from appliance.hql.compiler import domain_of_pattern, fts_query, like_pattern
 
 
 def sql(text: str, *, history: bool = False, dialect: str = "sqlite") -> tuple[str, dict[str, object]]:
@@ -64,14 +64,41 @@ def test_domain_of_pattern() -> None:
 
 
 def test_contains_escapes_underscore() -> None:
-    where, params = sql("subject~50_off")
-    assert where == "(queue.subject LIKE ? ESCAPE '\\') = 1"
+    where, params = sql("subject~50_off", history=True)
+    assert where == "(history.subject LIKE ? ESCAPE '\\') = 1"
     assert list(params.values()) == ["%50\\_off%"]
 
 
+def test_queue_subject_contains_reads_the_text_index() -> None:
+    where, params = sql("subject~50_off")
+    assert where == (
+        "(queue.id IN (SELECT rowid FROM queue_subject_fts WHERE queue_subject_fts MATCH ?)"
+        " AND (queue.subject LIKE ? ESCAPE '\\'))")
+    assert sorted(map(str, params.values())) == ['"50_off"', "%50\\_off%"]
+    # No literal run of three characters: trigrams cannot help, LIKE alone decides.
+    where, params = sql("subject~50%of")
+    assert where == "(queue.subject LIKE ? ESCAPE '\\')"
+    assert list(params.values()) == ["50%of"]
+    # PostgreSQL: ILIKE, which the pg_trgm index serves; no FTS query is sent.
+    where, params = sql("not subject~Hello", dialect="postgresql")
+    assert where == "NOT (queue.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\')"
+    assert params == {"param_1": "%Hello%"}
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    ("hello", '"hello"'),
+    ("50%of", None),
+    ("50%off", '"off"'),
+    ("%ab\"cd%x%yz%%wxyz", '"ab""cd" AND "wxyz"'),
+    ("Invoice 50_off", '"Invoice 50_off"'),
+])
+def test_fts_query_takes_the_literal_runs(value: str, query: str | None) -> None:
+    assert fts_query(value) == query
+
+
 def test_postgres_uses_ilike() -> None:
-    where, params = sql("subject~Hi%", dialect="postgresql")
-    assert where == "(queue.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\')"
+    where, params = sql("subject~Hi%", history=True, dialect="postgresql")
+    assert where == "(history.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\')"
     assert params == {"param_1": "Hi%"}
 
 
