@@ -18,6 +18,7 @@ from appliance.hql.fields import Type
 from appliance.hql.parser import parse
 
 LIKE_ESCAPE = "\\"
+_GROUP = 32  # terms per parenthesized group of a long and/or chain (_balanced)
 
 # HQL field -> column attribute name shared by QueueEntry and HistoryEntry.
 _COLUMNS = {
@@ -84,6 +85,21 @@ def _subject_like_sqlite(element: subject_like, compiler: SQLCompiler, **kw: Any
             f"{SUBJECT_FTS} MATCH {compiler.process(query, **kw)}) AND {like})")
 
 
+class _group(FunctionElement[bool]):  # noqa: N801 - named like SQL functions
+    """Parentheses that stay: or_() and and_() flatten a nested chain of their own kind."""
+
+    type = Boolean()
+    name = "group"
+    inherit_cache = True
+    _is_implicitly_boolean = True
+
+
+@compiles(_group)
+def _render_group(element: _group, compiler: SQLCompiler, **kw: Any) -> str:
+    (inner,) = element.clauses
+    return f"({compiler.process(inner, **kw)})"
+
+
 def fts_query(value: str) -> str | None:
     """The FTS5 query for an HQL `~` value: each literal run between `%` wildcards of at
     least 3 characters as a quoted phrase (the trigram tokenizer matches it as a substring),
@@ -137,13 +153,13 @@ class _Compiler:
         if isinstance(node, Not):
             return not_(self.node(node.operand))
         if isinstance(node, And):
-            return and_(*[self.node(n) for n in node.operands])
+            return _balanced(and_, [self.node(n) for n in node.operands])
         metadata = [n for n in node.operands if isinstance(n, Condition) and n.key is not None]
         if len(metadata) < 2:
-            return or_(*[self.node(n) for n in node.operands])
+            return _balanced(or_, [self.node(n) for n in node.operands])
         # One lookup for all OR'ed metadata terms: a subquery per term costs entries x terms.
         rest = [self.node(n) for n in node.operands if not _is_metadata(n)]
-        return or_(self._metadata(metadata), *rest)
+        return _balanced(or_, [self._metadata(metadata), *rest])
 
     def _queue_id_column(self) -> Any:
         return self.model.queueid if self.history else self.model.id
@@ -198,10 +214,25 @@ class _Compiler:
         for key, (equal, like) in by_key.items():
             values = [self.meta.value == equal[0]] if len(equal) == 1 else (
                 [self.meta.value.in_(equal)] if equal else [])
-            branches.append(and_(self.meta.key == key, or_(*values, *like)))
+            branches.append(and_(self.meta.key == key, _balanced(or_, [*values, *like])))
         lookup: ColumnElement[bool] = self.model.id.in_(
-            select(self.meta.entry_id).where(or_(*branches)))
+            select(self.meta.entry_id).where(_balanced(or_, branches)))
         return lookup
+
+
+def _balanced(op: Any, parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """`a OR b OR ...` (or AND) as a tree of parenthesized groups of at most _GROUP terms.
+
+    SQL parses a flat chain as a left-deep tree, one level per term, and SQLite refuses an
+    expression deeper than 1,000 (inside a subquery, a few hundred terms already): grouped,
+    the depth grows with the logarithm of the number of terms. The meaning is the same.
+    """
+    if len(parts) <= _GROUP:
+        combined: ColumnElement[bool] = op(*parts)
+        return combined
+    size = -(-len(parts) // _GROUP)
+    groups = [_balanced(op, parts[i : i + size]) for i in range(0, len(parts), size)]
+    return op(*[_group(g) for g in groups])  # type: ignore[no-any-return]
 
 
 def _is_metadata(node: Node) -> bool:
