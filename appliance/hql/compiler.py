@@ -19,6 +19,7 @@ from appliance.hql.parser import parse
 
 LIKE_ESCAPE = "\\"
 _GROUP = 32  # terms per parenthesized group of a long and/or chain (_balanced)
+_TRIGRAMS = 16  # trigrams per literal run that the FTS5 query asks for (fts_query)
 
 # HQL field -> column attribute name shared by QueueEntry and HistoryEntry.
 _COLUMNS = {
@@ -56,7 +57,7 @@ class subject_like(FunctionElement[bool]):  # noqa: N801 - named like SQL functi
     """`queue.subject~value` through the store's text index, with ci_like's exact meaning.
 
     PostgreSQL: ILIKE, which the pg_trgm GIN index ix_queue_subject_trgm serves. SQLite: the
-    FTS5 trigram table narrows to entries containing every literal run of 3+ characters (a
+    FTS5 trigram table narrows to entries holding every trigram of the literal runs (a
     superset: it folds case more widely than LIKE), then LIKE decides, as without the index.
     Clauses: queue.id, queue.subject, the LIKE pattern, the FTS5 query (None: no run is long
     enough for trigrams, so plain LIKE).
@@ -101,13 +102,20 @@ def _render_group(element: _group, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 def fts_query(value: str) -> str | None:
-    """The FTS5 query for an HQL `~` value: each literal run between `%` wildcards of at
-    least 3 characters as a quoted phrase (the trigram tokenizer matches it as a substring),
-    AND'ed; None when there is no such run."""
-    runs = [run for run in value.split("%") if len(run) >= 3]
-    if not runs:
+    """The FTS5 query for an HQL `~` value: the trigrams of each literal run between `%`
+    wildcards, AND'ed (the index keeps no positions, so it answers which entries hold all of
+    them; LIKE then decides); None when no run is 3 characters long. A long run contributes
+    at most _TRIGRAMS of its trigrams, spread over it: still a superset, and cheap to read."""
+    grams: list[str] = []
+    for run in value.split("%"):
+        of_run = list(dict.fromkeys(run[i : i + 3] for i in range(len(run) - 2)))
+        if len(of_run) > _TRIGRAMS:
+            step = len(of_run) / _TRIGRAMS
+            of_run = [of_run[int(k * step)] for k in range(_TRIGRAMS - 1)] + [of_run[-1]]
+        grams += [g for g in of_run if g not in grams]
+    if not grams:
         return None
-    return " AND ".join('"' + run.replace('"', '""') + '"' for run in runs)
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
 
 
 def _like(column: Any, value: str) -> ColumnElement[bool]:

@@ -10,7 +10,7 @@ from appliance.db.engine import Store
 from appliance.db.schema import downgrade, upgrade
 from appliance.db.models import QueueEntry
 from appliance.hql import compile_filter
-from appliance.hql.compiler import _like
+from appliance.hql.compiler import _like, fts_query
 from appliance.queue import store as qs
 from appliance.queue.bulk import act_on_matching
 from appliance.types import Action, Envelope, NewMessage
@@ -73,7 +73,7 @@ def _index_count(store: Store, value: str) -> int:
         if store.is_sqlite:
             return int(conn.execute(text(
                 "SELECT count(*) FROM queue_subject_fts WHERE queue_subject_fts MATCH :q"),
-                {"q": f'"{value}"'}).scalar_one())
+                {"q": fts_query(value)}).scalar_one())
         conn.execute(text("SET enable_seqscan = off"))
         return int(conn.execute(text("SELECT count(*) FROM queue WHERE subject ILIKE :p"),
                                 {"p": f"%{value}%"}).scalar_one())

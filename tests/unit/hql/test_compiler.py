@@ -74,7 +74,7 @@ def test_queue_subject_contains_reads_the_text_index() -> None:
     assert where == (
         "(queue.id IN (SELECT rowid FROM queue_subject_fts WHERE queue_subject_fts MATCH ?)"
         " AND (queue.subject LIKE ? ESCAPE '\\'))")
-    assert sorted(map(str, params.values())) == ['"50_off"', "%50\\_off%"]
+    assert sorted(map(str, params.values())) == ['"50_" AND "0_o" AND "_of" AND "off"', "%50\\_off%"]
     # No literal run of three characters: trigrams cannot help, LIKE alone decides.
     where, params = sql("subject~50%of")
     assert where == "(queue.subject LIKE ? ESCAPE '\\')"
@@ -86,14 +86,22 @@ def test_queue_subject_contains_reads_the_text_index() -> None:
 
 
 @pytest.mark.parametrize(("value", "query"), [
-    ("hello", '"hello"'),
+    ("hello", '"hel" AND "ell" AND "llo"'),
     ("50%of", None),
     ("50%off", '"off"'),
-    ("%ab\"cd%x%yz%%wxyz", '"ab""cd" AND "wxyz"'),
-    ("Invoice 50_off", '"Invoice 50_off"'),
+    ('%ab"c%x%yz%%wxyz', '"ab""" AND "b""c" AND "wxy" AND "xyz"'),
+    ("aaaaaa%aaa", '"aaa"'),
+    ("Invoice 50_off", '"Inv" AND "nvo" AND "voi" AND "oic" AND "ice" AND "ce " AND "e 5" AND'
+                       ' " 50" AND "50_" AND "0_o" AND "_of" AND "off"'),
 ])
-def test_fts_query_takes_the_literal_runs(value: str, query: str | None) -> None:
+def test_fts_query_takes_the_trigrams_of_the_literal_runs(value: str, query: str | None) -> None:
     assert fts_query(value) == query
+
+
+def test_fts_query_bounds_the_trigrams_of_a_long_run() -> None:
+    query = fts_query("".join(chr(0x4E00 + i) for i in range(200)))
+    assert query is not None and query.count(" AND ") == 15
+    assert query.startswith('"\u4e00\u4e01\u4e02"') and query.endswith('"\u4ec5\u4ec6\u4ec7"')
 
 
 def test_postgres_uses_ilike() -> None:
