@@ -56,7 +56,8 @@ def _ci_like_sqlite(element: ci_like, compiler: SQLCompiler, **kw: Any) -> str:
 class subject_like(FunctionElement[bool]):  # noqa: N801 - named like SQL functions
     """`queue.subject~value` through the store's text index, with ci_like's exact meaning.
 
-    PostgreSQL: ILIKE, which the pg_trgm GIN index ix_queue_subject_trgm serves. SQLite: the
+    PostgreSQL: ILIKE, which the pg_trgm GIN index ix_queue_subject_trgm serves (for a run
+    of 3+ characters, as an array of matching ids computed once). SQLite: the
     FTS5 trigram table narrows to entries holding every trigram of the literal runs (a
     superset: it folds case more widely than LIKE), then LIKE decides, as without the index.
     Clauses: queue.id, queue.subject, the LIKE pattern, the FTS5 query (None: no run is long
@@ -72,8 +73,16 @@ class subject_like(FunctionElement[bool]):  # noqa: N801 - named like SQL functi
 
 @compiles(subject_like)
 def _subject_like_default(element: subject_like, compiler: SQLCompiler, **kw: Any) -> str:
-    _id, column, pattern, _query = element.clauses
-    return compiler.process(ci_like(column, pattern), **kw)
+    id_, column, pattern, query = element.clauses
+    if query.value is None:
+        return compiler.process(ci_like(column, pattern), **kw)
+    # The matching ids first, as one array (an InitPlan the trigram index answers), then the
+    # entries by primary key. Left as a plain condition, the planner walks ix_queue_ts0 for
+    # `ORDER BY ts0 LIMIT 100` and tests every row it meets (measured on 1M entries: 38,000
+    # rows read for 100 hits of a word in 0.25% of the subjects, 330-600 ms).
+    match = id_.table.alias("subject_match")
+    ids = select(match.c.id).where(ci_like(match.c.subject, pattern)).scalar_subquery()
+    return f"({compiler.process(id_, **kw)} = ANY (ARRAY{compiler.process(ids, **kw)}))"
 
 
 @compiles(subject_like, "sqlite")

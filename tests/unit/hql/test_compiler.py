@@ -79,10 +79,14 @@ def test_queue_subject_contains_reads_the_text_index() -> None:
     where, params = sql("subject~50%of")
     assert where == "(queue.subject LIKE ? ESCAPE '\\')"
     assert list(params.values()) == ["50%of"]
-    # PostgreSQL: ILIKE, which the pg_trgm index serves; no FTS query is sent.
+    # PostgreSQL: the ids ILIKE finds through the pg_trgm index, as one array; no FTS query.
     where, params = sql("not subject~Hello", dialect="postgresql")
-    assert where == "NOT (queue.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\')"
+    assert where == (
+        "NOT (queue.id = ANY (ARRAY(SELECT subject_match.id FROM queue AS subject_match"
+        " WHERE (subject_match.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\'))))")
     assert params == {"param_1": "%Hello%"}
+    where, params = sql("subject~He", dialect="postgresql")
+    assert where == "(queue.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\')"
 
 
 @pytest.mark.parametrize(("value", "query"), [
