@@ -33,6 +33,10 @@ class StoreUnavailable(ApplianceError, ConnectionError):
     """The store or spool cannot durably accept data right now (a temporary condition)."""
 
 
+class QueryTimeout(ApplianceError, TimeoutError):
+    """A store query ran past the caller's statement timeout and was stopped (nothing changed)."""
+
+
 class FilterError(InvalidInput):
     """An HQL filter does not parse; `position` is the 0-based offset of the problem."""
 

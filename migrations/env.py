@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from appliance.db.models import Base
+from appliance.db.schema import comparable
 
 config = context.config
 target_metadata = Base.metadata
@@ -28,6 +29,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=comparable(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

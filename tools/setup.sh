@@ -10,6 +10,9 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 pkgs="librrd-dev rrdtool pkg-config libcurl4-openssl-dev libssl-dev liblua5.4-dev"
 if [ "$want_test" = 1 ]; then
   pkgs="$pkgs postgresql php-cli php-soap swaks libnet-ssleay-perl libio-socket-ssl-perl systemd"
+  # pg_trgm, the subject text index on PostgreSQL (part of the server package on Debian 12;
+  # named so that a distribution that splits it out installs it too).
+  pkgs="$pkgs postgresql-contrib"
 fi
 missing=""
 for p in $pkgs; do

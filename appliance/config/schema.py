@@ -109,6 +109,8 @@ class ApiSection(_Section):
     metrics_loopback_open: bool = False  # /metrics without credentials from 127.0.0.0/8 and ::1
     ready_min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)  # /readyz: spool disk
     wsdl_requires_auth: bool = False  # GET /remote/?wsdl without credentials unless true
+    # Seconds any one store statement of an API call may run (read at start).
+    statement_timeout: float = Field(default=30.0, gt=0, le=3600)
 
 
 class ClusterSection(_Section):

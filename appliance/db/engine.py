@@ -5,19 +5,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance.errors import StoreUnavailable
+from appliance.errors import QueryTimeout, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 WRITER_WAIT = 30.0  # seconds a writer waits for SQLite's write lock (as busy_timeout)
+# SQLite calls the progress handler every this many virtual-machine steps (tens of
+# microseconds): often enough to stop on time, rarely enough to cost nothing measurable.
+_PROGRESS_STEPS = 10000
+_PG_QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -72,17 +77,34 @@ class Store:
         # (the CLI) still meet busy_timeout. Re-entrant, so a nested writer fails as before
         # (SQLITE_BUSY after busy_timeout) instead of deadlocking here.
         self._writer = threading.RLock() if self.is_sqlite else None
+        # The statement timeout of this thread's transactions (statement_timeout()).
+        self._local = threading.local()
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     @contextlib.contextmanager
+    def statement_timeout(self, seconds: float | None) -> Iterator[None]:
+        """Every transaction this thread opens inside the block is stopped with QueryTimeout
+        when a statement runs longer than `seconds` (PostgreSQL's statement_timeout), or on
+        SQLite when its statements are still running `seconds` after the transaction began
+        (None: no limit). The API sets it per call, so a costly filter cannot hold a
+        connection, or SQLite's write lock, for long."""
+        before = getattr(self._local, "timeout", None)
+        self._local.timeout = seconds
+        try:
+            yield
+        finally:
+            self._local.timeout = before
+
+    @contextlib.contextmanager
     def transaction(self, *, read_only: bool = False) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises.
 
         A failure to reach or write the store surfaces as StoreUnavailable, so that SMTP can
-        answer 451 and SOAP a server fault without knowing the backend.
+        answer 451 and SOAP a server fault without knowing the backend; a statement stopped by
+        the thread's statement_timeout() surfaces as QueryTimeout.
         """
         factory = self._read_sessions if read_only else self._sessions
         gate = None if read_only else self._writer
@@ -90,7 +112,9 @@ class Store:
             raise StoreUnavailable(f"store unavailable: no write lock within {WRITER_WAIT:.0f} s")
         try:
             with factory() as session, session.begin():
-                yield session
+                # The deadline ends before the commit: a commit is never interrupted.
+                with self._deadline(session):
+                    yield session
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError):
                 if not exc.connection_invalidated:
@@ -100,5 +124,49 @@ class Store:
             if gate is not None:
                 gate.release()
 
+    @contextlib.contextmanager
+    def _deadline(self, session: Session) -> Iterator[None]:
+        seconds = getattr(self._local, "timeout", None)
+        if seconds is None:
+            yield
+            return
+        if not self.is_sqlite:
+            # Per statement, for this transaction only (SET LOCAL takes no bound parameters).
+            session.execute(text("SELECT set_config('statement_timeout', :ms, true)"),
+                            {"ms": str(max(1, int(seconds * 1000)))})
+            try:
+                yield
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == _PG_QUERY_CANCELED:
+                    raise _timeout(seconds) from exc
+                raise
+            return
+        # SQLite has no statement timeout: a progress handler that answers non-zero past the
+        # deadline makes the running statement fail with SQLITE_INTERRUPT.
+        raw: Any = session.connection().connection.dbapi_connection
+        deadline = time.monotonic() + seconds
+        fired: list[bool] = []
+
+        def progress() -> int:
+            if time.monotonic() < deadline:
+                return 0
+            fired.append(True)
+            return 1
+
+        raw.set_progress_handler(progress, _PROGRESS_STEPS)
+        try:
+            yield
+        except DBAPIError as exc:
+            if fired:
+                raise _timeout(seconds) from exc
+            raise
+        finally:
+            raw.set_progress_handler(None, 0)
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _timeout(seconds: float) -> QueryTimeout:
+    return QueryTimeout(f"the query ran longer than the statement timeout ({seconds:g} s): "
+                        "narrow the filter or raise api.statement_timeout")

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +18,24 @@ from appliance.resources import data_path
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = data_path("migrations")
+# FTS5 keeps a virtual table and its shadow tables (_data, _idx, ...) under this prefix
+# (migration 0007); SQLAlchemy models cannot describe them.
+_FTS_PREFIX = "queue_subject_fts"
+
+
+def comparable(dialect: str) -> Any:
+    """Alembic's include_object for comparing the models with a store of `dialect`: leaves
+    out the FTS5 tables, and indexes that exist only on another dialect (Index.ddl_if)."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table" and (name or "").startswith(_FTS_PREFIX):
+            return False
+        if type_ == "index" and not reflected:
+            only = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+            return only is None or only == dialect
+        return True
+
+    return include
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

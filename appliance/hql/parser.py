@@ -17,6 +17,11 @@ from appliance.hql.lexer import Kind, Token, tokenize
 
 MAX_LENGTH = 65536  # a filter is typed or generated, never megabytes
 MAX_DEPTH = 100  # nesting of parentheses and 'not', so recursion stays bounded
+# Conditions per filter: the cost of a search grows with them, and each store bounds the size
+# of one SQL expression (SQLite: an expression tree at most 1,000 deep, so 'a or b or ...'
+# past about 1,000 terms fails with "Expression tree is too large"). Generated filters of a
+# few hundred OR'ed terms stay well inside both.
+MAX_CONDITIONS = 500
 _KEYWORDS = frozenset({"and", "or", "not"})
 
 
@@ -42,6 +47,7 @@ class _Parser:
         self.tokens = tokens
         self.i = 0
         self.depth = 0
+        self.conditions = 0
 
     @property
     def tok(self) -> Token:
@@ -119,6 +125,9 @@ class _Parser:
         tok = self.tok
         if tok.kind is not Kind.WORD or tok.text.lower() in _KEYWORDS:
             raise FilterError(tok.pos, f"expected a condition (field OP value), found {_describe(tok)}")
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise FilterError(tok.pos, f"more than {MAX_CONDITIONS} conditions in one filter")
         self._advance()
         field, key = fields.lookup(tok.text, tok.pos)
         op = self.tok

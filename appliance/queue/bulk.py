@@ -57,8 +57,10 @@ def act_on_matching(
 ) -> int:
     """Apply `action` (retry, hold, delete, bounce) to every queue entry matching `where`.
 
-    Matching ids are read in chunks of `chunk` in id order, each chunk acted on and committed in
-    its own transaction, so memory stays flat and an entry is either fully handled or untouched.
+    Matching ids are read in chunks of `chunk` in id order, each chunk selected in a read
+    transaction, then acted on and committed in a write transaction of its own, so memory stays
+    flat, the write lock is never held while scanning, and an entry is either fully handled or
+    untouched.
     Entries that match only after the call starts (including retry copies) are not included;
     an entry that vanished or stopped matching meanwhile is skipped. Spool paths the chunk left
     unreferenced go to `on_paths` after its commit. Returns how many entries were acted on; if a
@@ -72,10 +74,14 @@ def act_on_matching(
     done, after = 0, 0
     while ceiling is not None:
         try:
-            with store.transaction() as session, _page_cache(session):
+            # The scan for the next chunk runs in a read transaction: SQLite has one writer,
+            # and an SMTP intake commit must not wait behind a filter scan (only the short
+            # act-and-commit below holds the write lock).
+            with store.transaction(read_only=True) as session:
                 ids = _next_ids(session, cond, after=after, ceiling=ceiling, limit=chunk)
-                if not ids:
-                    break
+            if not ids:
+                break
+            with store.transaction() as session, _page_cache(session):
                 acted, paths = _act_on_chunk(session, ids, cond, action, now=now,
                                              duplicate=duplicate, bounce=bounce,
                                              bounce_many=bounce_many)

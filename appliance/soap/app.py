@@ -82,7 +82,8 @@ class ApplianceApplication(Application):  # type: ignore[misc]
             try:
                 if not self._script_allows(ctx, principal, operation):
                     principal.level.check(operation, mutating=mutating)
-                return super().call_wrapper(ctx)
+                with self.node.store.statement_timeout(self.node.statement_timeout):
+                    return super().call_wrapper(ctx)
             except Exception as exc:
                 # Every failed mutating call leaves an audit row: refusals, validation before
                 # the domain call (bad filter, id<=0, bad restriction, non-UTF-8 argv, ...) and

@@ -37,6 +37,7 @@ class NodeContext:
     clock: Callable[[], float] = time.time
     kick_delivery: Callable[[], None] | None = None  # wake the delivery service after a retry
     users_changed: Callable[[], None] | None = None  # drop cached credentials
+    statement_timeout: float | None = 30.0  # seconds per store statement of a call (api.statement_timeout)
     node: Any = None  # the wiring Node, for services that need more of it (stats, commands, ...)
 
 

@@ -20,6 +20,7 @@ FAULT_CODES: tuple[tuple[type[errors.ApplianceError], str], ...] = (
     (errors.Conflict, "Client.Conflict"),
     (errors.Unsupported, "Client.Unsupported"),
     (errors.StoreUnavailable, "Server.Unavailable"),
+    (errors.QueryTimeout, "Server.Timeout"),
     (errors.ApplianceError, "Server"),
 )
 

@@ -169,6 +169,7 @@ def component(node: Any) -> SoapServer:
     context = NodeContext(
         store=node.store, spool=node.spool, serial=node.serial, hostname=config.node.hostname,
         started=node.started, kick_delivery=_kicker(node), node=node,
+        statement_timeout=config.api.statement_timeout,
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,

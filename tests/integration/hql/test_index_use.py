@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.db.engine import Store
 from appliance.db.models import QueueEntry
+from appliance.db.models_hql import SUBJECT_FTS
 from appliance.hql import compile_filter
 
 ROWS = 4000
@@ -62,3 +63,19 @@ def test_searches_use_indexes(store: Store) -> None:
         plan = plans[hql]
         assert index in plan, plan
         assert "Seq Scan" not in plan and "SCAN queue\n" not in plan + "\n", plan
+
+
+def test_subject_contains_uses_the_text_index(store: Store) -> None:
+    _fill(store)
+    with store.engine.connect() as conn:
+        plans = {hql: _plan(store, conn, hql) for hql in ("subject~s1234", "subject~%S12%4")}
+    for hql, plan in plans.items():
+        if store.is_sqlite:
+            # The FTS5 table finds the candidates; queue rows are then read by id.
+            assert f"SCAN {SUBJECT_FTS} VIRTUAL TABLE INDEX" in plan, plan
+            assert "USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+            assert "SCAN queue\n" not in plan + "\n" and "ix_queue_ts0" not in plan, plan
+        else:
+            # The matching ids come from the trigram index once; entries then by primary key.
+            assert "Bitmap Index Scan on ix_queue_subject_trgm" in plan, plan
+            assert "queue_pkey" in plan and "Seq Scan" not in plan, plan

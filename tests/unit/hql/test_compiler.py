@@ -10,7 +10,7 @@ from sqlalchemy.sql.elements import True_
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.errors import FilterError
 from appliance.hql import compile_filter, restrict
-from appliance.hql.compiler import domain_of_pattern, like_pattern
+from appliance.hql.compiler import domain_of_pattern, fts_query, like_pattern
 
 
 def sql(text: str, *, history: bool = False, dialect: str = "sqlite") -> tuple[str, dict[str, object]]:
@@ -64,14 +64,53 @@ def test_domain_of_pattern() -> None:
 
 
 def test_contains_escapes_underscore() -> None:
-    where, params = sql("subject~50_off")
-    assert where == "(queue.subject LIKE ? ESCAPE '\\') = 1"
+    where, params = sql("subject~50_off", history=True)
+    assert where == "(history.subject LIKE ? ESCAPE '\\') = 1"
     assert list(params.values()) == ["%50\\_off%"]
 
 
-def test_postgres_uses_ilike() -> None:
-    where, params = sql("subject~Hi%", dialect="postgresql")
+def test_queue_subject_contains_reads_the_text_index() -> None:
+    where, params = sql("subject~50_off")
+    assert where == (
+        "(queue.id IN (SELECT rowid FROM queue_subject_fts WHERE queue_subject_fts MATCH ?)"
+        " AND (queue.subject LIKE ? ESCAPE '\\'))")
+    assert sorted(map(str, params.values())) == ['"50_" AND "0_o" AND "_of" AND "off"', "%50\\_off%"]
+    # No literal run of three characters: trigrams cannot help, LIKE alone decides.
+    where, params = sql("subject~50%of")
+    assert where == "(queue.subject LIKE ? ESCAPE '\\')"
+    assert list(params.values()) == ["50%of"]
+    # PostgreSQL: the ids ILIKE finds through the pg_trgm index, as one array; no FTS query.
+    where, params = sql("not subject~Hello", dialect="postgresql")
+    assert where == (
+        "NOT (queue.id = ANY (ARRAY(SELECT subject_match.id FROM queue AS subject_match"
+        " WHERE (subject_match.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\'))))")
+    assert params == {"param_1": "%Hello%"}
+    where, params = sql("subject~He", dialect="postgresql")
     assert where == "(queue.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\')"
+
+
+@pytest.mark.parametrize(("value", "query"), [
+    ("hello", '"hel" AND "ell" AND "llo"'),
+    ("50%of", None),
+    ("50%off", '"off"'),
+    ('%ab"c%x%yz%%wxyz', '"ab""" AND "b""c" AND "wxy" AND "xyz"'),
+    ("aaaaaa%aaa", '"aaa"'),
+    ("Invoice 50_off", '"Inv" AND "nvo" AND "voi" AND "oic" AND "ice" AND "ce " AND "e 5" AND'
+                       ' " 50" AND "50_" AND "0_o" AND "_of" AND "off"'),
+])
+def test_fts_query_takes_the_trigrams_of_the_literal_runs(value: str, query: str | None) -> None:
+    assert fts_query(value) == query
+
+
+def test_fts_query_bounds_the_trigrams_of_a_long_run() -> None:
+    query = fts_query("".join(chr(0x4E00 + i) for i in range(200)))
+    assert query is not None and query.count(" AND ") == 15
+    assert query.startswith('"\u4e00\u4e01\u4e02"') and query.endswith('"\u4ec5\u4ec6\u4ec7"')
+
+
+def test_postgres_uses_ilike() -> None:
+    where, params = sql("subject~Hi%", history=True, dialect="postgresql")
+    assert where == "(history.subject ILIKE %(param_1)s::VARCHAR ESCAPE '\\')"
     assert params == {"param_1": "Hi%"}
 
 
@@ -128,15 +167,29 @@ def test_historyid_on_queue_is_refused() -> None:
     assert (e.value.position, e.value.problem) == (4, "field 'historyid' applies to history only")
 
 
-def test_metadata_is_a_correlated_exists() -> None:
+def test_metadata_is_one_uncorrelated_lookup() -> None:
     where, params = sql("metadata.score=5")
     assert where == (
-        "EXISTS (SELECT queue_metadata.entry_id FROM queue_metadata WHERE queue_metadata.entry_id = queue.id"
-        " AND queue_metadata.\"key\" = ? AND queue_metadata.value = ?)"
+        "queue.id IN (SELECT queue_metadata.entry_id FROM queue_metadata"
+        " WHERE queue_metadata.\"key\" = ? AND queue_metadata.value = ?)"
     )
     assert sorted(map(str, params.values())) == ["5", "score"]
     where, _ = sql("not metadata.score~5", history=True)
-    assert where.startswith("NOT (EXISTS (SELECT history_metadata.entry_id FROM history_metadata WHERE")
+    assert where.startswith("(history.id NOT IN (SELECT history_metadata.entry_id FROM history_metadata WHERE")
+
+
+def test_ored_metadata_terms_share_one_subquery() -> None:
+    terms = " or ".join(f"metadata.k{i % 3}={i}" for i in range(300))
+    where, params = sql(f"{terms} or metadata.k1~x% or size=7", dialect="postgresql")
+    assert where.count("SELECT") == 1, where
+    assert where.count("IN (") == 4, where  # queue.id IN, and one value IN per key
+    assert "size = " in where
+    # Three keys, three expanding value lists holding the 300 values, the pattern, the size.
+    assert len(params) == 3 + 3 + 2
+    assert sum(len(v) for v in params.values() if isinstance(v, list)) == 300
+    # Terms AND'ed with the group keep their own meaning.
+    where, _ = sql("(metadata.a=1 or metadata.b=2) metadata.c=3")
+    assert where.count("SELECT") == 2, where
 
 
 def test_boolean_structure() -> None:

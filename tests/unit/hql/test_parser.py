@@ -7,7 +7,7 @@ import pytest
 from appliance.errors import FilterError
 from appliance.hql.ast import And, Condition, Node, Not, Or
 from appliance.hql.fields import ALIASES, FIELDS
-from appliance.hql.parser import MAX_DEPTH, MAX_LENGTH, parse
+from appliance.hql.parser import MAX_CONDITIONS, MAX_DEPTH, MAX_LENGTH, parse
 
 
 def shape(node: Node | None) -> object:
@@ -184,6 +184,17 @@ def test_overlong_filter_is_refused() -> None:
 
 
 def test_long_flat_filters_do_not_recurse() -> None:
-    text = " or ".join(f"size={i}" for i in range(5000))
+    text = " or ".join(f"size={i}" for i in range(MAX_CONDITIONS))
     node = parse(text)
-    assert isinstance(node, Or) and len(node.operands) == 5000
+    assert isinstance(node, Or) and len(node.operands) == MAX_CONDITIONS
+
+
+def test_conditions_per_filter_are_bounded_with_a_position() -> None:
+    terms = [f"metadata.k={i}" for i in range(MAX_CONDITIONS + 1)]
+    text = " or ".join(terms)
+    position, problem = errors(text)
+    assert problem == f"more than {MAX_CONDITIONS} conditions in one filter"
+    assert position == text.rindex(terms[-1])  # the first condition past the limit
+    # The count covers every condition, however they are combined.
+    position, _ = errors("size=1 " * MAX_CONDITIONS + "and (not size=2)")
+    assert position == len("size=1 " * MAX_CONDITIONS + "and (not ")
