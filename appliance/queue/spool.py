@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from appliance.errors import InvalidInput, NotFound, StoreUnavailable
+
+# Concurrent fsyncs share ext4 journal commits: 2,000 files took 8.7 s fsync'd one after the
+# other and 0.17 s fsync'd from 16 threads at once on this machine's disk.
+_SYNC_THREADS = 16
 
 
 class Spool:
@@ -53,6 +60,43 @@ class Spool:
             raise
         return rel
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator["SpoolBatch"]:
+        """Group commit for many bodies: `write()` each, and on leaving the block all of them
+        and their directories are fsync'd together; if the block (or the sync) fails, every
+        body written in it is removed again."""
+        batch = SpoolBatch(self)
+        try:
+            yield batch
+            batch.sync()
+        except BaseException:
+            batch.discard()
+            raise
+
+    def _create(self, msgid: str, data: bytes) -> str:
+        """Write a body under its final name, closed but not yet fsync'd."""
+        rel = f"{msgid[:2]}/{msgid}.eml"
+        final = self.root / rel
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            try:
+                fd = os.open(final, flags, 0o640)
+            except FileNotFoundError:
+                self._make_dir(final.parent)
+                fd = os.open(final, flags, 0o640)
+        except OSError as exc:
+            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            final.unlink(missing_ok=True)
+            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+        return rel
+
     def _make_dir(self, path: Path) -> None:
         path.mkdir(exist_ok=True)
         _fsync_dir(self.root)  # the new directory's own entry (fsync(2): the parent holds it)
@@ -95,6 +139,84 @@ class Spool:
             for p in self.root.glob("*/*.eml")
             if p.parent != self._tmp
         ]
+
+    def buckets(self) -> list[str]:
+        """The spool's subdirectories (`tmp` included: nothing should stay there)."""
+        with os.scandir(self.root) as it:
+            return sorted(d.name for d in it if d.is_dir(follow_symlinks=False))
+
+    def scan(self, bucket: str) -> Iterator[tuple[str, float]]:
+        """(spool path, modification time) of each regular file in one subdirectory."""
+        try:
+            with os.scandir(self.root / bucket) as it:
+                for item in it:
+                    try:
+                        if item.is_file(follow_symlinks=False):
+                            yield f"{bucket}/{item.name}", item.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue  # removed while we looked
+        except FileNotFoundError:
+            return
+
+    def exists(self, rel: str) -> bool:
+        try:
+            self.resolve(rel)
+        except (NotFound, InvalidInput):
+            return False
+        return True
+
+    def unlink(self, rel: str) -> bool:
+        """Remove any file under the spool (the sweep's orphans, `tmp` included); False if gone."""
+        if not rel or os.path.isabs(rel) or ".." in Path(rel).parts:
+            raise InvalidInput(f"not a spool path: {rel!r}")
+        try:
+            (self.root / rel).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class SpoolBatch:
+    """Bodies written by `Spool.batch()`: durable only after `sync()`."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self.paths: list[str] = []
+
+    def write(self, msgid: str, data: bytes) -> str:
+        rel = self._spool._create(msgid, data)
+        self.paths.append(rel)
+        return rel
+
+    def sync(self) -> None:
+        """fsync every body, then every directory holding one (fsync(2): the entries live in
+        the directory), from a few threads at once so that they share journal commits."""
+        if not self.paths:
+            return
+        root = self._spool.root
+        dirs = sorted({(root / rel).parent for rel in self.paths})
+        try:
+            with ThreadPoolExecutor(min(_SYNC_THREADS, len(self.paths)),
+                                    thread_name_prefix="spool-fsync") as pool:
+                list(pool.map(_fsync_file, (root / rel for rel in self.paths)))
+                list(pool.map(_fsync_dir, dirs))
+        except OSError as exc:
+            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+
+    def discard(self) -> None:
+        for rel in self.paths:
+            (self._spool.root / rel).unlink(missing_ok=True)
+        self.paths = []
+
+
+def _fsync_file(path: Path) -> None:
+    # fsync flushes the inode's dirty pages whichever descriptor asks, so the write's own
+    # descriptor need not stay open (a chunk of thousands would exhaust the fd limit).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
