@@ -19,6 +19,9 @@ from appliance.queue.spool import Spool
 from appliance.types import Action, Envelope, NewMessage
 
 log = logging.getLogger(__name__)
+# Originals whose headers a bulk bounce holds at once (each at most 256 KiB): memory stays
+# bounded whatever the chunk size.
+_HEADER_READS = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,17 +83,24 @@ def bounce_all(
     unreferenced and the spool sweep (queue.sweep) removes them. Returns orphaned paths.
     """
     messages: list[NewMessage] = []
+    groups = _by_message([BounceItem(entry=e, reason=reason) for e in entries])
     with spool.batch() as batch:
-        for group in _by_message([BounceItem(entry=e, reason=reason) for e in entries]):
-            first = group[0].entry
-            dsn_id = None
-            if not first.is_dsn and first.sender:
-                dsn = _dsn_message(spool, group, now=now, hostname=hostname)
-                body = dsn.pop()
-                messages.append(dataclasses.replace(dsn.message, path=batch.write(dsn.message.msgid, body)))
-                dsn_id = dsn.message.msgid
-            for item in group:
-                _log_bounce(item, dsn_id)
+        for start in range(0, len(groups), _HEADER_READS):
+            part = groups[start:start + _HEADER_READS]
+            wanted = [g for g in part if not g[0].entry.is_dsn and g[0].entry.sender]
+            # The originals' headers first, read concurrently and before this part's DSN files
+            # are created (a lookup waits for creates in the same directory).
+            heads = dict(zip(map(id, wanted), batch.headers([g[0].entry.path for g in wanted])))
+            for group in part:
+                dsn_id = None
+                if id(group) in heads:
+                    dsn = _dsn_message(spool, group, now=now, hostname=hostname,
+                                       headers=heads[id(group)] or b"")
+                    path = batch.write(dsn.message.msgid, dsn.pop())
+                    messages.append(dataclasses.replace(dsn.message, path=path))
+                    dsn_id = dsn.message.msgid
+                for item in group:
+                    _log_bounce(item, dsn_id)
         try:
             q.enqueue_many(session, messages, now=now)
             return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
@@ -127,13 +137,15 @@ class _Dsn:
         return body
 
 
-def _dsn_message(spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str) -> _Dsn:
+def _dsn_message(spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str,
+                 headers: bytes | None = None) -> _Dsn:
     """The DSN for one message's bounced recipients, as a message to queue and its body."""
     first = group[0].entry
-    try:
-        headers = spool.read_headers(first.path)
-    except NotFound:
-        headers = b""
+    if headers is None:
+        try:
+            headers = spool.read_headers(first.path)
+        except NotFound:
+            headers = b""
     msgid = str(uuid.uuid4())
     body = build_dsn(
         hostname=hostname, original_sender=first.sender, original_headers=headers,

@@ -174,9 +174,7 @@ class Call:
             log.warning("could not audit failed %s by %s", self.operation, self.principal.user)
 
     def remove_orphans(self, paths: Sequence[str | None]) -> None:
-        for path in paths:
-            if path:
-                self.node.spool.remove(path)
+        self.node.spool.remove_many([p for p in paths if p])
 
     def _audit(self, session: Session, arguments: Mapping[str, Any], affected: int,
                outcome: str) -> AuditRecord:
