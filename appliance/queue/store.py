@@ -36,7 +36,7 @@ def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
 
 def enqueue_many(session: Session, messages: Sequence[NewMessage], *, now: float) -> None:
     """`enqueue` for many messages without metadata (DSNs of a bulk bounce) in one statement."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for msg in messages:
         if not msg.envelope.recipients:
             raise InvalidInput("a message needs at least one recipient")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import select
@@ -81,7 +82,7 @@ def test_a_dsn_body_of_a_rolled_back_bounce_chunk_is_swept(store: Store, spool: 
     for i in range(3):
         _queue(store, spool, f"r{i}@bulk.test")
 
-    def bounce_then_fail(session: Session, entries: list[QueueEntry]) -> list[str]:
+    def bounce_then_fail(session: Session, entries: Sequence[QueueEntry]) -> list[str]:
         bounce_all(session, spool, entries, reason="550 5.7.1 bulk", now=NOW, hostname="n.test")
         raise OSError("the commit never happens")
 
