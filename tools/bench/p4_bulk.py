@@ -135,6 +135,8 @@ def bench(backend: str, action: str, args: argparse.Namespace, tmp: Path) -> dic
             url = pg.create_database("p4")
         try:
             runs.append(one_run(url, action, args, Spool(tmp / f"spool-{backend}-{action}-{i}")))
+            print(f"  run {i + 1}: {runs[-1]['seconds']:.2f} s, RSS growth "
+                  f"{runs[-1]['rss_growth_mb']:.1f} MB, load {runs[-1]['load_1m']:.1f}", flush=True)
         finally:
             if pg is not None:
                 pg.stop()
