@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SOAP API address (https when no scheme is given)")
     run.add_argument("--relay", type=_hostport, metavar="HOST:PORT",
                      help="next hop of the default transport")
+    run.add_argument("--spool-sweep-grace", type=float, default=3600.0, metavar="SECONDS",
+                     help="age below which an unreferenced spool file is never swept")
 
     db = sub.add_parser("db", help="store maintenance")
     _common(db, top=False)
@@ -109,6 +111,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         smtp_listen=getattr(args, "smtp_listen", None),
         soap_listen=soap,
         relay=getattr(args, "relay", None),
+        spool_grace=getattr(args, "spool_sweep_grace", 3600.0),
     )
 
 
@@ -136,8 +139,10 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def cmd_run(settings: Settings) -> int:
+    from appliance import crashpoint
     from appliance.wiring import Node
 
+    crashpoint.arm_from_environment()  # kill -9 tests only; nothing is armed otherwise
     node = Node(settings)
     password = node.prepare()
     if password is not None:

@@ -14,6 +14,8 @@ class Settings:
     smtp_listen: tuple[str, int] | None = None
     soap_listen: str | None = None
     relay: tuple[str, int] | None = None
+    # Spool files younger than this are never swept as orphans (appliance.queue.sweep).
+    spool_grace: float = 3600.0
 
     @property
     def spool_dir(self) -> Path:

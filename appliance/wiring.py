@@ -37,6 +37,7 @@ COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.policy.component:component",  # sets node.flow from the config's scripts
     "appliance.smtp.server:component",
     "appliance.wiring:delivery_component",
+    "appliance.queue.sweep:component",  # spool repair at start and hourly (housekeeping)
     "appliance.commands.component:component",  # after stats (statd's sampler); sets node.commands
     "appliance.soap.server:component",
 )

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from appliance.db.models import AuditRecord
@@ -30,6 +30,17 @@ def record(
     session.add(row)
     session.flush()
     return row
+
+
+def add_affected(session: Session, record_id: int, count: int) -> None:
+    """Count `count` more affected objects on a record (a chunked call's progress, written in
+    the chunk's own transaction so the count is exactly what committed)."""
+    session.execute(update(AuditRecord).where(AuditRecord.id == record_id)
+                    .values(affected=AuditRecord.affected + count))
+
+
+def set_outcome(session: Session, record_id: int, outcome: str) -> None:
+    session.execute(update(AuditRecord).where(AuditRecord.id == record_id).values(outcome=outcome))
 
 
 def encode_arguments(arguments: Mapping[str, Any]) -> str:

@@ -19,6 +19,9 @@ from appliance.queue.spool import Spool
 from appliance.types import Action, Envelope, NewMessage
 
 log = logging.getLogger(__name__)
+# Originals whose headers a bulk bounce holds at once (each at most 256 KiB): memory stays
+# bounded whatever the chunk size.
+_HEADER_READS = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,17 +73,40 @@ def bounce_all(
     session: Session, spool: Spool, entries: Sequence[QueueEntry], *, reason: str, now: float,
     hostname: str,
 ) -> list[str]:
-    """Bounce `entries` (a bulk bounce's chunk, locked by the caller) for one `reason`:
-    recipients of one message get ONE DSN (one spool write and fsync) listing them all, and the
-    history rows and removals are set-based (queue.bulk.finish_many). Returns orphaned paths."""
-    for group in _by_message([BounceItem(entry=e, reason=reason) for e in entries]):
-        first = group[0].entry
-        dsn_id = None
-        if not first.is_dsn and first.sender:
-            dsn_id = _queue_dsn(session, spool, group, now=now, hostname=hostname)
-        for item in group:
-            _log_bounce(item, dsn_id)
-    return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
+    """Bounce `entries` (a bulk bounce's chunk, locked by the caller) for one `reason`.
+
+    Recipients of one message get ONE DSN listing them all. The chunk's DSNs are written
+    through group commit: every body first, then one concurrent fsync pass over the bodies and
+    their directories (Spool.batch), then one multi-row insert; history rows and removals are
+    set-based (queue.bulk.finish_many). If anything fails before the caller commits, the
+    bodies written here are removed again; if the commit itself fails they are left
+    unreferenced and the spool sweep (queue.sweep) removes them. Returns orphaned paths.
+    """
+    messages: list[NewMessage] = []
+    groups = _by_message([BounceItem(entry=e, reason=reason) for e in entries])
+    with spool.batch() as batch:
+        for start in range(0, len(groups), _HEADER_READS):
+            part = groups[start:start + _HEADER_READS]
+            wanted = [g for g in part if not g[0].entry.is_dsn and g[0].entry.sender]
+            # The originals' headers first, read concurrently and before this part's DSN files
+            # are created (a lookup waits for creates in the same directory).
+            heads = dict(zip(map(id, wanted), batch.headers([g[0].entry.path for g in wanted])))
+            for group in part:
+                dsn_id = None
+                if id(group) in heads:
+                    dsn = _dsn_message(spool, group, now=now, hostname=hostname,
+                                       headers=heads[id(group)] or b"")
+                    path = batch.write(dsn.message.msgid, dsn.pop())
+                    messages.append(dataclasses.replace(dsn.message, path=path))
+                    dsn_id = dsn.message.msgid
+                for item in group:
+                    _log_bounce(item, dsn_id)
+        try:
+            q.enqueue_many(session, messages, now=now)
+            return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
+        except BaseException:
+            batch.discard()
+            raise
 
 
 def _by_message(items: Sequence[BounceItem]) -> list[list[BounceItem]]:
@@ -100,14 +126,26 @@ def _log_bounce(item: BounceItem, dsn_id: str | None) -> None:
     )
 
 
-def _queue_dsn(
-    session: Session, spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str
-) -> str:
+@dataclasses.dataclass
+class _Dsn:
+    message: NewMessage  # path not yet set
+    body: bytes | None
+
+    def pop(self) -> bytes:
+        body, self.body = self.body, None
+        assert body is not None
+        return body
+
+
+def _dsn_message(spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str,
+                 headers: bytes | None = None) -> _Dsn:
+    """The DSN for one message's bounced recipients, as a message to queue and its body."""
     first = group[0].entry
-    try:
-        headers = spool.read_headers(first.path)
-    except NotFound:
-        headers = b""
+    if headers is None:
+        try:
+            headers = spool.read_headers(first.path)
+        except NotFound:
+            headers = b""
     msgid = str(uuid.uuid4())
     body = build_dsn(
         hostname=hostname, original_sender=first.sender, original_headers=headers,
@@ -115,13 +153,21 @@ def _queue_dsn(
         recipients=[_failed(item, now) for item in group], original_msgid=first.msgid,
         message_id=f"<{msgid}@{hostname}>",
     )
-    path = spool.write(msgid, body)
-    q.enqueue(session, NewMessage(
+    message = NewMessage(
         msgid=msgid, envelope=Envelope(sender="", recipients=(first.sender,), helo=hostname),
-        path=path, size=len(body), subject=subject_line(first.subject), received=now,
+        path="", size=len(body), subject=subject_line(first.subject), received=now,
         transport=first.transport, is_dsn=True,
-    ), now=now)
-    return msgid
+    )
+    return _Dsn(message, body)
+
+
+def _queue_dsn(
+    session: Session, spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str
+) -> str:
+    dsn = _dsn_message(spool, group, now=now, hostname=hostname)
+    path = spool.write(dsn.message.msgid, dsn.pop())
+    q.enqueue(session, dataclasses.replace(dsn.message, path=path), now=now)
+    return dsn.message.msgid
 
 
 def _failed(item: BounceItem, now: float) -> FailedRecipient:

@@ -70,9 +70,8 @@ class QueueEntry(_MessageFields, Base):
         Index("ix_queue_msgid", "msgid"),
         Index("ix_queue_ts0", "ts0"),
         Index("ix_queue_state_next", "state", "next_retry"),
-        Index("ix_queue_sender_domain", "sender_domain"),
-        Index("ix_queue_rcpt_domain", "rcpt_domain"),
         Index("ix_queue_transport", "transport"),
+        # Domain lookups use the (domain, ts0) indexes of models_hql (migration 0008 dropped the rest).
         # Ids are never reused: `msgid:queueid` and history's queueid must name one entry.
         {"sqlite_autoincrement": True},
     )
@@ -101,8 +100,6 @@ class HistoryEntry(_MessageFields, Base):
         Index("ix_history_msgid", "msgid"),
         Index("ix_history_queueid", "queueid"),
         Index("ix_history_ts0", "ts0"),
-        Index("ix_history_sender_domain", "sender_domain"),
-        Index("ix_history_rcpt_domain", "rcpt_domain"),
         Index("ix_history_action", "action"),
         {"sqlite_autoincrement": True},
     )

@@ -13,6 +13,7 @@ from sqlalchemy import (BigInteger, ColumnElement, any_, bindparam, delete, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.errors import InvalidInput, NotFound
@@ -54,6 +55,7 @@ def act_on_matching(
     store: Store, where: Where, action: str, *, now: float, duplicate: bool = False,
     chunk: int = DEFAULT_CHUNK, bounce: Bouncer | None = None,
     on_paths: Callable[[list[str]], None] | None = None, bounce_many: BulkBouncer | None = None,
+    in_chunk: Callable[[Session, int], None] | None = None,
 ) -> int:
     """Apply `action` (retry, hold, delete, bounce) to every queue entry matching `where`.
 
@@ -66,6 +68,8 @@ def act_on_matching(
     unreferenced go to `on_paths` after its commit. Returns how many entries were acted on; if a
     chunk fails, the exception propagates with `.bulk_done` set to the entries already committed.
     A bounce uses `bounce_many` (one call per chunk) if given, else `bounce` per entry.
+    `in_chunk(session, acted)` runs inside each chunk's transaction (the audit row's progress,
+    committed with the chunk or not at all).
     """
     _check(action, chunk, bounce if bounce_many is None else bounce_many)
     cond = as_condition(where, False)
@@ -85,6 +89,9 @@ def act_on_matching(
                 acted, paths = _act_on_chunk(session, ids, cond, action, now=now,
                                              duplicate=duplicate, bounce=bounce,
                                              bounce_many=bounce_many)
+                if in_chunk is not None:
+                    in_chunk(session, acted)
+                crashpoint.reached("bulk.chunk.acted")  # DSNs written, chunk not committed
         except Exception as exc:
             exc.bulk_done = done  # type: ignore[attr-defined]
             exc.add_note(f"bulk {action}: {done} entries were handled before this failure")
@@ -92,6 +99,7 @@ def act_on_matching(
             raise
         done += acted
         after = ids[-1]
+        crashpoint.reached("bulk.chunk.committed")  # committed, bodies not yet unlinked
         if paths and on_paths is not None:
             on_paths(paths)
     log.info("bulk %s acted on %d entries", action, done)

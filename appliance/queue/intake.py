@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy.orm import Session
 
+from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.errors import StoreUnavailable
 from appliance.queue.spool import Spool
@@ -102,6 +103,7 @@ class Intake:
         item.stamps["spooling"] = time.perf_counter()
         if not self._spool_body(item):
             return
+        crashpoint.reached("intake.spooled")  # body durable, no entry yet
         item.stamps["spooled"] = time.perf_counter()
         with self._cond:
             self._pending.append(item)
@@ -134,6 +136,7 @@ class Intake:
             self._fail(ready, exc)
             return
         self.batches += 1
+        crashpoint.reached("intake.committed")  # entries committed, no 250 sent yet
         done = time.perf_counter()
         for item, result in zip(ready, results):
             item.stamps["committed"] = done

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from appliance.errors import InvalidInput, NotFound, StoreUnavailable
+
+# Concurrent fsyncs share ext4 journal commits: 2,000 files took 8.7 s fsync'd one after the
+# other and 0.17 s fsync'd from 16 threads at once on this machine's disk.
+_SYNC_THREADS = 16
 
 
 class Spool:
@@ -53,6 +60,43 @@ class Spool:
             raise
         return rel
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator["SpoolBatch"]:
+        """Group commit for many bodies: `write()` each, and on leaving the block all of them
+        and their directories are fsync'd together; if the block (or the sync) fails, every
+        body written in it is removed again."""
+        batch = SpoolBatch(self)
+        try:
+            yield batch
+            batch.sync()
+        except BaseException:
+            batch.discard()
+            raise
+
+    def _create(self, msgid: str, data: bytes) -> str:
+        """Write a body under its final name, closed but not yet fsync'd."""
+        rel = f"{msgid[:2]}/{msgid}.eml"
+        final = self.root / rel
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            try:
+                fd = os.open(final, flags, 0o640)
+            except FileNotFoundError:
+                self._make_dir(final.parent)
+                fd = os.open(final, flags, 0o640)
+        except OSError as exc:
+            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            final.unlink(missing_ok=True)
+            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+        return rel
+
     def _make_dir(self, path: Path) -> None:
         path.mkdir(exist_ok=True)
         _fsync_dir(self.root)  # the new directory's own entry (fsync(2): the parent holds it)
@@ -74,9 +118,17 @@ class Spool:
         return self.resolve(rel).read_bytes()
 
     def read_headers(self, rel: str, *, limit: int = 256 * 1024) -> bytes:
-        """The header block of a message (up to the first blank line, at most `limit` bytes)."""
-        with open(self.resolve(rel), "rb") as fh:
-            head = fh.read(limit)
+        """The header block of a message (up to the first blank line, at most `limit` bytes).
+
+        For the node's own paths (a queue entry's body, read for a DSN): checked lexically, not
+        with `resolve()`'s realpath, whose five lstat calls per body dominated a bulk bounce."""
+        if not rel or "\x00" in rel or os.path.isabs(rel) or ".." in rel.split("/"):
+            raise InvalidInput(f"not a spool path: {rel!r}")
+        try:
+            with open(self.root / rel, "rb") as fh:
+                head = fh.read(limit)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFound(f"no such spool file: {rel!r}") from exc
         for sep in (b"\r\n\r\n", b"\n\n"):
             end = head.find(sep)
             if end != -1:
@@ -89,12 +141,135 @@ class Spool:
         except (NotFound, FileNotFoundError):
             pass
 
+    def remove_many(self, paths: Sequence[str]) -> None:
+        """Remove bodies no entry refers to any more (after the commit that orphaned them), a
+        bulk chunk's thousands at once: checked lexically (the node's own paths, not a
+        client's) and unlinked from a few threads, as each unlink waits on the journal."""
+        # A path that is not the spool's own is skipped, never followed: the commit is done.
+        targets = [self.root / rel for rel in paths if rel and "\x00" not in rel
+                   and not os.path.isabs(rel) and ".." not in rel.split("/")]
+        if len(targets) < 8:
+            for target in targets:
+                target.unlink(missing_ok=True)
+            return
+        with ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="spool-unlink") as pool:
+            list(pool.map(lambda target: target.unlink(missing_ok=True), targets))
+
     def all_paths(self) -> list[str]:
         return [
             str(p.relative_to(self.root))
             for p in self.root.glob("*/*.eml")
             if p.parent != self._tmp
         ]
+
+    def buckets(self) -> list[str]:
+        """The spool's subdirectories (`tmp` included: nothing should stay there)."""
+        with os.scandir(self.root) as it:
+            return sorted(d.name for d in it if d.is_dir(follow_symlinks=False))
+
+    def scan(self, bucket: str) -> Iterator[tuple[str, float]]:
+        """(spool path, modification time) of each regular file in one subdirectory."""
+        try:
+            with os.scandir(self.root / bucket) as it:
+                for item in it:
+                    try:
+                        if item.is_file(follow_symlinks=False):
+                            yield f"{bucket}/{item.name}", item.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue  # removed while we looked
+        except FileNotFoundError:
+            return
+
+    def exists(self, rel: str) -> bool:
+        try:
+            self.resolve(rel)
+        except (NotFound, InvalidInput):
+            return False
+        return True
+
+    def unlink(self, rel: str) -> bool:
+        """Remove any file under the spool (the sweep's orphans, `tmp` included); False if gone."""
+        if not rel or os.path.isabs(rel) or ".." in Path(rel).parts:
+            raise InvalidInput(f"not a spool path: {rel!r}")
+        try:
+            (self.root / rel).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class SpoolBatch:
+    """Bodies written by `Spool.batch()`: durable only after `sync()`.
+
+    Files are created on a few threads: creating a file waits on the file system's journal
+    (1-2 ms each on this machine under load), not on the CPU, and concurrent creates overlap.
+    """
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="spool-batch")
+        self._pending: list[Future[str]] = []
+        self.paths: list[str] = []
+
+    def write(self, msgid: str, data: bytes) -> str:
+        """Start writing a body; returns its spool path (valid once `sync()` has returned)."""
+        rel = f"{msgid[:2]}/{msgid}.eml"
+        self._pending.append(self._pool.submit(self._spool._create, msgid, data))
+        self.paths.append(rel)
+        return rel
+
+    def headers(self, paths: Sequence[str]) -> list[bytes | None]:
+        """`Spool.read_headers` of several bodies at once (None for a missing one), read
+        concurrently: each read waits on the disk, and on directories other threads write."""
+        return list(self._pool.map(self._headers_or_none, paths))
+
+    def _headers_or_none(self, rel: str) -> bytes | None:
+        try:
+            return self._spool.read_headers(rel)
+        except (NotFound, InvalidInput):
+            return None
+
+    def _written(self) -> None:
+        """Wait for every create; the first failure is raised after all have finished."""
+        pending, self._pending = self._pending, []
+        wait(pending)
+        for future in pending:
+            future.result()
+
+    def sync(self) -> None:
+        """fsync every body, then every directory holding one (fsync(2): the entries live in
+        the directory), from a few threads at once so that they share journal commits."""
+        try:
+            self._written()
+            if not self.paths:
+                return
+            root = self._spool.root
+            dirs = sorted({(root / rel).parent for rel in self.paths})
+            try:
+                list(self._pool.map(_fsync_file, (root / rel for rel in self.paths)))
+                list(self._pool.map(_fsync_dir, dirs))
+            except OSError as exc:
+                raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def discard(self) -> None:
+        wait(self._pending)
+        self._pending = []
+        self._pool.shutdown(wait=True)
+        for rel in self.paths:
+            (self._spool.root / rel).unlink(missing_ok=True)
+        self.paths = []
+
+
+def _fsync_file(path: Path) -> None:
+    # fsync flushes the inode's dirty pages whichever descriptor asks, so the write's own
+    # descriptor need not stay open (a chunk of thousands would exhaust the fd limit).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -6,9 +6,9 @@ leave a spool file unreferenced return its path, to be removed only after the co
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
@@ -23,21 +23,7 @@ def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
     """Insert one entry per recipient (and its metadata); return the queue ids in order."""
     if not msg.envelope.recipients:
         raise InvalidInput("a message needs at least one recipient")
-    entries = []
-    for rcpt in msg.envelope.recipients:
-        entry = QueueEntry(
-            msgid=msg.msgid, ts0=msg.received, ts=now, sender=msg.envelope.sender,
-            sender_domain=domain_of(msg.envelope.sender), rcpt=rcpt, rcpt_domain=domain_of(rcpt),
-            subject=msg.subject, size=msg.size, listener=msg.envelope.listener,
-            transport=msg.transports.get(rcpt, msg.transport), fromserver=msg.envelope.client_ip,
-            helo=msg.envelope.helo, sasl=msg.envelope.sasl, path=msg.path,
-            state=msg.state.value, quarantine=msg.quarantine,
-            # The policy's decision, as the old API marks a waiting entry (msgaction).
-            action=(Action.QUARANTINE if msg.quarantine else Action.DELIVER).value,
-            is_dsn=int(msg.is_dsn), description="", error="", retries=0, actionid=0, jobid="",
-            score=0.0, next_retry=0.0, lease_until=0.0, lease_owner="",
-        )
-        entries.append(entry)
+    entries = [QueueEntry(**_entry_values(msg, rcpt, now)) for rcpt in msg.envelope.recipients]
     session.add_all(entries)
     session.flush()
     if msg.metadata:
@@ -46,6 +32,34 @@ def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
         )
         session.flush()
     return [e.id for e in entries]
+
+
+def enqueue_many(session: Session, messages: Sequence[NewMessage], *, now: float) -> None:
+    """`enqueue` for many messages without metadata (DSNs of a bulk bounce) in one statement."""
+    rows: list[dict[str, object]] = []
+    for msg in messages:
+        if not msg.envelope.recipients:
+            raise InvalidInput("a message needs at least one recipient")
+        if msg.metadata:
+            raise InvalidInput("enqueue_many takes messages without metadata")
+        rows.extend(_entry_values(msg, rcpt, now) for rcpt in msg.envelope.recipients)
+    if rows:
+        session.execute(insert(QueueEntry), rows)
+
+
+def _entry_values(msg: NewMessage, rcpt: str, now: float) -> dict[str, object]:
+    return dict(
+        msgid=msg.msgid, ts0=msg.received, ts=now, sender=msg.envelope.sender,
+        sender_domain=domain_of(msg.envelope.sender), rcpt=rcpt, rcpt_domain=domain_of(rcpt),
+        subject=msg.subject, size=msg.size, listener=msg.envelope.listener,
+        transport=msg.transports.get(rcpt, msg.transport), fromserver=msg.envelope.client_ip,
+        helo=msg.envelope.helo, sasl=msg.envelope.sasl, path=msg.path,
+        state=msg.state.value, quarantine=msg.quarantine,
+        # The policy's decision, as the old API marks a waiting entry (msgaction).
+        action=(Action.QUARANTINE if msg.quarantine else Action.DELIVER).value,
+        is_dsn=int(msg.is_dsn), description="", error="", retries=0, actionid=0, jobid="",
+        score=0.0, next_retry=0.0, lease_until=0.0, lease_owner="",
+    )
 
 
 def get_entry(session: Session, entry_id: int, *, where: ColumnElement[bool] | None = None) -> QueueEntry:

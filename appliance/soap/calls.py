@@ -17,6 +17,7 @@ from appliance import hql
 from appliance.access import audit
 from appliance.access.levels import AccessLevel
 from appliance.db.engine import Store
+from appliance.db.models import AuditRecord
 from appliance.errors import ApplianceError, InvalidInput
 from appliance.queue.spool import Spool
 
@@ -124,6 +125,37 @@ class Call:
             self._audit(session, arguments, affected, "ok")
         return affected
 
+    def mutate_chunked(self, arguments: Mapping[str, Any],
+                       run: Callable[[Callable[[Session, int], None]], int]) -> int:
+        """For chunked actions (bulk): the audit row is written BEFORE the first chunk with the
+        outcome "started", each chunk adds its count to it inside the chunk's own transaction
+        (`run` gets that hook), and the end sets the outcome. A crash mid-way (kill -9) so
+        leaves a "started" row counting exactly the committed chunks, never deletions with no
+        audit row. A failure is recorded on the same row."""
+        with self.node.store.transaction() as session:
+            record_id = self._audit(session, arguments, 0, "started").id
+
+        def progress(session: Session, acted: int) -> None:
+            audit.add_affected(session, record_id, acted)
+
+        try:
+            affected = run(progress)
+        except Exception as exc:
+            self._set_outcome(record_id, f"fault: {exc}"[:500])
+            raise
+        self._set_outcome(record_id, "ok")
+        log.info("api %s by %s from %s: ok (%d affected)", self.operation,
+                 self.principal.user, self.principal.remote, affected)
+        return affected
+
+    def _set_outcome(self, record_id: int, outcome: str) -> None:
+        try:
+            with self.node.store.transaction() as session:
+                audit.set_outcome(session, record_id, outcome)
+        except ApplianceError:
+            log.warning("could not complete the audit record of %s by %s", self.operation,
+                        self.principal.user)
+
     def run_outside(self, arguments: Mapping[str, Any], run: Callable[[], T]) -> T:
         """A change that commits in a store of its own (e.g. the shared config store): run it,
         then audit it (as one affected object) in the node's store; a failure is audited too."""
@@ -146,20 +178,19 @@ class Call:
             log.warning("could not audit failed %s by %s", self.operation, self.principal.user)
 
     def remove_orphans(self, paths: Sequence[str | None]) -> None:
-        for path in paths:
-            if path:
-                self.node.spool.remove(path)
+        self.node.spool.remove_many([p for p in paths if p])
 
     def _audit(self, session: Session, arguments: Mapping[str, Any], affected: int,
-               outcome: str) -> None:
+               outcome: str) -> AuditRecord:
         self.audited = True
-        audit.record(
+        row = audit.record(
             session, user=self.principal.user, remote=self.principal.remote,
             operation=self.operation, arguments=arguments, affected=affected, outcome=outcome,
             now=self.now(),
         )
         log.info("api %s by %s from %s: %s (%d affected)", self.operation,
                  self.principal.user, self.principal.remote, outcome, affected)
+        return row
 
 
 def required(value: T | None, name: str) -> T:

@@ -185,13 +185,14 @@ def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False)
         return bounce_all(session, node.spool, entries, reason=BOUNCE_REASON, now=now,
                           hostname=node.hostname)
 
-    def run() -> int:
+    def run(progress: Callable[[Session, int], None]) -> int:
         return bulk.act_on_matching(
             node.store, where, action, now=now, duplicate=duplicate,
             bounce_many=bounce_many if action == "bounce" else None, on_paths=call.remove_orphans,
+            in_chunk=progress,
         )
 
-    return call.mutate_outside({"filter": text or "", "duplicate": duplicate}, run)
+    return call.mutate_chunked({"filter": text or "", "duplicate": duplicate}, run)
 
 
 def _id(value: int | None) -> int:

@@ -1,0 +1,188 @@
+"""kill -9 of a real node at each step of intake and of bulk delete/bounce: after a restart and
+its spool sweep, no body is orphaned, no entry lacks its body, nothing 250'd is lost, and a
+bulk action's audit row counts exactly the chunks that committed (issue 17, items 11 and 15)."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import zeep
+from sqlalchemy import func, select
+
+from appliance.crashpoint import ENV
+from appliance.db.engine import Store
+from appliance.db.models import AuditRecord, HistoryEntry, QueueEntry
+from appliance.queue.bulk import DEFAULT_CHUNK
+from appliance.queue.spool import Spool
+from appliance.queue.store import enqueue_many
+from appliance.settings import default_database_url
+from appliance.types import Envelope, NewMessage, QueueState
+from tests.support.node import RunningNode
+
+BULK = DEFAULT_CHUNK + DEFAULT_CHUNK // 5  # two chunks: a full one and a short one
+BODY = b"From: s@src.test\r\nSubject: crash\r\n\r\nbody\r\n"
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: deliveries defer, the queue keeps its entries."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _store(node: RunningNode) -> Store:
+    return Store(node.database_url or default_database_url(node.data_dir))
+
+
+def _spool(node: RunningNode) -> Spool:
+    return Spool(node.data_dir / "spool")
+
+
+def _died_by_sigkill(node: RunningNode, timeout: float = 120.0) -> None:
+    assert node.proc is not None
+    node.proc.wait(timeout)
+    assert node.proc.returncode == -9, node.output()[-3000:]
+    node.proc = None
+
+
+def _spool_state(node: RunningNode) -> tuple[set[str], set[str]]:
+    """(files in the spool, paths queue entries refer to)."""
+    store = _store(node)
+    try:
+        with store.transaction(read_only=True) as s:
+            referenced = set(s.scalars(select(QueueEntry.path).distinct())) - {""}
+    finally:
+        store.dispose()
+    root = _spool(node).root
+    files = {str(p.relative_to(root)) for p in root.glob("*/*") if p.is_file()}
+    return files, referenced
+
+
+def _wait_repaired(node: RunningNode, timeout: float = 120.0) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        files, referenced = _spool_state(node)
+        if files == referenced:
+            return files
+        assert time.monotonic() < deadline, (len(files - referenced), len(referenced - files))
+        time.sleep(0.1)
+
+
+def _restart_repairing(node: RunningNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    # The crashed process wrote nothing after its death: no grace needed for this start's sweep.
+    node.extra_args = ["--spool-sweep-grace", "0"]
+    node.start()
+
+
+@pytest.mark.parametrize("step", ["intake.spooled:4", "intake.committed:4"])
+def test_kill_during_intake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    node = RunningNode(tmp_path, relay=("127.0.0.1", _closed_port()))
+    monkeypatch.setenv(ENV, step)
+    node.start()
+    acked: list[str] = []
+    try:
+        for n in range(50):
+            with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=30) as client:
+                client.ehlo("crash.example")
+                client.mail("s@src.test")
+                client.rcpt(f"r{n}@dst.test")
+                code, reply = client.data(BODY)
+            if code == 250:
+                acked.append(reply.decode().rsplit(" ", 1)[1])
+    except (OSError, smtplib.SMTPException):
+        pass  # the node killed itself at the armed step
+    _died_by_sigkill(node)
+    assert len(acked) == 3  # the fourth message is the one the kill interrupted
+    files, referenced = _spool_state(node)
+    if step.startswith("intake.spooled"):
+        assert len(files - referenced) == 1  # its body, durable but never committed
+    _restart_repairing(node, monkeypatch)
+    try:
+        files = _wait_repaired(node)
+        store = _store(node)
+        with store.transaction(read_only=True) as s:
+            held = set(s.scalars(select(QueueEntry.msgid))) | set(s.scalars(select(HistoryEntry.msgid)))
+            errors = s.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.action == "ERROR"))
+        store.dispose()
+        assert set(acked) <= held and errors == 0
+        assert all((_spool(node).root / p).is_file() for p in files)
+    finally:
+        node.stop()
+
+
+def _seed(node: RunningNode, n: int) -> None:
+    """n held messages to bulk.test (one recipient each), bodies written through group commit."""
+    store, spool = _store(node), _spool(node)
+    messages = []
+    with spool.batch() as batch:
+        for i in range(n):
+            msgid = str(uuid.uuid4())
+            messages.append(NewMessage(
+                msgid=msgid, envelope=Envelope(sender="s@src.test", recipients=(f"r{i}@bulk.test",)),
+                path=batch.write(msgid, BODY), size=len(BODY), subject="crash",
+                received=time.time(), transport="default", state=QueueState.HOLD))
+    with store.transaction() as s:
+        enqueue_many(s, messages, now=time.time())
+    store.dispose()
+
+
+def _client(node: RunningNode) -> zeep.Client:
+    session = requests.Session()
+    session.auth = ("admin", node.admin_password)
+    return zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=session, timeout=300))
+
+
+@pytest.mark.parametrize(("operation", "step", "stray"), [
+    # chunk 1 committed, its bodies not yet unlinked
+    ("mailQueueDeleteBulk", "bulk.chunk.committed:1", DEFAULT_CHUNK),
+    # chunk 2 acted on in its transaction, never committed: chunk 1 was tidied already
+    ("mailQueueDeleteBulk", "bulk.chunk.acted:2", 0),
+    # chunk 2's DSN bodies durable (group commit), their entries never committed
+    ("mailQueueBounceBulk", "bulk.chunk.acted:2", BULK - DEFAULT_CHUNK),
+    # chunk 1's bounced bodies not yet unlinked
+    ("mailQueueBounceBulk", "bulk.chunk.committed:1", DEFAULT_CHUNK),
+])
+def test_kill_during_bulk_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 operation: str, step: str, stray: int) -> None:
+    node = RunningNode(tmp_path, relay=("127.0.0.1", _closed_port())).start()
+    node.stop()
+    _seed(node, BULK)
+    monkeypatch.setenv(ENV, step)
+    node.start()
+    client = _client(node)
+    with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        getattr(client.service, operation)(filter="to~%@bulk.test")
+    _died_by_sigkill(node)
+    action = "DELETE" if operation == "mailQueueDeleteBulk" else "BOUNCE"
+    store = _store(node)
+    with store.transaction(read_only=True) as s:
+        [row] = s.scalars(select(AuditRecord).where(AuditRecord.operation == operation)).all()
+        acted = s.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.action == action))
+        left = s.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.rcpt_domain == "bulk.test"))
+    store.dispose()
+    # The row was there before the first chunk and counts exactly what committed.
+    assert (row.outcome, row.affected, acted, left) == ("started", DEFAULT_CHUNK, DEFAULT_CHUNK,
+                                                        BULK - DEFAULT_CHUNK)
+    files, referenced = _spool_state(node)
+    assert len(files - referenced) == stray and referenced <= files  # what the kill left behind
+    _restart_repairing(node, monkeypatch)
+    try:
+        files = _wait_repaired(node)
+        store = _store(node)
+        with store.transaction(read_only=True) as s:
+            dsns = s.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.is_dsn == 1))
+            errors = s.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.action == "ERROR"))
+            left = s.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.rcpt_domain == "bulk.test"))
+        store.dispose()
+        assert errors == 0 and left == BULK - DEFAULT_CHUNK
+        assert dsns == (DEFAULT_CHUNK if action == "BOUNCE" else 0)  # only committed chunks' DSNs
+        assert len(files) == left + dsns
+    finally:
+        node.stop()
