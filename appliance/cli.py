@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import sys
@@ -53,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SOAP API address (https when no scheme is given)")
     run.add_argument("--relay", type=_hostport, metavar="HOST:PORT",
                      help="next hop of the default transport")
+
+    child = sub.add_parser("child")  # started by `appliance run` only (appliance.process)
+    _common(child, top=False)
+    child.add_argument("role", choices=("smtp", "delivery", "api", "housekeeping"))
+    child.add_argument("--index", type=int, default=0)
+    child.add_argument("--smtp-listen", type=_hostport, metavar="HOST:PORT")
+    child.add_argument("--soap-listen")
+    child.add_argument("--relay", type=_hostport, metavar="HOST:PORT")
 
     db = sub.add_parser("db", help="store maintenance")
     _common(db, top=False)
@@ -128,16 +135,15 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def cmd_run(settings: Settings) -> int:
-    from appliance.wiring import Node
+    from appliance.process.supervisor import Supervisor
 
-    node = Node(settings)
-    password = node.prepare()
+    supervisor = Supervisor(settings)
+    password = supervisor.prepare()
     if password is not None:
         # Printed once: only the first start creates the admin user.
         print(f"created user admin with password: {password}", flush=True)
-    print(f"node {node.serial} starting (data dir {settings.data_dir})", flush=True)
-    asyncio.run(node.run())
-    return 0
+    print(f"node {supervisor.serial} starting (data dir {settings.data_dir})", flush=True)
+    return supervisor.run()
 
 
 def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
@@ -173,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "run":
             return cmd_run(settings)
+        if args.command == "child":
+            from appliance.process.child import run_child
+
+            return run_child(settings, args.role, args.index)
         if args.command in ("graph", "statd"):
             from appliance.stats import graphcmd
 

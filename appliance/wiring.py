@@ -8,6 +8,7 @@ import inspect
 import logging
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,8 +75,11 @@ class Node:
     """
 
     def __init__(self, settings: Settings, *, config: Config | None = None,
-                 factories: tuple[str, ...] | None = None) -> None:
+                 factories: tuple[str, ...] | None = None, role: str = "node") -> None:
         self.settings = settings
+        # "node": everything in this one process; else one child of appliance.process.
+        self.role = role
+        self.listen_sockets: dict[str, socket.socket] = {}  # inherited from the supervisor
         self._base_config = config if config is not None else load_config(settings.config_path)
         self.config = apply_overrides(self._base_config, settings)
         self._flow: Flow = DefaultFlow()
@@ -89,6 +93,9 @@ class Node:
         self.store: Store
         self.spool: Spool
         self.serial = ""
+        self._config_changed: list[Callable[[], None]] = []
+        # Tells the supervisor something ("config": a revision was committed here).
+        self.announce: Callable[[str], None] = lambda _kind: None
 
     # -- what components use -------------------------------------------------------------
     def config_provider(self) -> Config:
@@ -102,6 +109,14 @@ class Node:
 
     def on_config_change(self, callback: Callable[[Config], None]) -> None:
         self._config_callbacks.append(callback)
+
+    def on_config_changed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when told the config store changed (SIGHUP in a child)."""
+        self._config_changed.append(callback)
+
+    def config_changed(self) -> None:
+        for callback in self._config_changed:
+            callback()
 
     def on_enqueued(self, callback: Callable[[], None]) -> None:
         """Call `callback` (on the event loop) whenever SMTP has queued new entries."""
@@ -138,6 +153,14 @@ class Node:
         built = (_load(name)(self) for name in self._factories)
         self.components = [c for c in built if c is not None]
         return password
+
+    def attach(self) -> None:
+        """A child's prepare(): the supervisor made the store, serial and admin already."""
+        self.store = Store(self.settings.database_url)
+        self.spool = Spool(self.settings.spool_dir)
+        self.serial = read_serial(self.store)
+        built = (_load(name)(self) for name in self._factories)
+        self.components = [c for c in built if c is not None]
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()

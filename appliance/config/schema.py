@@ -127,6 +127,12 @@ class StatsSection(_Section):
     graphs: list[StatsGraph] = []
 
 
+class SmtpSection(_Section):
+    """The SMTP receiver processes (appliance.process): 0 = one per core."""
+
+    processes: int = Field(default=0, ge=0, le=64)
+
+
 class LogSection(_Section):
     """The node log (appliance.nodelog): size-rotated files under <data_dir>/log/."""
 
@@ -145,6 +151,7 @@ class Config(_Section):
     cluster: ClusterSection = ClusterSection()
     stats: StatsSection = StatsSection()
     log: LogSection = LogSection()
+    smtp: SmtpSection = SmtpSection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -36,7 +37,9 @@ class SmtpServer:
     def __init__(self, *, store: Store, intake: Intake, listeners: list[Listener], hostname: str,
                  tls_dir: Path, flow: Flow, on_enqueued: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time, reuse_port: bool = False,
-                 flow_threads: int = 8) -> None:
+                 flow_threads: int = 8, sockets: dict[str, socket.socket] | None = None) -> None:
+        """`sockets`: listening sockets bound by the supervisor, by listener id; this server
+        then accepts on them and leaves binding (and rebinding on change) to it."""
         self.store = store
         self.intake = intake
         self.listeners = listeners
@@ -46,6 +49,7 @@ class SmtpServer:
         self.on_enqueued = on_enqueued
         self.clock = clock
         self.reuse_port = reuse_port
+        self.sockets = sockets
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
         self._flow_thread_count = flow_threads
@@ -64,6 +68,9 @@ class SmtpServer:
         self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
         try:
             for listener in self.listeners:
+                if self.sockets is not None and listener.id not in self.sockets:
+                    log.warning("SMTP listener %s has no socket from the supervisor", listener.id)
+                    continue
                 self.servers[listener.id] = await self._bind(listener)
         except BaseException:
             await self.stop()
@@ -76,6 +83,10 @@ class SmtpServer:
         of them when `hostname` changes). Sessions in progress finish on their old settings:
         closing a listening socket does not end the connections it accepted. If a new listener
         cannot bind, the ones closed are bound again and the error propagates."""
+        if self.sockets is not None:
+            # The supervisor binds the new sockets and starts receivers on them (this one
+            # finishes its sessions and exits): nothing to change in place.
+            return
         old_hostname = self.hostname
         rebuild_all = hostname is not None and hostname != old_hostname
         if not self._running:  # not started (or stopped): start() binds these
@@ -111,6 +122,9 @@ class SmtpServer:
                 log.info("SMTP listener %s removed", listener_id)
 
     async def _bind(self, listener: Listener, *, change: bool = False) -> asyncio.AbstractServer:
+        if self.sockets is not None:
+            return await asyncio.get_running_loop().create_server(
+                self._factory(listener), sock=self.sockets[listener.id], start_serving=True)
         server = await asyncio.get_running_loop().create_server(
             self._factory(listener), host=listener.address, port=listener.port,
             reuse_port=self.reuse_port or None, start_serving=True,
@@ -212,4 +226,5 @@ def component(node: Node) -> SmtpServer:
         store=node.store, intake=Intake(node.store, node.spool), listeners=list(config.listeners),
         hostname=config.node.hostname, tls_dir=node.settings.tls_dir, flow=node.flow,
         on_enqueued=CoalescedKick(node.notify_enqueued),
+        sockets=node.listen_sockets if getattr(node, "role", "node") == "smtp" else None,
     )

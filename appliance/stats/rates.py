@@ -123,6 +123,11 @@ class Rates:
         clear_rates(session, ns, entry)
         return sum(1 for k, w in gone.items() if w.seen(now, k[2]))
 
+    def clear_now(self, ns: str, entry: str = "") -> int:
+        """`clear()` in a transaction of its own (for callers in another process)."""
+        with self._store.transaction() as session:
+            return self.clear(session, ns, entry)
+
     def _put_back(self, windows: dict[RateKey, SlidingWindow], queued: Pending) -> None:
         """Undo a clear whose transaction rolled back (merging hits counted since)."""
         with self._lock:
