@@ -394,7 +394,8 @@ class Supervisor:
         deadline = time.monotonic() + DRAIN_TIMEOUT
         for slot, proc in procs:
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                log.info("%s (pid %d) stopped (%s)", slot.name, proc.pid, _how(code))
             except subprocess.TimeoutExpired:
                 log.error("%s (pid %d) did not stop in time; killed", slot.name, proc.pid)
                 proc.kill()
