@@ -17,9 +17,8 @@ from appliance.config.schema import Listener
 from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
-from appliance.smtp.fastinit import Members, introspect
+from appliance.smtp.fastinit import Members, check_version, introspect
 from appliance.smtp.handler import Handler, Protocol
-from appliance.smtp.phases import PhaseTimer
 from appliance.tls import ensure_certificate, server_context
 
 if TYPE_CHECKING:
@@ -51,7 +50,6 @@ class SmtpServer:
         self.reuse_port = reuse_port
         self.sockets = sockets
         self.servers: dict[str, asyncio.AbstractServer] = {}
-        self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
         self._flow_thread_count = flow_threads
         self._flow_threads: ThreadPoolExecutor | None = None
         self._running = False
@@ -62,6 +60,7 @@ class SmtpServer:
         return int(server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        check_version()
         # aiosmtpd logs every command line at INFO; the node logs one line per message instead.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         self.intake.start()
@@ -153,7 +152,6 @@ class SmtpServer:
         handler = Handler(
             listener=listener, hostname=self.hostname, flow=self.flow, intake=self.intake,
             authenticate=self._authenticate, on_enqueued=self.on_enqueued, clock=self.clock,
-            phases=self.phases,
             # A listener without a script runs the built-in DefaultFlow, which never blocks:
             # calling it inline spares a thread hand-off per stage.
             flow_threads=self._flow_threads if listener.script else None,
