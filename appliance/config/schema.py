@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -181,7 +182,9 @@ class Config(_Section):
 def reference_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
     """Cross-references between sections: (location, explanation) for each broken one."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
-    for section, entries in (("transports", config.transports), ("listeners", config.listeners)):
+    sections: tuple[tuple[str, Sequence[Transport | Listener]], ...] = (
+        ("transports", config.transports), ("listeners", config.listeners))
+    for section, entries in sections:
         seen: set[str] = set()
         for index, entry in enumerate(entries):
             if entry.id in seen:

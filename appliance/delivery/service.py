@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from appliance.config.schema import Config, Transport
 from appliance.db.engine import Store
@@ -59,7 +60,7 @@ class DeliveryService:
         self._reaper_task: asyncio.Task[None] | None = None
         self._seen: Config | None = None  # the config the pools and workers were set up for
         self._inflight: set[int] = set()
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
     # -- life cycle ------------------------------------------------------------------------

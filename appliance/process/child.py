@@ -122,8 +122,8 @@ def _log_to_pipe(fd: int | None) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler: logging.Handler = logpipe.PipeHandler(fd) if fd is not None \
+    out: logging.Handler = logpipe.PipeHandler(fd) if fd is not None \
         else logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.INFO)
-    root.addHandler(handler)
+    out.setLevel(logging.INFO)
+    root.addHandler(out)
     root.setLevel(logging.INFO)

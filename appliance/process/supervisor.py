@@ -246,8 +246,12 @@ class Supervisor:
         finally:
             os.close(write_fd)
         slot.proc, slot.started, slot.ready = proc, time.monotonic(), False
+        def on_control(message: dict[str, Any], s: Slot = slot,
+                       p: subprocess.Popen[bytes] = proc) -> None:
+            self._control(s, p, message)
+
         PipeReader(os.fdopen(read_fd, "rb"), role=slot.name.removeprefix("appliance ").replace(" ", "-"),
-                   pid=proc.pid, on_control=lambda m, s=slot, p=proc: self._control(s, p, m)).start()
+                   pid=proc.pid, on_control=on_control).start()
         log.info("started %s as pid %d", slot.name, proc.pid)
 
     def _flags(self) -> list[str]:

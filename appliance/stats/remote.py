@@ -17,6 +17,7 @@ import socketserver
 import threading
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -27,6 +28,7 @@ from appliance.stats.rates import RateRow, Rates, clear_rates
 from appliance.stats.window import validate
 
 log = logging.getLogger(__name__)
+Rows = list[RateRow]  # (a name: the method `list` below shadows the builtin in the class)
 
 
 def rates_path(data_dir: Path) -> Path:
@@ -47,7 +49,8 @@ class RemoteRates:
         validate(ns, entry, count, interval)
         return bool(self._ask(["rate", ns, entry, count, interval]))
 
-    def list(self, ns: str = "", entry: str = "", *, offset: int = 0, limit: int = 100) -> list[RateRow]:
+    def list(self, ns: str = "", entry: str = "", *, offset: int = 0,
+             limit: int = 100) -> Rows:
         check_page(offset, limit)
         rows = self._ask(["list", ns, entry, offset, limit])
         return [RateRow(ns=r[0], entry=r[1], count=r[2], interval=r[3], expires=r[4]) for r in rows]
@@ -58,7 +61,7 @@ class RemoteRates:
         clear_rates(session, ns, entry)
         return cleared
 
-    def _ask(self, request: list[Any]) -> Any:
+    def _ask(self, request: Sequence[Any]) -> Any:
         data = (json.dumps(request) + "\n").encode()
         for attempt in (1, 2):  # one retry: the owner may have restarted since the last call
             conn = self._connection()
