@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.access import users
-from appliance.config import cli as config_cli
+from appliance import cli_config as config_cli
 from appliance.config.document import ConfigError
 from appliance.db.engine import Store
 from appliance.db.schema import ensure_schema

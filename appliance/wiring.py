@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from appliance.access.users import add_user, list_users
 from appliance.config.document import parse
+from appliance.config.holder import ConfigHolder, Subscriber
 from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.db.models import NodeInfo
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # To plug in a part, add ONE line here (order = start order; stop runs in reverse).
 COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.nodelog:component",  # first to start, last to stop: every other part logs to it
-    "appliance.config.component:component",  # first: the others read node.config when built
+    "appliance.cluster.component:component",  # first: the others read node.config when built
     "appliance.stats.component:component",  # before policy/commands/SOAP: sets node.stats
     "appliance.policy.component:component",  # sets node.flow from the config's scripts
     "appliance.smtp.server:component",
@@ -85,7 +86,7 @@ class Node:
         self._flow: Flow = DefaultFlow()
         self.flow: Flow = _FlowProxy(lambda: self._flow)  # type: ignore[assignment]
         self._factories = COMPONENT_FACTORIES if factories is None else factories
-        self._config_callbacks: list[Callable[[Config], None]] = []
+        self.config_holder: ConfigHolder | None = None
         self._enqueue_callbacks: list[Callable[[], None]] = []
         self.components: list[Component] = []
         self.started = time.time()
@@ -104,11 +105,19 @@ class Node:
     def set_config(self, config: Config) -> None:
         self._base_config = config
         self.config = apply_overrides(config, self.settings)
-        for callback in list(self._config_callbacks):
-            callback(self.config)
 
-    def on_config_change(self, callback: Callable[[Config], None]) -> None:
-        self._config_callbacks.append(callback)
+    def follow(self, holder: ConfigHolder) -> None:
+        """Run `holder`'s config from now on: `node.config` follows each revision it applies,
+        and parts that `subscribe()` get each change (the one way a change reaches a part)."""
+        self.config_holder = holder
+        self.set_config(holder.config)
+        holder.subscribe(_NodeFollows(self))
+
+    def subscribe(self, part: Subscriber) -> None:
+        """`part.apply(old, new)` on every config change, with this node's flag overrides in
+        both; raising refuses the change (the holder undoes the parts already switched)."""
+        if self.config_holder is not None:
+            self.config_holder.subscribe(_Overridden(part, self.settings))
 
     def on_config_changed(self, callback: Callable[[], None]) -> None:
         """Call `callback` when told the config store changed (SIGHUP in a child)."""
@@ -196,6 +205,28 @@ class Node:
                 loop.remove_signal_handler(sig)
 
 
+class _NodeFollows:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def apply(self, old: Config, new: Config) -> None:
+        self.node.set_config(new)
+
+
+class _Overridden:
+    """A part's subscription, seeing configs as this node runs them (flags applied)."""
+
+    def __init__(self, part: Subscriber, settings: Settings) -> None:
+        self.part = part
+        self.settings = settings
+
+    def apply(self, old: Config, new: Config) -> None:
+        self.part.apply(apply_overrides(old, self.settings), apply_overrides(new, self.settings))
+
+    def __repr__(self) -> str:
+        return f"{type(self.part).__name__}"
+
+
 class _FlowProxy:
     """Forwards every Flow call to the flow current at call time."""
 
@@ -262,7 +293,7 @@ def delivery_component(node: Node) -> Component:
         clock=time.time,
     )
     node.on_enqueued(service.kick)
-    node.on_config_change(service.reconfigure)  # workers and connection limits follow revisions
+    node.subscribe(service)  # workers and connection limits follow revisions
     return service
 
 

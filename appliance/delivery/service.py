@@ -18,7 +18,7 @@ from appliance.delivery.grouping import Destination, destination_for, transactio
 from appliance.delivery.lanes import ConnectionPool, Lanes, Result
 from appliance.delivery.outbound import Connector, SessionOptions, SmtpConnector
 from appliance.delivery.outcomes import Fate, Outcome, decide, record
-from appliance.delivery.replies import Reply
+from appliance.replies import Reply
 from appliance.delivery.routing import DnsResolver, Resolver, RouteError, hops_for
 from appliance.errors import InvalidInput, NotFound, StoreUnavailable
 from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict

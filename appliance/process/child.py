@@ -28,21 +28,21 @@ _PR_SET_PDEATHSIG = 1
 # What each role builds, in start order (stop runs in reverse); see appliance.wiring.
 ROLE_FACTORIES: dict[str, tuple[str, ...]] = {
     "smtp": (
-        "appliance.config.component:component",
+        "appliance.cluster.component:component",
         "appliance.stats.component:component",
         "appliance.policy.component:component",
         "appliance.process.roles:wake_sender",
         "appliance.smtp.server:component",
     ),
     "delivery": (
-        "appliance.config.component:component",
+        "appliance.cluster.component:component",
         "appliance.stats.component:component",
         "appliance.policy.component:component",
         "appliance.wiring:delivery_component",
         "appliance.process.roles:wake_listener",
     ),
     "api": (
-        "appliance.config.component:component",
+        "appliance.cluster.component:component",
         "appliance.stats.component:component",
         "appliance.policy.component:component",
         "appliance.process.roles:wake_sender",
@@ -50,7 +50,7 @@ ROLE_FACTORIES: dict[str, tuple[str, ...]] = {
         "appliance.soap.server:component",
     ),
     "housekeeping": (
-        "appliance.config.component:component",
+        "appliance.cluster.component:component",
         "appliance.stats.component:component",
         "appliance.process.roles:rate_server",
         "appliance.process.roles:wake_sender",

@@ -28,7 +28,7 @@ from appliance.cluster.shared import StoreRouter
 from appliance.config import revisions
 from appliance.config.holder import Running
 from appliance.config.schema import Config, Listener
-from appliance.config.watcher import initial_running
+from appliance.cluster.watcher import initial_running
 from appliance.db.engine import Store
 from appliance.db.schema import ensure_schema
 from appliance.nodelog import NodeLog, syslog_address

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.access.users import authenticate
-from appliance.config.schema import Listener
+from appliance.config.schema import Config, Listener
 from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
@@ -53,6 +53,18 @@ class SmtpServer:
         self._flow_thread_count = flow_threads
         self._flow_threads: ThreadPoolExecutor | None = None
         self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def apply(self, old: Config, new: Config) -> None:
+        """appliance.config.holder.Subscriber: rebind changed listeners on the server's loop
+        (called from the config watcher's thread); raising refuses the revision."""
+        change = self.reconfigure(list(old.listeners), list(new.listeners),
+                                  hostname=new.node.hostname)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            asyncio.run(change)  # not started: reconfigure only records the settings
+            return
+        asyncio.run_coroutine_threadsafe(change, loop).result(timeout=30)
 
     def port_of(self, listener_id: str) -> int:
         """The bound port of a listener (useful when configured with port 0)."""
@@ -61,6 +73,7 @@ class SmtpServer:
 
     async def start(self) -> None:
         check_version()
+        self._loop = asyncio.get_running_loop()
         # aiosmtpd logs every command line at INFO; the node logs one line per message instead.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         self.intake.start()
@@ -220,9 +233,11 @@ class CoalescedKick:
 def component(node: Node) -> SmtpServer:
     """The SMTP part of a node (see appliance.wiring)."""
     config = node.config
-    return SmtpServer(
+    server = SmtpServer(
         store=node.store, intake=Intake(node.store, node.spool), listeners=list(config.listeners),
         hostname=config.node.hostname, tls_dir=node.settings.tls_dir, flow=node.flow,
         on_enqueued=CoalescedKick(node.notify_enqueued),
         sockets=node.listen_sockets if getattr(node, "role", "node") == "smtp" else None,
     )
+    node.subscribe(server)
+    return server

@@ -95,8 +95,7 @@ class ApplianceApplication(Application):  # type: ignore[misc]
     def _script_allows(self, ctx: Any, principal: Principal, operation: str) -> bool:
         """The api-auth script's decision, if one is configured: True allows the call outright,
         a refusal is Forbidden, no decision leaves it to the built-in levels."""
-        policy = getattr(self.node.node, "policy", None) if self.node is not None else None
-        script = getattr(policy, "api_auth", None)
+        script = self.node.api_auth() if self.node is not None else None
         if script is None:
             return False
         fields = getattr(ctx.descriptor.in_message, "_type_info", {})

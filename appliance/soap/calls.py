@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -16,7 +17,13 @@ import appliance
 from appliance import hql
 from appliance.access import audit
 from appliance.access.levels import AccessLevel
+from appliance.cluster.configservice import ConfigService
+from appliance.cluster.service import ClusterService
+from appliance.commands.runner import Runner
 from appliance.db.engine import Store
+from appliance.policy.apiauth import ApiAuthScript
+from appliance.stats.rates import Rates
+from appliance.stats.remote import RemoteRates
 from appliance.errors import ApplianceError, InvalidInput
 from appliance.queue.spool import Spool
 
@@ -37,7 +44,14 @@ class NodeContext:
     clock: Callable[[], float] = time.time
     kick_delivery: Callable[[], None] | None = None  # wake the delivery service after a retry
     users_changed: Callable[[], None] | None = None  # drop cached credentials
-    node: Any = None  # the wiring Node, for services that need more of it (stats, commands, ...)
+    # The node's other parts the services use; None where this node has none (a service
+    # then answers that the feature is not available here).
+    config_service: ConfigService | None = None
+    cluster_service: ClusterService | None = None
+    rates: Rates | RemoteRates | None = None  # live rate() windows (hslRate)
+    rrd_dir: Path | None = None  # graphs
+    commands: Runner | None = None
+    api_auth: Callable[[], ApiAuthScript | None] = lambda: None  # the api-auth script now
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -132,7 +132,13 @@ def component(node: Any) -> SoapServer:
             tls_files = ensure_certificate(node.settings.tls_dir, config.node.hostname)
     context = NodeContext(
         store=node.store, spool=node.spool, serial=node.serial, hostname=config.node.hostname,
-        started=node.started, kick_delivery=_kicker(node), node=node,
+        started=node.started, kick_delivery=_kicker(node),
+        config_service=getattr(node, "config_service", None),
+        cluster_service=getattr(node, "cluster_service", None),
+        rates=node.stats.rates if getattr(node, "stats", None) is not None else None,
+        rrd_dir=node.settings.rrd_dir,
+        commands=getattr(node, "commands", None),
+        api_auth=lambda: policy.api_auth if (policy := getattr(node, "policy", None)) else None,
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,

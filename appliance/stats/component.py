@@ -54,6 +54,10 @@ class StatsComponent:
                                     step=config.stats.rrd_step, clock=clock)
         self.sampler = Sampler(probe)
 
+    def apply(self, old: Config, new: Config) -> None:
+        """appliance.config.holder.Subscriber."""
+        self.on_config(new)
+
     def on_config(self, config: Config) -> None:
         """Intervals and graphed counters follow the config; the RRD step applies to new files."""
         probe = probe_for(self.store, config)
@@ -82,5 +86,5 @@ def component(node: Any) -> StatsComponent:
     stats = StatsComponent(node.store, node.settings.rrd_dir, node.config, rates=remote,
                            graphs=owner)
     node.stats = stats
-    node.on_config_change(stats.on_config)
+    node.subscribe(stats)
     return stats

@@ -6,7 +6,7 @@ from typing import Any
 
 from spyne import ComplexModel, Integer, Long, ServiceBase, Unicode, rpc
 
-from appliance.config.service import ConfigService as ConfigOps
+from appliance.cluster.configservice import ConfigService as ConfigOps
 from appliance.errors import InvalidInput
 from appliance.soap.app import MUTATING
 from appliance.soap.calls import Call, required
@@ -81,9 +81,9 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
 
 def _service(ctx: Any) -> ConfigOps:
     call: Call = ctx.udc
-    service = getattr(call.node.node, "config_service", None)
+    service = call.node.config_service
     if service is None:
         raise InvalidInput("configuration is not available on this node")
-    return service  # type: ignore[no-any-return]
+    return service
 
 

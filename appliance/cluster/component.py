@@ -10,10 +10,9 @@ from typing import Any
 
 from appliance.cluster.service import ClusterService
 from appliance.cluster.shared import StoreRouter
-from appliance.config.appliers import NodeConfig
 from appliance.config.holder import ConfigHolder
-from appliance.config.service import ConfigService
-from appliance.config.watcher import ConfigWatcher, initial_running
+from appliance.cluster.configservice import ConfigService
+from appliance.cluster.watcher import ConfigWatcher, initial_running
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +31,7 @@ def component(node: Any) -> ConfigWatcher:
     file_text = Path(path).read_text(encoding="utf-8") if path is not None else None
     running = initial_running(router, node.serial, file_text=file_text)
     holder = ConfigHolder(running)
-    node.set_config(running.config)
-    holder.subscribe(NodeConfig(node))
+    node.follow(holder)
 
     def identity() -> tuple[str, str]:
         return holder.config.node.name, _public_url(node, holder)
@@ -42,7 +40,6 @@ def component(node: Any) -> ConfigWatcher:
                             follower=not leader)
     if hasattr(node, "on_config_changed"):
         node.on_config_changed(watcher.wake)
-    node.config_holder = holder
     def committed() -> None:
         watcher.wake()
         announce = getattr(node, "announce", None)
