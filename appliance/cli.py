@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     statd.add_argument("-n", dest="count", type=int, default=None, help="stop after N lines")
     for p in (graph, statd):
         _common(p, top=False)
+    backup = sub.add_parser("backup", help="write a consistent snapshot of the running node")
+    backup.add_argument("file", type=Path, help="the backup file to write (a .tar.gz)")
+    restore = sub.add_parser("restore", help="restore a backup into an empty data dir")
+    restore.add_argument("file", type=Path, help="a file written by `appliance backup`")
+    doctor = sub.add_parser("doctor", help="check the node's set-up and say how to fix it")
+    doctor.add_argument("--config", type=Path, help="config document (TOML) the node runs with")
+    for p in (backup, restore, doctor):
+        _common(p, top=False)
     config_cli.add_commands(sub, _common)
     return parser
 
@@ -193,6 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             _open_store(settings).dispose()
             print("store schema is up to date")
             return 0
+        if args.command in ("backup", "restore"):
+            from appliance import backup as backups
+
+            act = backups.backup if args.command == "backup" else backups.restore
+            print(f"{args.command}: {act(settings, args.file).text()}")
+            return 0
+        if args.command == "doctor":
+            from appliance import doctor
+
+            return doctor.main(settings)
         if args.command in ("config", "cluster"):
             return config_cli.run(_open_store(settings), args)
         return cmd_user(settings, args)

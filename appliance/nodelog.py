@@ -11,6 +11,7 @@ process that owns the files (other processes of the node should log to syslog).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import logging.handlers
 import os
@@ -23,6 +24,8 @@ from typing import Any
 LOG_NAME = "appliance.log"
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
 _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.(\d+)$")
+# A message id, or `msgid:queueid`, as the node's messages write them ("delivered <id>:<n> ...").
+_MSG_KEY = re.compile(r"\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?::(\d+))?")
 
 
 class NodeLogFormatter(logging.Formatter):
@@ -44,6 +47,31 @@ class NodeLogFormatter(logging.Formatter):
         if not self.with_time:  # syslog stamps time and host itself (RFC 3164 section 4.1.2)
             return body
         return f"{format_time(record.created)} {self.hostname} {body}"
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line for syslog/journald collectors, with the message's ids as keys:
+    `{"ts", "host", "pid", "level", "logger", "msg", "msgid"?, "queueid"?}`."""
+
+    def __init__(self, hostname: str | None = None) -> None:
+        super().__init__()
+        self.hostname = hostname or socket.gethostname()
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += " | " + "".join(traceback.format_exception(*record.exc_info)).strip()
+        fields: dict[str, Any] = {
+            "ts": format_time(record.created), "host": self.hostname,
+            "pid": record.process or os.getpid(), "level": record.levelname.lower(),
+            "logger": record.name, "msg": message,
+        }
+        found = _MSG_KEY.search(message)
+        if found:
+            fields["msgid"] = found.group(1)
+            if found.group(2):
+                fields["queueid"] = int(found.group(2))
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 def escape(text: str) -> str:
@@ -101,12 +129,22 @@ class RotatingLogFile(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8", "replace")
-            if self._size and self._size + len(data) > self.max_bytes:
+            if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
             os.write(self._fd, data)
             self._size += len(data)
         except Exception:  # logging must never take the caller down (logging.Handler contract)
             self.handleError(record)
+
+    def reopen(self) -> None:
+        """Open the path anew: after logrotate renamed the file (SIGHUP/SIGUSR1)."""
+        self.acquire()
+        try:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._open()
+        finally:
+            self.release()
 
     def _rotate(self) -> None:
         os.close(self._fd)
@@ -136,6 +174,7 @@ class NodeLog:
         self, log_dir: Path, *, max_bytes: int = 64 * 1024 * 1024, backup_count: int = 20,
         syslog_address: str | tuple[str, int] | None = None, level: int = logging.INFO,
         logger: logging.Logger | None = None, hostname: str | None = None,
+        line_format: str = "text", stderr: bool = False,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.max_bytes, self.backup_count = max_bytes, backup_count
@@ -143,6 +182,8 @@ class NodeLog:
         self.level = level
         self.logger = logger or logging.getLogger()
         self.hostname = hostname
+        self.line_format = line_format
+        self.stderr = stderr
         self._handlers: list[logging.Handler] = []
         self._previous_level: int | None = None
 
@@ -161,14 +202,30 @@ class NodeLog:
             syslog = logging.handlers.SysLogHandler(
                 address=self.syslog_address, facility=logging.handlers.SysLogHandler.LOG_MAIL
             )
-            syslog.setFormatter(NodeLogFormatter(self.hostname, with_time=False))
+            syslog.setFormatter(self._stream_formatter(with_time=False))
             self._handlers.append(syslog)
+        if self.stderr:  # journald stamps each line itself, like syslog
+            console = logging.StreamHandler()
+            console.setFormatter(self._stream_formatter(with_time=False))
+            self._handlers.append(console)
         for h in self._handlers:
             h.setLevel(self.level)
             self.logger.addHandler(h)
         self._previous_level = self.logger.level
         if self.logger.getEffectiveLevel() > self.level:
             self.logger.setLevel(self.level)
+
+    def _stream_formatter(self, *, with_time: bool) -> logging.Formatter:
+        """Syslog and journald lines: the file's format, or JSON lines (`log.format = "json"`)."""
+        if self.line_format == "json":
+            return JsonLineFormatter(self.hostname)
+        return NodeLogFormatter(self.hostname, with_time=with_time)
+
+    def reopen(self) -> None:
+        """Reopen the log file (logrotate's postrotate sends SIGHUP or SIGUSR1)."""
+        for h in self._handlers:
+            if isinstance(h, RotatingLogFile):
+                h.reopen()
 
     def stop(self) -> None:
         for h in self._handlers:
@@ -187,6 +244,7 @@ def component(node: Any) -> NodeLog:
     return NodeLog(
         node.settings.log_dir, max_bytes=section.max_bytes, backup_count=section.backup_count,
         syslog_address=syslog_address(section.syslog), hostname=node.config.node.hostname,
+        line_format=section.format, stderr=section.stderr,
     )
 
 

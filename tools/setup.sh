@@ -9,7 +9,7 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 pkgs="librrd-dev rrdtool pkg-config libcurl4-openssl-dev libssl-dev liblua5.4-dev"
 if [ "$want_test" = 1 ]; then
-  pkgs="$pkgs postgresql php-cli php-soap swaks libnet-ssleay-perl libio-socket-ssl-perl"
+  pkgs="$pkgs postgresql php-cli php-soap swaks libnet-ssleay-perl libio-socket-ssl-perl systemd"
 fi
 missing=""
 for p in $pkgs; do

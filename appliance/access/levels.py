@@ -14,11 +14,16 @@ from sqlalchemy.orm import Session
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.errors import Forbidden, NotFound
 
-ROLES = ("admin", "readonly", "custom")
+# `metrics` may only scrape /metrics (and check its credentials): no SOAP operation at all.
+ROLES = ("admin", "readonly", "custom", "metrics")
+METRICS_ROLES = frozenset({"admin", "readonly", "metrics"})
 # Managing users is for admins only, whatever a custom level lists.
 ADMIN_ONLY = frozenset({"userList", "userAdd", "userDelete", "userPasswordSet"})
 # Every authenticated user may check its own credentials.
 ALWAYS = frozenset({"login"})
+# Operations that change nothing but run code the caller sends (policy scripts): not for
+# read-only users; a custom level may list them.
+RUNS_CODE = frozenset({"scriptTest"})
 
 
 class UserRecord(Protocol):
@@ -59,11 +64,15 @@ class AccessLevel:
     def allows(self, operation: str, *, mutating: bool) -> bool:
         if operation in ALWAYS or self.is_admin:
             return True
-        if operation in ADMIN_ONLY:
+        if operation in ADMIN_ONLY or self.role == "metrics":
             return False
         if self.role == "readonly":
-            return not mutating
+            return not mutating and operation not in RUNS_CODE
         return operation in self.operations
+
+    @property
+    def may_scrape_metrics(self) -> bool:
+        return self.role in METRICS_ROLES
 
     def check(self, operation: str, *, mutating: bool) -> None:
         """Raise Forbidden unless this level may call `operation`."""

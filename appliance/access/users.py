@@ -13,10 +13,10 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from appliance.access.levels import ROLES
 from appliance.db.models import User
 from appliance.errors import Conflict, InvalidInput, NotFound
 
-ROLES = ("admin", "readonly", "custom")
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 # scrypt: memory-hard; n=2**14, r=8 costs about 16 MiB and tens of milliseconds per check.
 _N, _R, _P = 2**14, 8, 1

@@ -91,6 +91,8 @@ class ApiSection(_Section):
     public_url: str = ""  # soap:address in the WSDL; default derived from listen
     max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     auth_failures_before_throttle: int = Field(default=5, ge=1)
+    metrics_loopback_open: bool = False  # /metrics without credentials from 127.0.0.0/8 and ::1
+    ready_min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)  # /readyz: spool disk
 
 
 class ClusterSection(_Section):
@@ -137,10 +139,47 @@ class SmtpSection(_Section):
 class LogSection(_Section):
     """The node log (appliance.nodelog): size-rotated files under <data_dir>/log/."""
 
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # rotate past this size
+    # Rotate past this size; 0 = never (logrotate renames the file and sends SIGHUP or SIGUSR1).
+    max_bytes: int = Field(default=64 * 1024 * 1024)
     backup_count: int = Field(default=20, ge=1, le=200)  # rotated files kept (searchlog opens all)
     # Also to syslog: a socket path (/dev/log) or HOST:PORT (UDP); "" = off.
     syslog: str = Field(default="", pattern=r"^(|/.+|.+:[0-9]{1,5})$")
+    stderr: bool = False  # also one line per event on stderr (journald under systemd)
+    format: Literal["text", "json"] = "text"  # of the syslog and stderr lines; files stay text
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _max_bytes(cls, value: int) -> int:
+        if value != 0 and value < 1024:
+            raise ValueError("max_bytes must be 0 (no rotation) or at least 1024")
+        return value
+
+
+_ALLOW_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+class PolicySection(_Section):
+    """What policy scripts may reach. `http_allow` lists http() destinations: "public" (any
+    globally routable address: not loopback, private, link-local or reserved), CIDRs or
+    addresses ("10.1.2.0/24"), host names ("api.example.com", "*.example.com": that name
+    whatever it resolves to). Empty = http() reaches nothing."""
+
+    http_allow: list[str] = ["public"]
+
+    @field_validator("http_allow")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        out = []
+        for entry in value:
+            text = entry.strip().lower()
+            try:
+                text = str(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                if text != "public" and not _ALLOW_HOST.match(text):
+                    raise ValueError(f"http_allow entry {entry!r} is not 'public', a CIDR, an address "
+                                     "or a host name") from None
+            out.append(text)
+        return out
 
 
 class Config(_Section):
@@ -153,6 +192,7 @@ class Config(_Section):
     stats: StatsSection = StatsSection()
     log: LogSection = LogSection()
     smtp: SmtpSection = SmtpSection()
+    policy: PolicySection = PolicySection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

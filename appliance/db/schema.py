@@ -6,16 +6,17 @@ import contextlib
 import fcntl
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from appliance.resources import data_path
+
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = data_path("migrations")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

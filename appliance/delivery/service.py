@@ -24,6 +24,7 @@ from appliance.errors import InvalidInput, NotFound, StoreUnavailable
 from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
+from appliance.stats.metrics import Instruments, reply_class
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,10 @@ class DeliveryService:
         self, *, store: Store, spool: Spool, config: Callable[[], Config], flow: Flow,
         clock: Callable[[], float] = time.time, resolver: Resolver | None = None,
         connector: Connector | None = None, batch_size: int = 100, idle_timeout: float = 5.0,
-        stop_grace: float = 30.0,
+        stop_grace: float = 30.0, metrics: Instruments | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._spool = spool
         self._config = config
         self._flow = flow
@@ -271,6 +273,8 @@ class DeliveryService:
             task = asyncio.create_task(asyncio.to_thread(self._remove, orphans))
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
+        if self._metrics is not None:
+            _count(self._metrics, written, self._clock())
         for out in written:
             _log_outcome(out)
             self._flow.post_delivery(_info(out.entry, meta), DeliveryOutcome(
@@ -350,6 +354,18 @@ def _policy_outcome(entry: QueueEntry, verdict: Verdict, cfg: Config, now: float
         reply = Reply(0, verdict.text or "deleted by delivery policy")
         return Outcome(entry=entry, fate=Fate.DELETE, reply=reply, reason=str(reply))
     return None
+
+
+def _count(metrics: Instruments, outcomes: list[Outcome], now: float) -> None:
+    """Attempts by reply class, delivery time, and time in queue of final actions."""
+    for out in outcomes:
+        e = out.entry
+        if out.peer or out.reply.code:  # a policy verdict settles an entry without an attempt
+            metrics.delivery_attempts.labels(e.transport, reply_class(out.reply.code or None)).inc()
+        if out.fate is Fate.DELIVER:
+            metrics.delivery_seconds.labels(e.transport).observe(out.transfertime)
+        if out.fate is not Fate.DEFER:
+            metrics.time_in_queue.labels(out.fate.value).observe(max(now - e.ts0, 0.0))
 
 
 def _log_outcome(out: Outcome) -> None:

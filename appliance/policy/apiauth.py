@@ -26,7 +26,7 @@ class ApiAuthScript:
     def __init__(self, text: str, *, functions: Functions = Functions(), limits: Limits = Limits()) -> None:
         self._bindings = Bindings(functions, script=SCRIPT_ID)
         self._sandbox = Sandbox(text, name=SCRIPT_ID, limits=limits,
-                                functions=self._bindings.table())
+                                functions=self._bindings.table(), deadline=self._bindings.deadline)
         runtime = self._sandbox.runtime
         self._bindings.to_lua = lambda value: to_lua(runtime, value)
 

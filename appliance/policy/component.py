@@ -29,7 +29,8 @@ def node_functions(node: Any) -> Functions:
     return Functions(
         counters=stats.counters if stats is not None else MemoryCounters(),
         rates=stats.rates if stats is not None else MemoryRates(),
-        http=UrllibHttpClient(), mailer=mailer, queue=StoreQueueAccess(node.store),
+        http=UrllibHttpClient(allow=lambda: node.config.policy.http_allow), mailer=mailer,
+        queue=StoreQueueAccess(node.store),
     )
 
 

@@ -6,10 +6,11 @@ import dataclasses
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from appliance.policy.sandbox import ScriptError, from_lua
+from appliance.policy.sandbox import Deadline, ScriptError, from_lua
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Bindings:
         self.script = script
         self.ctx = RunContext(flow="", label="")
         self.to_lua: Callable[[Any], Any] = lambda value: value
+        self.deadline = Deadline()  # the sandbox's run clock (pass it as Sandbox(deadline=...))
 
     def table(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -174,12 +176,18 @@ class Bindings:
         if not isinstance(headers, dict):
             raise ScriptError("http() headers must be a table of name = value")
         body = opts.get("body") or ""
-        response = self._need(self.functions.http, "http").request(
-            _text(url, "http url"), method=str(opts.get("method") or "GET").upper(),
-            headers={str(k): str(v) for k, v in headers.items()}, body=str(body).encode("utf-8"),
-            timeout=float(opts.get("timeout") or 10.0), ca_file=str(opts.get("ca_file") or ""),
-            verify=opts.get("verify") is not False,
-        )
+        client = self._need(self.functions.http, "http")
+        timeout = self.deadline.http_window(float(opts.get("timeout") or 10.0))
+        started = time.monotonic()
+        try:
+            response = client.request(
+                _text(url, "http url"), method=str(opts.get("method") or "GET").upper(),
+                headers={str(k): str(v) for k, v in headers.items()}, body=str(body).encode("utf-8"),
+                timeout=timeout, ca_file=str(opts.get("ca_file") or ""),
+                verify=opts.get("verify") is not False,
+            )
+        finally:
+            self.deadline.http_spent(time.monotonic() - started)
         self.ctx.note(lambda: f"http({_text(url, 'url')!r}) -> {response.status}")
         return response.status, self.to_lua(response.headers), response.body
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,10 +19,44 @@ _MAX_DEPTH = 16
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Limits:
-    """Per-run bounds: Lua VM instructions (counted in steps of 1,000) and bytes allocated."""
+    """Per-run bounds: Lua VM instructions (counted in steps of 1,000), bytes allocated, wall-clock
+    seconds (time spent waiting in http() excluded), and http(): calls and their total seconds."""
 
     instructions: int = 5_000_000
     memory: int = 16 * 1024 * 1024
+    seconds: float = 5.0
+    http_calls: int = 20
+    http_seconds: float = 15.0
+
+
+class Deadline:
+    """One run's clock: the Lua side asks `expired()`; http() asks `http_window()` before a call
+    and reports `http_spent()` after it, which moves the deadline (that wait has its own budget)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.start(Limits())
+
+    def start(self, limits: Limits) -> None:
+        self.ends = self._clock() + limits.seconds
+        self.http_calls_left = limits.http_calls
+        self.http_seconds_left = limits.http_seconds
+
+    def expired(self) -> bool:
+        return self._clock() > self.ends
+
+    def http_window(self, timeout: float) -> float:
+        """The timeout for one more http() call; ScriptError once the run's budget is spent."""
+        if self.http_calls_left <= 0:
+            raise ScriptError("http(): too many calls in one run")
+        if self.http_seconds_left <= 0.05:
+            raise ScriptError("http(): the run's total http time is spent")
+        self.http_calls_left -= 1
+        return min(max(timeout, 0.1), self.http_seconds_left)
+
+    def http_spent(self, seconds: float) -> None:
+        self.http_seconds_left -= seconds
+        self.ends += seconds
 
 
 class ScriptError(Exception):
@@ -73,10 +108,12 @@ class Sandbox:
     """A runtime holding one compiled script. Not re-entrant: callers hold `lock` around `call`."""
 
     def __init__(self, text: str, *, name: str, limits: Limits,
-                 functions: Mapping[str, Callable[..., Any]]) -> None:
+                 functions: Mapping[str, Callable[..., Any]], deadline: Deadline | None = None) -> None:
         """`functions["stat"]`, if given, also receives the stat() counts batched in Lua, once
-        per run (summed per key), unless `record(True)` asked for every call as it happens."""
+        per run (summed per key), unless `record(True)` asked for every call as it happens.
+        `deadline` is the run clock the functions share (http() moves it)."""
         self.name = name
+        self.deadline = deadline or Deadline()
         self._stat = functions.get("stat")
         self.limits = limits
         self.lock = threading.Lock()
@@ -86,7 +123,8 @@ class Sandbox:
             max_memory=limits.memory + 64 * 1024 * 1024,
         )
         self._control = self.runtime.execute(BOOTSTRAP, self.runtime.table_from(
-            {k.encode(): v for k, v in functions.items()}))
+            {k.encode(): _answering(v) for k, v in functions.items()}), self.runtime.table_from(
+            {b"expired": self.deadline.expired}))
         self._run, self._unhook, self._reset = self._control.run, self._control.unhook, self._control.reset
         self._record = self._control.record
         lua_globals = self.runtime.globals()
@@ -98,6 +136,7 @@ class Sandbox:
         self.runtime.gccollect()
         self._base = self.runtime.get_memory_used()
         self.runtime.set_max_memory(self._base + limits.memory)
+        self.deadline.start(limits)
         found = self._guard(lambda: self._control.init(limits.instructions))
         self.handlers = frozenset(from_lua(found) or [])
 
@@ -108,6 +147,7 @@ class Sandbox:
         lua_session = to_lua(self.runtime, session) if session is not None else (lua_args or [None])[0]
         if extra_memory:
             self.runtime.set_max_memory(self._base + self.limits.memory + extra_memory)
+        self.deadline.start(self.limits)
         try:
             result, counted = self._guard(lambda: self._run(
                 self.limits.instructions, flow.encode(), lua_session, *lua_args))
@@ -152,14 +192,31 @@ class Sandbox:
                 self.runtime.gccollect()
 
 
+def _answering(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` as the prelude calls it: (True, *results) or (False, message), never raising."""
+    def answer(*args: Any) -> tuple[Any, ...]:
+        try:
+            result = fn(*args)
+        except ScriptError as exc:
+            return False, str(exc).encode("utf-8", "replace")
+        except Exception as exc:  # a bug or an edge failing: the script may pcall() it too
+            return False, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
+        return (True, *result) if isinstance(result, tuple) else (True, result)
+
+    return answer
+
+
 def _first_line(exc: BaseException) -> str:
     text = exc.args[0] if exc.args else str(exc)
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     text = str(text).split("\nstack traceback:")[0].strip()
-    if "instruction limit exceeded" in text:
-        return "instruction limit exceeded"
-    return text or type(exc).__name__
+    for limit in ("instruction limit exceeded", "time limit exceeded"):
+        if limit in text:
+            return limit
+    # Lupa hands over only string errors; a table (even with __tostring) arrives empty and is
+    # never converted here, where no hook would bound its metamethods.
+    return text or "an error without a string message"
 
 
 def check_script(text: str, *, name: str = "script") -> None:

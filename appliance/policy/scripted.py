@@ -118,7 +118,8 @@ class ScriptedFlow:
 
     def _build(self) -> tuple[Sandbox, Bindings]:
         bindings = Bindings(self.functions, script=self.name)
-        sandbox = Sandbox(self.text, name=self.name, limits=self.limits, functions=bindings.table())
+        sandbox = Sandbox(self.text, name=self.name, limits=self.limits, functions=bindings.table(),
+                          deadline=bindings.deadline)
         bindings.to_lua = lambda value: to_lua(sandbox.runtime, value)
         return sandbox, bindings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,6 +13,12 @@ from appliance.policy.functions import Functions, HttpClient, RunContext
 from appliance.policy.memory import MemoryCounters, MemoryRates
 from appliance.policy.sandbox import FLOWS, Limits, ScriptError
 from appliance.policy.scripted import ScriptedFlow, entry_vars, message_table, session_vars, to_verdict
+
+
+# A scriptTest holds an API thread: each run (and the top level) gets at most a second of Lua
+# and a few seconds of http(), and the runs of one call stop once TOTAL_SECONDS have passed.
+TEST_LIMITS = Limits(seconds=1.0, http_calls=5, http_seconds=3.0)
+TOTAL_SECONDS = 3.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,7 +62,7 @@ class _RecordingQueue:
 def run_script_test(
     *, flow: str, script: str, message: bytes = b"", envelope: ScriptTestEnvelope = ScriptTestEnvelope(),
     http: HttpClient | None = None, queue_metric: Callable[[str, str], int] | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = TEST_LIMITS, total_seconds: float = TOTAL_SECONDS,
 ) -> list[ScriptTestLine]:
     """What the script decided, printed and called, per run (rcpt_to and pre/post-delivery run per
     recipient). stat()/rate() go to fresh in-memory counters; mail() and set_metadata() are only
@@ -73,7 +80,12 @@ def run_script_test(
     if flow not in scripted.handlers:
         return [ScriptTestLine(kind="decision", text=f"no {flow} handler: default")]
     lines: list[ScriptTestLine] = []
+    ends = time.monotonic() + total_seconds
     for args in _runs(flow, message, envelope):
+        if time.monotonic() > ends:
+            spent = f"stopped: the test's {total_seconds:g} s are spent"
+            lines.append(ScriptTestLine(kind="error", text=spent))
+            break
         ctx = RunContext(flow=flow, label="[scriptTest]", queueid=0, record_calls=True)
         try:
             result = to_verdict(flow, scripted.run(flow, ctx, *args, extra_memory=4 * len(message)))

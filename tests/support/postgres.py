@@ -81,6 +81,23 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"{tmpl}')
         return self.url(name)
 
+    def pause(self) -> None:
+        """A fast shutdown through pg_ctl (signalling `runuser` would orphan the postmaster);
+        the data stays for resume()."""
+        subprocess.run(self._cmd([_bin("pg_ctl"), "-D", str(self.dir / "data"), "stop", "-m", "fast",
+                                  "-w"]), check=True, stdout=subprocess.DEVNULL)
+        assert self.proc is not None
+        self.proc.wait(timeout=30)
+
+    def resume(self) -> None:
+        """Start the same data directory again on the same port."""
+        with open(self.dir / "server.log", "ab") as server_log:
+            self.proc = subprocess.Popen(
+                self._cmd([_bin("postgres"), "-D", str(self.dir / "data"), "-p", str(self.port),
+                           "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off"]),
+                stdout=subprocess.DEVNULL, stderr=server_log,
+            )
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from appliance.nodelog import LOG_NAME, NodeLog, NodeLogFormatter, format_time, line_time, log_files
 
 LINE = re.compile(
@@ -120,3 +122,65 @@ def test_a_restarted_node_keeps_appending_and_rotates_by_the_files_size(tmp_path
     assert (tmp_path / f"{LOG_NAME}.1").read_text() == "x" * 950 + "\n"
     lines = (tmp_path / LOG_NAME).read_text().splitlines()
     assert [l.rsplit(": ", 1)[1] for l in lines] == ["first after restart", "second"]
+
+
+def test_json_lines_carry_the_message_ids(tmp_path: Path) -> None:
+    import json as json_
+
+    from appliance.nodelog import JsonLineFormatter
+
+    record = logging.LogRecord("appliance.delivery", logging.INFO, __file__, 1,
+                               "delivered %s:%d to <%s>", ("0b6c1f7e-4a8f-4c1e-9a57-2f3b1c9d0e11",
+                                                           42, "a@b.c"), None)
+    fields = json_.loads(JsonLineFormatter("mx1").format(record))
+    assert fields["msgid"] == "0b6c1f7e-4a8f-4c1e-9a57-2f3b1c9d0e11"
+    assert fields["queueid"] == 42
+    assert fields["host"] == "mx1" and fields["level"] == "info"
+    assert fields["msg"].startswith("delivered 0b6c1f7e")
+    plain = logging.LogRecord("x", logging.WARNING, __file__, 1, "line\nbreak", (), None)
+    line = JsonLineFormatter("mx1").format(plain)
+    assert "\n" not in line and "msgid" not in json_.loads(line)
+
+
+def test_reopen_follows_a_file_renamed_by_logrotate(tmp_path: Path) -> None:
+    logger = logging.getLogger("test.reopen")
+    node_log = NodeLog(tmp_path, max_bytes=0, logger=logger, hostname="h")
+    node_log.start()
+    try:
+        logger.info("before")
+        (tmp_path / "appliance.log").rename(tmp_path / "appliance.log-20261202")
+        logger.info("still into the renamed file")
+        node_log.reopen()
+        logger.info("after")
+    finally:
+        node_log.stop()
+    assert "still into the renamed file" in (tmp_path / "appliance.log-20261202").read_text()
+    current = (tmp_path / "appliance.log").read_text()
+    assert "after" in current and "before" not in current
+
+
+def test_no_rotation_when_max_bytes_is_zero(tmp_path: Path) -> None:
+    logger = logging.getLogger("test.norotate")
+    node_log = NodeLog(tmp_path, max_bytes=0, logger=logger, hostname="h")
+    node_log.start()
+    try:
+        for i in range(200):
+            logger.info("line %d %s", i, "x" * 100)
+    finally:
+        node_log.stop()
+    assert [p.name for p in tmp_path.iterdir()] == ["appliance.log"]
+
+
+def test_stderr_lines_in_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json as json_
+
+    logger = logging.getLogger("test.stderr")
+    node_log = NodeLog(tmp_path, logger=logger, hostname="h", stderr=True, line_format="json")
+    node_log.start()
+    try:
+        logger.warning("queued 0b6c1f7e-4a8f-4c1e-9a57-2f3b1c9d0e11 from [127.0.0.1]")
+    finally:
+        node_log.stop()
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
+    assert json_.loads(line)["msgid"] == "0b6c1f7e-4a8f-4c1e-9a57-2f3b1c9d0e11"
+    assert "queued" in (tmp_path / "appliance.log").read_text()  # the file stays text

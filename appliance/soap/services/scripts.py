@@ -1,4 +1,7 @@
-"""scriptTest: run a policy script against a test message and envelope (nothing real is touched)."""
+"""scriptTest: run a policy script against a test message and envelope (nothing real is touched).
+
+It runs code the caller sends, so it is audited like a change and refused to read-only users.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from typing import Any
 
 from spyne import ByteArray, ComplexModel, ServiceBase, Unicode, rpc
 
-from appliance.policy.http import UrllibHttpClient
+from appliance.policy.http import DEFAULT_ALLOW, UrllibHttpClient
 from appliance.policy.queue import count_queued
 from appliance.policy.scripttest import ScriptTestEnvelope, run_script_test
+from appliance.soap.app import MUTATING
 from appliance.soap.calls import Call
 from appliance.soap.wire import TNS, Strings, items
 
@@ -35,7 +39,8 @@ ScriptTestItems = items(ScriptTestItem, "scriptTestItemArray")
 
 
 class ScriptService(ServiceBase):  # type: ignore[misc]
-    @rpc(Unicode, Unicode, ByteArray, ScriptEnvelope, _returns=ScriptTestItems, _out_variable_name="result")
+    @rpc(Unicode, Unicode, ByteArray, ScriptEnvelope, _returns=ScriptTestItems, _out_variable_name="result",
+         _udd=MUTATING)
     def scriptTest(ctx: Any, flow: str | None, script: str | None, message: Any,
                    envelope: ScriptEnvelope | None) -> list[ScriptTestItem]:
         call: Call = ctx.udc
@@ -44,11 +49,21 @@ class ScriptService(ServiceBase):  # type: ignore[misc]
             with call.read() as session:
                 return count_queued(session, field=field, value=value)
 
-        lines = run_script_test(
-            flow=flow or "", script=script or "", message=_bytes(message), envelope=_envelope(envelope),
-            http=UrllibHttpClient(), queue_metric=queue_metric,
-        )
+        body = _bytes(message)
+        arguments = {"flow": flow, "script": script, "message": body}
+        # File options (ca_file) are refused: their errors would tell the caller what exists
+        # on the node's disk.
+        http = UrllibHttpClient(allow=lambda: _http_allow(call), files=False)
+        lines = call.run_outside(arguments, lambda: run_script_test(
+            flow=flow or "", script=script or "", message=body, envelope=_envelope(envelope),
+            http=http, queue_metric=queue_metric,
+        ))
         return [ScriptTestItem(kind=line.kind, text=[line.text.encode("utf-8", "replace")]) for line in lines]
+
+
+def _http_allow(call: Call) -> list[str] | tuple[str, ...]:
+    config = getattr(call.node.node, "config", None)
+    return config.policy.http_allow if config is not None else DEFAULT_ALLOW
 
 
 def _bytes(value: Any) -> bytes:

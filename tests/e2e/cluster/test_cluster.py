@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from zeep.exceptions import Fault
 
 from tests.e2e.config.support import send_mail, soap, wait_until
 from tests.support.node import RunningNode
-from tests.support.postgres import PostgresServer, _bin, free_port
+from tests.support.postgres import PostgresServer, free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -33,24 +32,6 @@ class Sink:
                 with self.lock:
                     self.subjects.append(line.removeprefix("Subject: "))
         return "250 OK"
-
-
-def _stop(pg: PostgresServer) -> None:
-    """A fast shutdown through pg_ctl (signalling `runuser` would orphan the postmaster)."""
-    subprocess.run(pg._cmd([_bin("pg_ctl"), "-D", str(pg.dir / "data"), "stop", "-m", "fast", "-w"]),
-                   check=True, stdout=subprocess.DEVNULL)
-    assert pg.proc is not None
-    pg.proc.wait(timeout=30)
-
-
-def _restart(pg: PostgresServer) -> None:
-    """Start the same PostgreSQL data directory again on the same port."""
-    with open(pg.dir / "server.log", "ab") as server_log:
-        pg.proc = subprocess.Popen(
-            pg._cmd([_bin("postgres"), "-D", str(pg.dir / "data"), "-p", str(pg.port),
-                     "-h", "127.0.0.1", "-k", str(pg.dir), "-c", "fsync=off"]),
-            stdout=subprocess.DEVNULL, stderr=server_log,
-        )
 
 
 @pytest.fixture
@@ -152,7 +133,7 @@ def test_cluster_of_three(tmp_path: Path, shared_pg: PostgresServer,
         wait_until(lambda: _all_run(api_a, r4), what="all at the reverted revision")
 
         # The shared store goes away: mail keeps flowing, config calls fault clearly.
-        _stop(shared_pg)
+        shared_pg.pause()
         for node, name in ((a, "a"), (b, "b"), (c, "c")):
             send_mail(node.smtp_port, subject=f"outage-{name}")
         wait_until(lambda: {"outage-a", "outage-b", "outage-c"} <= set(received.subjects),
@@ -160,7 +141,7 @@ def test_cluster_of_three(tmp_path: Path, shared_pg: PostgresServer,
         with pytest.raises(Fault):
             api_a.configTextGet()
         # ... and comes back: the nodes reconnect and follow a new commit.
-        _restart(shared_pg)
+        shared_pg.resume()
         r5 = wait_until(lambda: api_a.configKeySet(key="queue.workers", value="5", comment="back"),
                         what="the shared store back")
         wait_until(lambda: _all_run(api_b, r5), timeout=30, what="all caught up after the outage")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 import zeep
+
+from appliance.access.audit import recent
 
 from tests.e2e.soap.conftest import Api, api, template_db  # noqa: F401  (fixtures)
 
@@ -65,8 +69,75 @@ def test_script_test_faults_and_errors_over_zeep(api: Api) -> None:
     items = client.service.scriptTest(flow="connect", script="function connect(s) os.execute('id') end",
                                       message=b"", envelope=None)
     assert items[-1].kind == "error" and b"attempt to call a nil value (field 'execute')" in items[-1].text
-    viewer = api.zeep("viewer")  # read-only users may test scripts: nothing changes
-    assert viewer.service.scriptTest(flow="connect", script="", message=b"", envelope=None)[0].kind == "decision"
+
+
+def test_script_test_is_audited_and_refused_to_read_only_users(api: Api) -> None:
+    admin, viewer = api.zeep(), api.zeep("viewer")
+    admin.service.scriptTest(flow="connect", script="function connect(s) return reject(554, 'no') end",
+                             message=b"Subject: x\r\n\r\n", envelope=None)
+    with pytest.raises(zeep.exceptions.Fault, match="faultcode|compile"):
+        admin.service.scriptTest(flow="connect", script="function connect(", message=b"", envelope=None)
+    # It runs code the caller sends: not for read-only users (they still read everything else).
+    with pytest.raises(zeep.exceptions.Fault, match="access denied: this user may not call scriptTest"):
+        viewer.service.scriptTest(flow="connect", script="", message=b"", envelope=None)
+    assert viewer.service.getSerial() == "SERIAL-E2E"
+    with api.store.transaction(read_only=True) as session:
+        rows = [(r.username, r.operation, r.outcome[:24], r.arguments) for r in recent(session)[:3]]
+    assert [row[:3] for row in rows] == [
+        ("viewer", "scriptTest", "fault: access denied: th"),
+        ("admin", "scriptTest", "fault: script 'scriptTes"),
+        ("admin", "scriptTest", "ok")]
+    assert '"flow": "connect"' in rows[2][3] and "reject(554" in rows[2][3] and '"<14 bytes>"' in rows[2][3]
+
+
+ESCAPE = "function connect(s) xpcall(function() while true do end end, function() while true do end end) end"
+
+
+def test_script_test_escape_through_xpcall_returns_within_the_bound(api: Api) -> None:
+    client = api.zeep()
+    started = time.monotonic()
+    items = client.service.scriptTest(flow="connect", script=ESCAPE, message=b"", envelope=None)
+    assert time.monotonic() - started < 2.0
+    assert (items[-1].kind, items[-1].text) == ("error", b"script 'scriptTest': instruction limit exceeded")
+    # A top level that spins in a handler is refused at compile time, within the bound too.
+    started = time.monotonic()
+    with pytest.raises(zeep.exceptions.Fault, match="instruction limit exceeded"):
+        client.service.scriptTest(flow="connect", script="xpcall(function() while true do end end,"
+                                  " function() while true do end end)", message=b"", envelope=None)
+    assert time.monotonic() - started < 2.0
+
+
+def test_concurrent_escapes_leave_the_api_answering(api: Api) -> None:
+    """16 such calls took the API down before; now each ends at its deadline."""
+    script = ("function connect(s) local b = string.rep('a', 4 * 1024 * 1024)"
+              " xpcall(function() for i = 1, 1e9 do b = b:gsub('z', 'y') end end,"
+              " function() while true do end end) end")
+
+    def one() -> tuple[float, str]:
+        started = time.monotonic()
+        items = api.zeep().service.scriptTest(flow="connect", script=script, message=b"", envelope=None)
+        return time.monotonic() - started, items[-1].text.decode()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: one(), range(8)))
+    assert all(text == "script 'scriptTest': time limit exceeded" for _, text in results), results
+    assert max(elapsed for elapsed, _ in results) < 8.0  # 8 one-second runs sharing 2 cores
+    started = time.monotonic()
+    assert api.zeep().service.getSerial() == "SERIAL-E2E"
+    assert time.monotonic() - started < 1.0
+
+
+def test_script_test_http_refuses_file_options_and_the_node_itself(api: Api) -> None:
+    script = ("function connect(s)\n"
+              "  local ok, e = pcall(http, 'https://127.0.0.1:1/', {ca_file = '/etc/passwd'}) echo(e)\n"
+              "  ok, e = pcall(http, 'https://127.0.0.1:1/', {ca_file = '/nonexistent'}) echo(e)\n"
+              "  ok, e = pcall(http, '" + api.url + "') echo(e)\n"
+              "end")
+    items = api.zeep().service.scriptTest(flow="connect", script=script, message=b"", envelope=None)
+    assert [i.text.decode() for i in items if i.kind == "output"] == [
+        "http(): the ca_file option is not available here",
+        "http(): the ca_file option is not available here",
+        "http(): 127.0.0.1 is not an allowed destination (policy.http_allow)"]
 
 
 @pytest.mark.skipif(shutil.which("php") is None, reason="php-cli is not installed")

@@ -69,7 +69,7 @@ end
 
 
 def test_http_and_json_against_a_real_server(web: str, caplog: pytest.LogCaptureFixture) -> None:
-    flow = ScriptedFlow(f"URL = {web!r}\n{LOOKUP}", name="lookup", functions=Functions(http=UrllibHttpClient()))
+    flow = ScriptedFlow(f"URL = {web!r}\n{LOOKUP}", name="lookup", functions=Functions(http=UrllibHttpClient(allow=lambda: ["127.0.0.0/8"])))
     with caplog.at_level(logging.INFO, logger="appliance.policy"):
         assert flow.connect(SessionInfo(listener="in", client_ip="192.0.2.66")).decision == Decision.REJECT
         assert flow.connect(SessionInfo(listener="in", client_ip="192.0.2.1")).decision == Decision.ACCEPT
@@ -84,7 +84,7 @@ def test_http_failure_is_a_script_error_the_script_can_catch() -> None:
         "  if not ok then return defer(421, 'lookup down') end\n"
         "end\n"
         "function mail_from(s, f) http('file:///etc/passwd') end",
-        name="t", functions=Functions(http=UrllibHttpClient()))
+        name="t", functions=Functions(http=UrllibHttpClient(allow=lambda: ["127.0.0.0/8"])))
     assert flow.connect(SessionInfo(listener="in", client_ip="x")).text == "lookup down"
     assert flow.mail_from(SessionInfo(listener="in", client_ip="x"), "a@b").code == 451
 

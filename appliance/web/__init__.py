@@ -1,0 +1,1 @@
+"""What the API listener serves besides SOAP: health checks and Prometheus metrics."""

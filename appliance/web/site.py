@@ -1,0 +1,85 @@
+"""The API listener's paths: /remote/ (SOAP), /metrics, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from appliance.soap.auth import Authenticator
+from appliance.web.health import Health, report
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+NO_STORE = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
+
+
+class Site:
+    """Routes by path; everything that is not health or metrics goes to the SOAP gateway."""
+
+    def __init__(self, soap: WsgiApp, *, health: Health, authenticator: Authenticator,
+                 metrics: Callable[[], bytes], metrics_content_type: str,
+                 metrics_loopback_open: bool = False) -> None:
+        self.soap = soap
+        self.health = health
+        self.auth = authenticator
+        self.metrics = metrics
+        self.metrics_content_type = metrics_content_type
+        self.metrics_loopback_open = metrics_loopback_open
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                return _plain(start_response, "405 Method Not Allowed", b"use GET\n")
+            checks = self.health.live() if path == "/healthz" else self.health.ready()
+            ok, body = report(checks)
+            return _plain(start_response, "200 OK" if ok else "503 Service Unavailable", body)
+        if path == "/metrics":
+            return self._metrics(environ, start_response)
+        return self.soap(environ, start_response)
+
+    def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        remote = str(environ.get("REMOTE_ADDR", ""))
+        if not (self.metrics_loopback_open and _loopback(remote)):
+            wait = self.auth.retry_after(remote)
+            if wait:
+                return _plain(start_response, "429 Too Many Requests", b"too many failed logins\n",
+                              [("Retry-After", str(int(wait) + 1))])
+            name, password = _basic(str(environ.get("HTTP_AUTHORIZATION", "")))
+            principal = self.auth.check(name, password, remote) if name is not None else None
+            if principal is None:
+                return _plain(start_response, "401 Unauthorized", b"credentials required\n",
+                              [("WWW-Authenticate", 'Basic realm="appliance"')])
+            if not principal[1].may_scrape_metrics:
+                return _plain(start_response, "403 Forbidden",
+                              b"metrics need the admin, readonly or metrics level\n")
+        return _plain(start_response, "200 OK", self.metrics(), content_type=self.metrics_content_type)
+
+
+def _basic(header: str) -> tuple[str | None, str]:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None, ""
+    try:
+        name, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, ""
+    return (name, password) if sep else (None, "")
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _plain(start_response: StartResponse, status: str, body: bytes,
+           extra: list[tuple[str, str]] | None = None, *,
+           content_type: str = "text/plain; charset=utf-8") -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                            *NO_STORE, *(extra or [])])
+    return [body]
