@@ -36,6 +36,8 @@ from appliance.process import child as child_mod
 from appliance.process.backoff import Backoff, RestartState, next_restart
 from appliance.process.logpipe import PipeReader
 from appliance.queue.store import release_all_leases
+from appliance.sdnotify import Notifier
+from appliance.stats import metrics
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,9 @@ class Supervisor:
         self._config_poke = False
         self._ports_written: dict[str, Any] | None = None
         self._nodelog: NodeLog | None = None
+        self.notifier = Notifier()  # systemd Type=notify (a no-op without $NOTIFY_SOCKET)
+        self._reopen_log = False
+        self._last_ping = 0.0
 
     # -- preparing -----------------------------------------------------------------------
     def prepare(self) -> str | None:
@@ -146,6 +151,9 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        # Every child writes its instruments into this folder; /metrics sums them.
+        metrics.prepare_multiprocess(self.run_dir / "metrics")
         try:
             self._bind_all()
             self.slots = self._initial_slots()
@@ -167,7 +175,8 @@ class Supervisor:
         self._nodelog = NodeLog(self.settings.log_dir, max_bytes=section.max_bytes,
                                 backup_count=section.backup_count,
                                 syslog_address=syslog_address(section.syslog),
-                                hostname=self.config.node.hostname)
+                                hostname=self.config.node.hostname,
+                                line_format=section.format, stderr=section.stderr)
         self._nodelog.start()
         try:
             import setproctitle
@@ -182,6 +191,11 @@ class Supervisor:
 
     def _on_hup(self, _signum: int, _frame: Any) -> None:
         self._hup = True
+        self._reopen_log = True  # logrotate's postrotate may send SIGHUP
+        self._wake.set()
+
+    def _on_usr1(self, _signum: int, _frame: Any) -> None:
+        self._reopen_log = True
         self._wake.set()
 
     def _initial_slots(self) -> list[Slot]:
@@ -196,14 +210,28 @@ class Supervisor:
             self._wake.clear()
             if self._stopping:
                 break
+            self._watchdog()
+            if self._reopen_log and self._nodelog is not None:
+                self._reopen_log = False
+                self._nodelog.reopen()
             if self._hup:
                 self._hup = False
+                self.notifier.reloading()
                 self._reload(from_file=True)
+                self.notifier.ready()
             elif self._config_poke or time.monotonic() >= next_config_look:
                 self._config_poke = False
                 self._reload(from_file=False)
                 next_config_look = time.monotonic() + self.config.cluster.poll_interval
             self._reap()
+
+    def _watchdog(self) -> None:
+        """WATCHDOG=1 at half systemd's interval: the supervisor's loop is alive."""
+        interval = self.notifier.watchdog_interval
+        now = time.monotonic()
+        if interval is not None and now - self._last_ping >= interval:
+            self._last_ping = now
+            self.notifier.ping()
 
     def _reap(self) -> None:
         now = time.monotonic()
@@ -213,6 +241,7 @@ class Supervisor:
                 if proc is not None and proc.poll() is not None:
                     code = proc.returncode
                     slot.proc = None
+                    metrics.process_exited(proc.pid)
                     if slot.retiring:
                         self.slots.remove(slot)
                         log.info("%s (pid %d) finished after the roll, exit %s", slot.name,
@@ -237,6 +266,8 @@ class Supervisor:
         spec = {"log_fd": write_fd, "parent": os.getpid(), "listen": fds}
         env = dict(os.environ)
         env[child_mod.ENV] = json.dumps(spec)
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(name, None)  # systemd talks to the supervisor only
         argv = [sys.executable, "-m", "appliance", "--data-dir", str(self.settings.data_dir),
                 "--database", self.settings.database_url, "child", slot.role,
                 "--index", str(slot.index), *self._flags()]
@@ -311,6 +342,7 @@ class Supervisor:
         if first:
             smtp = " ".join(f"{lid}={b.listener.address}:{b.port}" for lid, b in self.bound.items())
             log.info("node %s ready: smtp %s api %s", self.serial, smtp, self.api_url)
+            self.notifier.ready(f"smtp {smtp} api {self.api_url}")
 
     # -- listeners -----------------------------------------------------------------------
     def _bind_all(self) -> None:
@@ -378,6 +410,7 @@ class Supervisor:
 
     # -- stopping ------------------------------------------------------------------------
     def _drain(self) -> None:
+        self.notifier.stopping()
         log.info("node %s stopping: receivers, then delivery, then the rest", self.serial)
         for b in self.bound.values():
             b.sock.close()  # no new connection waits in a backlog nobody serves

@@ -20,6 +20,7 @@ from appliance.access.levels import AccessLevel
 from appliance.cluster.configservice import ConfigService
 from appliance.cluster.service import ClusterService
 from appliance.commands.runner import Runner
+from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.policy.apiauth import ApiAuthScript
 from appliance.stats.rates import Rates
@@ -52,6 +53,7 @@ class NodeContext:
     rrd_dir: Path | None = None  # graphs
     commands: Runner | None = None
     api_auth: Callable[[], ApiAuthScript | None] = lambda: None  # the api-auth script now
+    config: Callable[[], Config | None] = lambda: None  # the config the node runs now
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -139,6 +139,7 @@ def component(node: Any) -> SoapServer:
         rrd_dir=node.settings.rrd_dir,
         commands=getattr(node, "commands", None),
         api_auth=lambda: policy.api_auth if (policy := getattr(node, "policy", None)) else None,
+        config=node.config_provider,
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,
