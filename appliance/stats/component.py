@@ -76,6 +76,8 @@ class StatsComponent:
         if self.graphs:
             self.updater.stop()
         self.flusher.stop()
+        if isinstance(self.rates, RemoteRates):
+            self.rates.close()
 
 
 def component(node: Any) -> StatsComponent:

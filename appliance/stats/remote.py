@@ -42,6 +42,16 @@ class RemoteRates:
         self.path = str(path)
         self.connect_timeout = connect_timeout
         self._local = threading.local()
+        self._all: list[tuple[socket.socket, Any]] = []  # every thread's, for close()
+        self._all_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the connections of every thread (at the end of the process's life)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for sock, stream in conns:
+            stream.close()
+            sock.close()
 
     def rate(self, ns: str, entry: str, count: int, interval: int) -> bool:
         if type(count) is not int or type(interval) is not int:
@@ -56,7 +66,8 @@ class RemoteRates:
         return [RateRow(ns=r[0], entry=r[1], count=r[2], interval=r[3], expires=r[4]) for r in rows]
 
     def clear(self, session: Session, ns: str, entry: str = "") -> int:
-        """Forget the windows in the owner (at once) and their stored hits (in `session`)."""
+        """Forget the windows in the owner (at once) and delete their stored hits in `session`
+        (the owner never writes here: the caller may hold the store's write lock)."""
         cleared = int(self._ask(["clear", ns, entry]))
         clear_rates(session, ns, entry)
         return cleared
@@ -98,12 +109,17 @@ class RemoteRates:
                 time.sleep(0.05)
         conn = (sock, sock.makefile("rb"))
         self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
         return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
+            with self._all_lock:
+                if conn in self._all:
+                    self._all.remove(conn)
             conn[1].close()
             conn[0].close()
 
@@ -158,7 +174,7 @@ def _answer(rates: Rates, request: list[Any]) -> dict[str, Any]:
             rows = rates.list(request[1], request[2], offset=request[3], limit=request[4])
             return {"ok": [[r.ns, r.entry, r.count, r.interval, r.expires] for r in rows]}
         if op == "clear":
-            return {"ok": rates.clear_now(request[1], request[2])}
+            return {"ok": rates.forget(request[1], request[2])}
         return {"error": f"unknown rate request {op!r}"}
     except InvalidInput as exc:
         return {"error": str(exc)}
