@@ -167,3 +167,19 @@ def test_sighup_imports_the_config_file_and_a_new_listener_is_bound(tmp_path: Pa
         now = node.children()
         assert now["appliance smtp 1"] != before["appliance smtp 1"]  # rolled onto the new set
         assert now["appliance delivery"] == before["appliance delivery"]
+
+
+def test_receivers_wake_delivery_instead_of_its_slow_poll(tmp_path: Path) -> None:
+    """With a 60 s poll, mail accepted by either receiver still goes out at once: each commit
+    sends a wake-up datagram to the delivery process."""
+    config = TWO_RECEIVERS + "[queue]\npoll_interval = 60\n"
+    with Sink() as sink, RunningNode(tmp_path, config_text=config,
+                                     relay=("127.0.0.1", sink.port)) as node:
+        wait_until(lambda: (node.data_dir / "run" / "wake.sock").exists(), timeout=30)
+        started = time.monotonic()
+        for n in range(6):  # new connections: the kernel spreads them over both receivers
+            with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=30) as client:
+                assert client.sendmail("a@example.com", [f"b{n}@example.org"],
+                                       b"Subject: wake\r\n\r\nx\r\n") == {}
+        wait_until(lambda: len(sink.messages) >= 6, timeout=50)
+        assert time.monotonic() - started < 60, "delivery waited for its poll"
