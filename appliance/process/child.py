@@ -53,6 +53,7 @@ ROLE_FACTORIES: dict[str, tuple[str, ...]] = {
         "appliance.cluster.component:component",
         "appliance.stats.component:component",
         "appliance.process.roles:rate_server",
+        "appliance.process.roles:listener_check",
         "appliance.process.roles:wake_sender",
     ),
 }

@@ -105,6 +105,7 @@ class Supervisor:
         self.notifier = Notifier()  # systemd Type=notify (a no-op without $NOTIFY_SOCKET)
         self._reopen_log = False
         self._last_ping = 0.0
+        self._unbindable: list[Listener] | None = None  # a listener set that could not bind
 
     # -- preparing -----------------------------------------------------------------------
     def prepare(self) -> str | None:
@@ -326,8 +327,8 @@ class Supervisor:
                 except FileNotFoundError:
                     pass
                 return
-            if not all(s.ready for s in self.slots if not s.retiring):
-                return
+            if self._ports_written is None and not all(s.ready for s in self.slots if not s.retiring):
+                return  # the first write says "ready": every child is
             ports = {"smtp": {lid: b.port for lid, b in self.bound.items()},
                      "api_url": self.api_url, "api_port": self.api_port,
                      "pid": os.getpid(),
@@ -380,9 +381,12 @@ class Supervisor:
             for lid, b in bound.items():
                 if lid not in self.bound or self.bound[lid].sock is not b.sock:
                     b.sock.close()
-            log.error("listener change not applied, receivers keep the old sockets: %s", exc)
+            if self._unbindable != new.listeners:  # one line per refused change, not per look
+                log.error("listener change not applied, receivers keep the old sockets: %s", exc)
+            self._unbindable = new.listeners
             self.config = old
             return
+        self._unbindable = None
         with self._lock:
             old_bound, self.bound = self.bound, bound
             old_receivers = [s for s in self.slots if s.role == "smtp" and not s.retiring]
@@ -401,6 +405,7 @@ class Supervisor:
                 b.sock.close()
         for lid, b in bound.items():
             log.info("SMTP listener %s on %s:%d (config change)", lid, b.listener.address, b.port)
+        self._write_ports()
 
     def _signal_children(self, sig: int) -> None:
         with self._lock:

@@ -119,7 +119,8 @@ class RunningNode:
             assert isinstance(smtp, dict)
             self.smtp_port = int(next(iter(smtp.values())))
             self.soap_port = int(str(self.ports["api_port"]))
-            self.soap_url = f"http://127.0.0.1:{self.soap_port}/remote/"
+            self.soap_url = str(self.ports.get("api_url") or
+                                f"http://127.0.0.1:{self.soap_port}/remote/")
             wait_for_port(self.smtp_port, proc=self.proc)
             wait_for_port(self.soap_port, proc=self.proc)
         except Exception as exc:
