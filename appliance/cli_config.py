@@ -84,15 +84,15 @@ def _config(service: ConfigService, args: argparse.Namespace) -> int:
     author = f"{getpass.getuser()}@cli"
     command = args.config_command
     if command == "show":
-        sys.stdout.write(service.text_get(args.revision))
+        sys.stdout.write(service.text_get(args.revision, reveal=True))
     elif command == "edit":
-        text = _edited(service.text_get(), args.file)
+        text = _edited(service.text_get(reveal=True), args.file)
         print(f"revision {service.text_set(text, comment=args.comment, author=author)}")
     elif command == "diff":
         newest = service.log(0, 1)[0].id
         to = args.to if args.to is not None else (args.from_ if args.from_ is not None else newest)
         from_ = args.from_ if args.to is not None and args.from_ is not None else max(to - 1, 1)
-        sys.stdout.write(service.diff(from_, to))
+        sys.stdout.write(service.diff(from_, to, reveal=True))
     elif command == "revert":
         print(f"revision {service.revert(args.revision, comment=args.comment, author=author)}")
     elif command == "log":
@@ -100,7 +100,7 @@ def _config(service: ConfigService, args: argparse.Namespace) -> int:
             when = datetime.datetime.fromtimestamp(entry.ts).isoformat(timespec="seconds")
             print(f"{entry.id}\t{when}\t{entry.author}\t{entry.comment}")
     elif command == "get":
-        print(service.key_get(args.key))
+        print(service.key_get(args.key, reveal=True))
     else:
         revision = service.key_set(args.key, args.value, comment=args.comment, author=author)
         print(f"revision {revision}")

@@ -25,6 +25,10 @@ class Conflict(ApplianceError):
     """The object changed under the caller, or already exists."""
 
 
+class Unsupported(ApplianceError):
+    """The node does not do this by design (e.g. updates come from the package manager)."""
+
+
 class StoreUnavailable(ApplianceError, ConnectionError):
     """The store or spool cannot durably accept data right now (a temporary condition)."""
 

@@ -34,8 +34,7 @@ def record(
 
 def encode_arguments(arguments: Mapping[str, Any]) -> str:
     """JSON of the arguments with secrets redacted and long values cut."""
-    clean = {k: "***" if any(s in k.lower() for s in SECRET_KEYS) else _plain(v)
-             for k, v in sorted(arguments.items())}
+    clean = _plain(dict(arguments))
     text = json.dumps(clean, sort_keys=True, default=str)
     return text if len(text) <= _MAX_ARGUMENT_CHARS else text[:_MAX_ARGUMENT_CHARS] + "…"
 
@@ -46,9 +45,17 @@ def recent(session: Session, *, limit: int = 100) -> list[AuditRecord]:
     return list(session.scalars(stmt))
 
 
+def is_secret_name(name: str) -> bool:
+    return any(s in name.lower() for s in SECRET_KEYS)
+
+
 def _plain(value: Any) -> Any:
+    """Secret-named fields redacted at any depth (e.g. scriptTest's envelope.saslpassword)."""
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
+    if isinstance(value, Mapping):
+        return {str(k): "***" if is_secret_name(str(k)) else _plain(v)
+                for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value

@@ -24,6 +24,10 @@ ALWAYS = frozenset({"login"})
 # Operations that change nothing but run code the caller sends (policy scripts): not for
 # read-only users; a custom level may list them.
 RUNS_CODE = frozenset({"scriptTest"})
+# Figures of the whole node (counters, rates and graphs per listener and domain) that no HQL
+# restriction can narrow: refused to restricted users even when their list names them.
+NODE_WIDE = frozenset({"graphList", "graphFile", "statList", "statClear", "hslRate",
+                       "hslRateClear"})
 
 
 class UserRecord(Protocol):
@@ -66,6 +70,8 @@ class AccessLevel:
             return True
         if operation in ADMIN_ONLY or self.role == "metrics":
             return False
+        if self.restriction and operation in NODE_WIDE:
+            return False
         if self.role == "readonly":
             return not mutating and operation not in RUNS_CODE
         return operation in self.operations
@@ -77,6 +83,9 @@ class AccessLevel:
     def check(self, operation: str, *, mutating: bool) -> None:
         """Raise Forbidden unless this level may call `operation`."""
         if not self.allows(operation, mutating=mutating):
+            if self.restriction and operation in NODE_WIDE:
+                raise Forbidden(f"access denied: {operation} shows node-wide figures, which a "
+                                "user with a restriction may not see")
             raise Forbidden(f"access denied: this user may not call {operation}")
 
     def allows_command(self, argv: Sequence[str]) -> bool:

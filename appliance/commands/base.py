@@ -44,11 +44,16 @@ class DnsResolver(Protocol):
 
 
 class GraphSampler(Protocol):
-    """Live values of a graph, one line per second (appliance.stats.sampler provides it)."""
+    """Live values, once per second (appliance.stats.sampler provides it): a graph's line, or
+    every counter by name (appliance.stats.legacy) for statd."""
 
     def __call__(
         self, graph: str, *, clock: Callable[[], float], sleep: Callable[[float], None]
     ) -> Iterator[str]: ...
+
+    def counter_samples(
+        self, *, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> Iterator[dict[str, float]]: ...
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

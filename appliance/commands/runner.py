@@ -67,14 +67,14 @@ class _Session:
         return self._stop.is_set()
 
     def write(self, data: str | bytes) -> None:
-        raw = data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data)
+        raw = _crlf(data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data))
         with self._lock:
             if self._stop.is_set():
                 raise CommandStopped(self.status)
             room = self._limits.max_output - self._produced
             if len(raw) > room:
                 self._append(raw[:room])
-                self._append(f"\n[output cut at {self._limits.max_output} bytes; command ended]\n".encode())
+                self._append(_crlf(f"\n[output cut at {self._limits.max_output} bytes; command ended]\n".encode()))
                 self._end_locked("output limit")
                 raise CommandStopped(self.status)
             self._append(raw)
@@ -115,7 +115,7 @@ class _Session:
     def end(self, status: str, *, marker: str = "") -> None:
         with self._lock:
             if marker and not self._stop.is_set() and not self.done.is_set():
-                self._append(marker.encode())
+                self._append(_crlf(marker.encode()))
             self._end_locked(status)
 
     def _end_locked(self, status: str) -> None:
@@ -294,6 +294,12 @@ class Runner:
             s.done.wait(max(0.0, deadline - time.monotonic()))
         if self._reaper is not None:
             self._reaper.join(timeout)
+
+
+def _crlf(raw: bytes) -> bytes:
+    """Line ends as a terminal shows them: commands run on a pty (commandRun takes cols and
+    rows), whose ONLCR output flag turns every LF into CR LF (termios(3)); old clients split on it."""
+    return raw.replace(b"\n", b"\r\n")
 
 
 def _check_size(cols: int, rows: int) -> tuple[int, int]:

@@ -23,4 +23,10 @@ retry_schedule = [60, 300, 900, 1800, 3600, 7200, 14400]
 
 [api]
 listen = "https://127.0.0.1:8443"
+
+[relay]
+# Mail for `domains` is taken from any client; mail for other domains only from clients that
+# authenticated and clients in `mynetworks` (no open relay).
+mynetworks = ["127.0.0.0/8", "::1/128"]
+domains = []    # e.g. ["example.com", ".example.com"] (the dot form matches subdomains)
 '''

@@ -12,6 +12,7 @@ text is taken verbatim; otherwise it is read as a TOML value (`8`, `true`, `[60,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import tomlkit
@@ -34,6 +35,48 @@ def config_keys(text: str) -> list[tuple[str, str]]:
     """Every key of the validated document (defaults included) with its value as text."""
     out: list[tuple[str, str]] = []
     _flatten(parse(text).model_dump(), [], out)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyState:
+    """A key's value in the current revision, the value in force on this node, and where that
+    comes from: `default` (not written), `revision` (the shared text), `local` (this node's
+    override) or `flag`: the running node holds another value than the revision with the
+    overrides gives, which is what a command-line flag (--smtp-listen, --relay) does; for the
+    moment between a commit and its application on the node, a changed key reads `flag` too."""
+
+    key: str
+    value: str
+    effective: str
+    source: str
+
+
+def key_states(text: str, local: list[tuple[str, str]], running: dict[str, Any]) -> list[KeyState]:
+    """Every key of `text` (defaults included) with what `running` (the node's Config as
+    model_dump(), flags applied) holds for it; `local` are the node's overrides."""
+    shared = dict(config_keys(text))
+    with_local = dict(config_keys(set_keys(text, local))) if local else shared
+    written: list[tuple[str, str]] = []
+    _flatten(tomlkit.parse(text).unwrap(), [], written)
+    in_text = {k for k, _ in written}
+    local_keys = {k for k, _ in local}
+    in_force: list[tuple[str, str]] = []
+    _flatten(running, [], in_force)
+    effective = dict(in_force)
+    out = []
+    for key in sorted(set(shared) | set(effective)):
+        value = shared.get(key, "")
+        now = effective.get(key, with_local.get(key, value))
+        if now != with_local.get(key, value):
+            source = "flag"
+        elif key in local_keys or (key in with_local and with_local[key] != value):
+            source = "local"
+        elif key in in_text:
+            source = "revision"
+        else:
+            source = "default"
+        out.append(KeyState(key, value, now, source))
     return out
 
 

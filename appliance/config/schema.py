@@ -42,6 +42,11 @@ class Listener(_Section):
     require_auth: bool = False
     transport: str = "default"  # transport of the entries this listener queues
     script: str = ""  # policy script id (policy)
+    # Connection caps (Postfix: smtpd_client_connection_count_limit, process limits), counted
+    # per receiving process: with several processes on one listener each takes its share.
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_address: int = Field(default=50, ge=1)
+    pre_command_timeout: float = Field(default=20.0, gt=0)  # greeting -> first command line
 
     @field_validator("address")
     @classmethod
@@ -90,20 +95,67 @@ class ApiSection(_Section):
     tls_key: str = ""
     public_url: str = ""  # soap:address in the WSDL; default derived from listen
     max_request_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
-    auth_failures_before_throttle: int = Field(default=5, ge=1)
+    auth_failures_before_throttle: int = Field(default=5, ge=1)  # per (address, user)
+    auth_failures_per_address: int = Field(default=30, ge=1)  # any user; SMTP AUTH shares both
+    auth_window: float = Field(default=60.0, gt=0)  # failures count within this many seconds
+    auth_block: float = Field(default=60.0, gt=0)  # how long a throttled key is refused
+    # Requests of most operations are small: the inflated body is capped far below
+    # max_request_bytes, which only operations carrying files, scripts or config text get.
+    max_operation_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_array_items: int = Field(default=10_000, ge=1)  # children of any one element
+    max_connections: int = Field(default=256, ge=1)
+    # Below the server's worker threads, so that one address cannot hold all of them.
+    max_connections_per_address: int = Field(default=16, ge=1)
+    header_timeout: float = Field(default=10.0, gt=0)  # TLS handshake + request head, in total
     metrics_loopback_open: bool = False  # /metrics without credentials from 127.0.0.0/8 and ::1
     ready_min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)  # /readyz: spool disk
+    wsdl_requires_auth: bool = False  # GET /remote/?wsdl without credentials unless true
 
 
 class ClusterSection(_Section):
     """How this node reaches the cluster's shared config store (node-local; see cluster/)."""
 
-    dsn: str = ""  # PostgreSQL URL or libpq DSN; empty = not in a cluster
+    # PostgreSQL URL or libpq DSN; empty = not in a cluster. Its password is redacted for
+    # output (appliance.config.secrets).
+    dsn: str = Field(default="", json_schema_extra={"secret": "dsn"})
     heartbeat_interval: float = Field(default=2.0, gt=0, le=300)
     poll_interval: float = Field(default=1.0, gt=0, le=300)  # how often new revisions are looked for
     stale_after: float = Field(default=15.0, gt=0)  # a node not seen for this long is "stale"
 
 
+class RelaySection(_Section):
+    """Who may relay (see appliance.policy.relay): mail for `domains` is taken from any client,
+    mail for other domains only from authenticated clients and clients in `mynetworks`."""
+
+    # Loopback only, matching the listeners' loopback default. Postfix's default is the host's
+    # own subnets; list them here (e.g. "192.0.2.0/24") to let those hosts relay.
+    mynetworks: list[str] = ["127.0.0.0/8", "::1/128"]
+    # Domains the node takes mail for from anyone; ".example.com" also matches its subdomains.
+    domains: list[str] = []
+    address_literals: bool = False  # accept recipients like r@[192.0.2.1] (RFC 5321 §4.1.3)
+
+    @field_validator("mynetworks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"mynetworks entry {network!r} is not a network "
+                                 "(e.g. 192.0.2.0/24 or 2001:db8::/32)") from None
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            if not _DOMAIN.match(domain):
+                raise ValueError(f"relay domain {domain!r} is not a domain name "
+                                 "(e.g. example.com, or .example.com for its subdomains)")
+        return value
+
+
+_DOMAIN = re.compile(r"^\.?(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
 _SCRIPT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -193,6 +245,7 @@ class Config(_Section):
     log: LogSection = LogSection()
     smtp: SmtpSection = SmtpSection()
     policy: PolicySection = PolicySection()
+    relay: RelaySection = RelaySection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

@@ -155,3 +155,4 @@ for _model in (QueueEntry, HistoryEntry):
 import appliance.db.models_stats  # noqa: E402,F401  (stats tables, migration 0002)
 import appliance.db.models_config  # noqa: E402,F401  (config tables, migration 0003)
 import appliance.db.models_hql  # noqa: E402,F401  (HQL search indexes, migration 0007)
+import appliance.db.models_access  # noqa: E402,F401  (login throttle, migration 0005)

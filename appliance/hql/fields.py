@@ -67,6 +67,9 @@ FIELDS: dict[str, Field] = {
         _f("retries", Type.INTEGER),
     )
 }
+# Names the old API's clients send (halonctl's own help shows `id=5`), kept beside today's.
+ALIASES: dict[str, str] = {"id": "queueid", "retry": "retries"}
+FIELDS.update({alias: FIELDS[name] for alias, name in ALIASES.items()})
 METADATA = Field("metadata", Type.METADATA, _TEXT_OPS)
 METADATA_PREFIX = "metadata."
 MAX_METADATA_KEY = 128  # QueueMetadata.key is String(128)

@@ -1,8 +1,8 @@
 """The policy seam: what SMTP reception and delivery ask at each stage of a message's life.
 
 `Flow` is the protocol the protocol layers call; `DefaultFlow` is the built-in behaviour when no
-script is configured (accept, queue to the listener's transport). Scripted flows implement the
-same protocol.
+script is configured (relay control, then accept and queue to the listener's transport).
+Scripted flows implement the same protocol.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 from typing import Protocol
+
+from appliance.policy.relay import RelayRules
 
 
 class Decision(str, enum.Enum):
@@ -46,6 +48,9 @@ class SessionInfo:
     sasl: str = ""  # SASL username once authenticated
     authenticated: bool = False
     tls: bool = False
+    # The client is in the relay rules' mynetworks (set by the flow at connect): trusted hosts,
+    # whose bare-LF messages (local scripts) are repaired rather than refused.
+    mynetwork: bool = False
     sender: str | None = None
     recipients: list[str] = dataclasses.field(default_factory=list)
     # Metadata a scripted flow set at MAIL/RCPT, kept until its data() returns it in
@@ -99,9 +104,16 @@ class Flow(Protocol):
 
 
 class DefaultFlow:
-    """No script: accept everything the listener's own limits allow."""
+    """No script: accept what the listener's own limits and the relay rules allow (by default,
+    relaying for loopback clients and authenticated ones only; see RelayRules)."""
+
+    relay: RelayRules = RelayRules()  # also for subclasses that do not call __init__
+
+    def __init__(self, *, relay: RelayRules = RelayRules()) -> None:
+        self.relay = relay
 
     def connect(self, session: SessionInfo) -> Verdict:
+        session.mynetwork = self.relay.is_mynetwork(session.client_ip)
         return ACCEPT
 
     def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:
@@ -111,7 +123,7 @@ class DefaultFlow:
         return ACCEPT
 
     def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
-        return ACCEPT
+        return relay_verdict(self.relay, session, recipient) or ACCEPT
 
     def data(self, session: SessionInfo, message: bytes) -> DataResult:
         return DataResult()
@@ -121,3 +133,12 @@ class DefaultFlow:
 
     def post_delivery(self, entry: DeliveryInfo, outcome: DeliveryOutcome) -> None:
         return None
+
+
+def relay_verdict(relay: RelayRules, session: SessionInfo, recipient: str) -> Verdict | None:
+    """The relay rules' refusal of `recipient` in this session as a verdict, or None."""
+    refused = relay.refusal(recipient, client_ip=session.client_ip,
+                            authenticated=session.authenticated)
+    if refused is None:
+        return None
+    return Verdict(decision=Decision.REJECT, code=refused[0], text=refused[1])

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry
@@ -33,14 +33,18 @@ METRIC_FIELDS = {
 }
 
 
-def count_queued(session: object, *, field: str, value: str) -> int:
-    """Entries in the queue whose `field` equals `value` (domains compared lower-case)."""
+def count_queued(session: object, *, field: str, value: str,
+                 where: ColumnElement[bool] | None = None) -> int:
+    """Entries in the queue whose `field` equals `value` (domains compared lower-case), among
+    those matching `where` when given (scriptTest run by a restricted user)."""
     column = METRIC_FIELDS.get(field)
     if column is None:
         raise InvalidInput(f"queue_metric field must be one of {', '.join(METRIC_FIELDS)}")
     if field in ("domain", "sender_domain"):
         value = value.lower()
     stmt = select(func.count()).select_from(QueueEntry).where(column == value)
+    if where is not None:
+        stmt = stmt.where(where)
     return int(session.scalar(stmt) or 0)  # type: ignore[attr-defined]
 
 

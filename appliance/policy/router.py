@@ -8,8 +8,9 @@ import threading
 from typing import Any
 
 from appliance.policy.flow import (
-    DataResult, DefaultFlow, DeliveryInfo, DeliveryOutcome, Flow, SessionInfo, Verdict,
+    DataResult, DefaultFlow, DeliveryInfo, DeliveryOutcome, Flow, SessionInfo, Verdict, relay_verdict,
 )
+from appliance.policy.relay import RelayRules
 from appliance.policy.functions import Functions
 from appliance.policy.sandbox import Limits, ScriptError
 from appliance.policy.scripted import SAFE_DEFAULTS, ScriptedFlow
@@ -53,16 +54,24 @@ class FailedFlow:
 
 
 class PolicyFlow:
-    """Dispatch by listener: SMTP stages by `session.listener`, delivery by `entry.listener`."""
+    """Dispatch by listener: SMTP stages by `session.listener`, delivery by `entry.listener`.
 
-    def __init__(self, flows: dict[str, Flow]) -> None:
+    The relay rules decide RCPT for listeners without a script and for scripts without an
+    rcpt_to handler; a script's rcpt_to handler (listed in `rcpt_by_script`) decides itself.
+    """
+
+    def __init__(self, flows: dict[str, Flow], *, relay: RelayRules = RelayRules(),
+                 rcpt_by_script: frozenset[str] = frozenset()) -> None:
         self.flows = flows
-        self._default = DefaultFlow()
+        self.relay = relay
+        self.rcpt_by_script = rcpt_by_script
+        self._default = DefaultFlow(relay=relay)
 
     def _for(self, listener: str) -> Flow:
         return self.flows.get(listener, self._default)
 
     def connect(self, session: SessionInfo) -> Verdict:
+        session.mynetwork = self.relay.is_mynetwork(session.client_ip)
         return self._for(session.listener).connect(session)
 
     def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:
@@ -72,7 +81,12 @@ class PolicyFlow:
         return self._for(session.listener).mail_from(session, sender)
 
     def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
-        return self._for(session.listener).rcpt_to(session, recipient)
+        flow = self._for(session.listener)
+        if flow is not self._default and session.listener not in self.rcpt_by_script:
+            refused = relay_verdict(self.relay, session, recipient)
+            if refused is not None:
+                return refused
+        return flow.rcpt_to(session, recipient)
 
     def data(self, session: SessionInfo, message: bytes) -> DataResult:
         return self._for(session.listener).data(session, message)
@@ -119,12 +133,21 @@ class FlowCache:
         """The Flow for a config revision (anything with `.listeners[].script` and `.scripts`)."""
         scripts: dict[str, str] = dict(getattr(config, "scripts", {}) or {})
         flows: dict[str, Flow] = {}
+        rcpt_by_script: set[str] = set()
         used: set[str] = set()
         for listener in config.listeners:
             if listener.script and listener.script in scripts:
                 text = scripts[listener.script]
-                flows[listener.id] = self.get(listener.script, text)
+                flow = self.get(listener.script, text)
+                flows[listener.id] = flow
+                # A script that does not compile defers RCPT (its safe default), not relay rules.
+                if isinstance(flow, FailedFlow) or "rcpt_to" in flow.handlers:
+                    rcpt_by_script.add(listener.id)
                 used.add(script_key(text, self.limits))
         with self._lock:  # forget scripts no longer in the config
             self._compiled = {k: v for k, v in self._compiled.items() if k in used}
-        return PolicyFlow(flows)
+        section = getattr(config, "relay", None)
+        relay = RelayRules() if section is None else RelayRules.of(
+            networks=section.mynetworks, domains=section.domains,
+            address_literals=section.address_literals)
+        return PolicyFlow(flows, relay=relay, rcpt_by_script=frozenset(rcpt_by_script))

@@ -32,7 +32,8 @@ def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
             transport=msg.transports.get(rcpt, msg.transport), fromserver=msg.envelope.client_ip,
             helo=msg.envelope.helo, sasl=msg.envelope.sasl, path=msg.path,
             state=msg.state.value, quarantine=msg.quarantine,
-            action=Action.QUARANTINE.value if msg.quarantine else "",
+            # The policy's decision, as the old API marks a waiting entry (msgaction).
+            action=(Action.QUARANTINE if msg.quarantine else Action.DELIVER).value,
             is_dsn=int(msg.is_dsn), description="", error="", retries=0, actionid=0, jobid="",
             score=0.0, next_retry=0.0, lease_until=0.0, lease_owner="",
         )
@@ -269,8 +270,11 @@ def referenced_paths(session: Session) -> set[str]:
     return set(session.scalars(select(QueueEntry.path).distinct()))
 
 
-def counts_by_state(session: Session) -> dict[str, int]:
-    rows = session.execute(select(QueueEntry.state, func.count()).group_by(QueueEntry.state)).all()
+def counts_by_state(session: Session, *, where: ColumnElement[bool] | None = None
+                    ) -> dict[str, int]:
+    """Queue entries per state (only those matching `where`, e.g. a user's restriction)."""
+    stmt = select(QueueEntry.state, func.count()).group_by(QueueEntry.state)
+    rows = session.execute(stmt if where is None else stmt.where(where)).all()
     counts = {s.value: 0 for s in QueueState}
     counts.update({state: n for state, n in rows})
     return counts

@@ -21,12 +21,17 @@ from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdi
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
 from appliance.smtp.fastinit import Members, fast_init
-from appliance.smtp.message import edit_headers, is_address, protocol_name, received_header, subject_of
+from appliance.smtp.limits import SessionLimits
+from appliance.smtp.message import (
+    command_problem, crlf_lines, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
+    subject_of,
+)
 from appliance.types import Envelope, NewMessage, QueueState
 
 log = logging.getLogger(__name__)
 
-Authenticate = Callable[[str, str], Awaitable[bool]]
+# (user, password, client address) -> whether they are right, or the reply refusing unchecked
+Authenticate = Callable[[str, str, str], Awaitable[bool | str]]
 T = TypeVar("T")
 
 
@@ -53,10 +58,20 @@ class ClientSession(SmtpSession):
         self.delete_all = False
 
 
+def _help_of(base: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Keep the @syntax text aiosmtpd's HELP shows for a command this class overrides."""
+    def keep(method: Callable[..., T]) -> Callable[..., T]:
+        method.__dict__.update(base.__dict__)
+        return method
+    return keep
+
+
 class Protocol(SMTP):
     """One connection. Adds the connect-stage verdict and our session/envelope types."""
 
     event_handler: Handler
+    limits: SessionLimits | None = None  # set by the listener's protocol factory
+    _refusal = ""
 
     def __init__(self, handler: Handler, *, members: Members | None = None, **options: Any) -> None:
         if members is None:
@@ -72,6 +87,9 @@ class Protocol(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         before = self.session
+        if before is None:
+            if self.limits is not None:
+                self._refusal = self.limits.opened(self, transport)
         super().connection_made(transport)
         if isinstance(before, ClientSession) and isinstance(self.session, ClientSession):
             # STARTTLS made a fresh session (RFC 3207 §4.2: forget HELO and AUTH); the client
@@ -83,19 +101,58 @@ class Protocol(SMTP):
             self.session.quarantine = before.quarantine
             self.session.delete_all = before.delete_all
 
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.limits is not None:
+            self.limits.closed(self)
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        if self.limits is not None and b"\n" in data:
+            self.limits.heard(self)
+        super().data_received(data)
+
+    @_help_of(SMTP.smtp_EHLO)
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not await self._refused_at_door(hostname):
+            await super().smtp_EHLO(hostname)
+
+    @_help_of(SMTP.smtp_HELO)
+    async def smtp_HELO(self, hostname: str) -> None:
+        if not await self._refused_at_door(hostname):
+            await super().smtp_HELO(hostname)
+
+    @_help_of(SMTP.smtp_MAIL)
     async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self._refused_at_door(arg):
+            return
         if arg is not None and not _balanced_path(arg, "FROM:"):
             await self.push(replies.BAD_PATH_SYNTAX)
             return
         await super().smtp_MAIL(arg)
 
+    @_help_of(SMTP.smtp_RCPT)
     async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self._refused_at_door(arg):
+            return
         if arg is not None and not _balanced_path(arg, "TO:"):
             await self.push(replies.BAD_PATH_SYNTAX)
             return
         await super().smtp_RCPT(arg)
 
+    async def _refused_at_door(self, arg: str | None) -> bool:
+        """Answer 501 to an argument with control bytes or non-UTF-8 bytes (RFC 5321 §4.1.2)."""
+        problem = command_problem(arg) if arg else None
+        if problem is None:
+            return False
+        await self.push(replies.CONTROL_CHARACTERS if problem == "control" else replies.NOT_UTF8)
+        return True
+
     async def _handle_client(self) -> None:
+        if self._refusal:  # over a connection cap: 421 at once (RFC 5321 section 3.8)
+            await self.push(self._refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
         try:
             reply = await self.event_handler.on_connect(self)
         except Exception:
@@ -205,7 +262,10 @@ class Handler:
         secret = password.decode("utf-8", errors="replace")
         verdict = await self._ask(self.flow.auth, session.info, name, secret)
         if verdict is None:
-            ok = await self.authenticate(name, secret)
+            checked = await self.authenticate(name, secret, session.info.client_ip)
+            if isinstance(checked, str):  # throttled: refused without checking
+                return AuthResult(success=False, handled=False, message=checked)
+            ok = checked
         elif verdict.decision is Decision.DEFER:
             return AuthResult(success=False, handled=False, message=replies.verdict_reply(
                 verdict.code, verdict.text, replies.AUTH_TEMPORARY))
@@ -226,6 +286,8 @@ class Handler:
         sender = "" if address == "<>" else address
         if sender and not is_address(sender):
             return replies.BAD_SENDER_ADDRESS
+        if not sender.isascii() and not envelope.smtp_utf8:
+            return replies.SENDER_NEEDS_SMTPUTF8
         session.info.sender = sender
         session.info.recipients = []
         verdict = await self._ask(self.flow.mail_from, session.info, sender)
@@ -246,6 +308,8 @@ class Handler:
                           envelope: MessageEnvelope, address: str, options: list[str]) -> str:
         if not is_address(address):
             return replies.BAD_RECIPIENT_ADDRESS
+        if not address.isascii() and not envelope.smtp_utf8:
+            return replies.RECIPIENT_NEEDS_SMTPUTF8
         if len(envelope.rcpt_tos) >= self.listener.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
         verdict = await self._ask(self.flow.rcpt_to, session.info, address)
@@ -285,6 +349,11 @@ class Handler:
     async def _receive(self, server: Protocol, session: ClientSession,
                        envelope: MessageEnvelope, msgid: str) -> str:
         content: bytes = envelope.original_content or b""
+        if has_bare_newline(content):
+            if not session.info.mynetwork:
+                log.info("refused %s from [%s]: bare CR or LF", msgid, session.info.client_ip)
+                return replies.BARE_NEWLINE
+            content = crlf_lines(content)  # a trusted host's script: lines as it meant them
         result: DataResult = await self._ask(self.flow.data, session.info, content)
         verdict = result.verdict
         if verdict.decision is Decision.REJECT:

@@ -6,12 +6,20 @@ from __future__ import annotations
 SERVICE_UNAVAILABLE = "421 4.3.2 Service not available, closing transmission channel"
 LOCAL_ERROR = "451 4.3.0 Local error in processing, try again later"
 CONNECT_REJECTED = "554 5.7.1 Connection rejected"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+PRE_COMMAND_TIMEOUT = "421 4.4.2 No command received in time, closing connection"
 
 # Envelope
 OK = "250 2.0.0 OK"
 SENDER_OK = "250 2.1.0 Sender OK"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
 BAD_PATH_SYNTAX = "501 5.5.4 Syntax error in the path: unbalanced angle brackets"
+# RFC 5321 §4.1.2: paths and domains are printable text; RFC 3463 X.5.2 is a syntax error.
+CONTROL_CHARACTERS = "501 5.5.2 Syntax error: control characters are not allowed in commands"
+NOT_UTF8 = "501 5.5.2 Syntax error: command arguments must be ASCII or UTF-8"
+# RFC 6531 §3.5 with RFC 6533's X.6.7: a non-ASCII mailbox needs MAIL FROM:<...> SMTPUTF8.
+SENDER_NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII sender address without the SMTPUTF8 parameter"
+RECIPIENT_NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII recipient address without SMTPUTF8 in MAIL FROM"
 BAD_SENDER_ADDRESS = "553 5.1.7 Malformed sender address"
 BAD_RECIPIENT_ADDRESS = "553 5.1.3 Malformed recipient address"
 # RFC 5321 §4.5.3.1.10: 452 for too many recipients, the client sends the rest later.
@@ -30,10 +38,16 @@ DATA_DEFERRED = "451 4.7.1 Message deferred, try again later"
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_TEMPORARY = "454 4.7.0 Temporary authentication failure"
+AUTH_THROTTLED = "454 4.7.0 Too many failed authentication attempts, try again later"
 AUTH_BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 AUTH_MALFORMED = "501 5.5.2 Malformed authentication data"
 
 # Message
+# RFC 5321 §2.3.8: CR and LF only as CRLF. Refused from clients outside mynetworks, as Postfix's
+# smtpd_forbid_bare_newline does (its exclusions default to mynetworks, whose messages are
+# repaired instead): relayed as received, a bare LF lets a client smuggle a second message past
+# a next hop that ends DATA at <LF>.<LF>.
+BARE_NEWLINE = "550 5.5.2 Message refused: bare <CR> or <LF> in the message; lines end with <CR><LF>"
 # RFC 5321 §4.2.5: 250 only once the message is durable.
 QUEUED = "250 2.0.0 Ok: queued as {msgid}"
 STORE_FAILED = "451 4.3.0 Temporary failure storing the message, try again later"

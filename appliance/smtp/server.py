@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import time
@@ -12,13 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance.access import throttle as login_throttle
+from appliance.access.throttle import ThrottlePolicy
 from appliance.access.users import authenticate
 from appliance.config.schema import Config, Listener
+from appliance.connlimits import ConditionLog
 from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
+from appliance.smtp import replies
 from appliance.smtp.fastinit import Members, check_version, introspect
 from appliance.smtp.handler import Handler, Protocol
+from appliance.smtp.limits import SessionLimits, raise_descriptor_limit
 from appliance.tls import ensure_certificate, server_context
 
 if TYPE_CHECKING:
@@ -36,7 +42,8 @@ class SmtpServer:
     def __init__(self, *, store: Store, intake: Intake, listeners: list[Listener], hostname: str,
                  tls_dir: Path, flow: Flow, on_enqueued: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time, reuse_port: bool = False,
-                 flow_threads: int = 8, sockets: dict[str, socket.socket] | None = None) -> None:
+                 flow_threads: int = 8, throttle: ThrottlePolicy = ThrottlePolicy(),
+                 processes: int = 1, sockets: dict[str, socket.socket] | None = None) -> None:
         """`sockets`: listening sockets bound by the supervisor, by listener id; this server
         then accepts on them and leaves binding (and rebinding on change) to it."""
         self.store = store
@@ -49,6 +56,9 @@ class SmtpServer:
         self.clock = clock
         self.reuse_port = reuse_port
         self.sockets = sockets
+        self.throttle = throttle  # AUTH failures, shared with the API through the store
+        self.processes = processes  # receivers sharing each listener: each takes its share
+        self._throttled = ConditionLog(log)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self._flow_thread_count = flow_threads
         self._flow_threads: ThreadPoolExecutor | None = None
@@ -76,6 +86,7 @@ class SmtpServer:
         self._loop = asyncio.get_running_loop()
         # aiosmtpd logs every command line at INFO; the node logs one line per message instead.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
+        raise_descriptor_limit()
         self.intake.start()
         self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
         try:
@@ -179,12 +190,18 @@ class SmtpServer:
             auth_require_tls=listener.starttls, auth_exclude_mechanism=excluded, timeout=300,
         )
         members: list[Members] = []  # filled by the first connection
+        limits = SessionLimits(
+            name=listener.id, max_connections=listener.max_connections,
+            per_address=listener.max_connections_per_address,
+            pre_command_timeout=listener.pre_command_timeout, processes=self.processes)
 
         def make() -> Protocol:
             if members:
-                return Protocol(handler, members=members[0], **options)
-            proto = Protocol(handler, **options)
-            members.append(introspect(proto))
+                proto = Protocol(handler, members=members[0], **options)
+            else:
+                proto = Protocol(handler, **options)
+                members.append(introspect(proto))
+            proto.limits = limits
             return proto
 
         return make
@@ -195,10 +212,26 @@ class SmtpServer:
         cert, key = ensure_certificate(self.tls_dir, self.hostname)
         return server_context(cert, key)
 
-    async def _authenticate(self, name: str, password: str) -> bool:
-        def check() -> bool:
+    async def _authenticate(self, name: str, password: str, address: str) -> bool | str:
+        """The user table's answer, under the login throttle the API shares (per address and
+        user, and per address; appliance.access.throttle): a blocked key is refused unchecked."""
+        def check() -> bool | str:
+            now = self.clock()
             with self.store.transaction(read_only=True) as session:
-                return authenticate(session, name, password) is not None
+                if login_throttle.blocked_for(session, address=address, user=name, now=now):
+                    self._throttled.note("SMTP AUTH refused unchecked after repeated failures",
+                                         f"{name!r} from [{address}]")
+                    return replies.AUTH_THROTTLED
+                ok = authenticate(session, name, password) is not None
+                counted = ok and login_throttle.has_failures(session, address=address, user=name)
+            if not ok:
+                with self.store.transaction() as session:
+                    login_throttle.record_failure(session, address=address, user=name,
+                                                  protocol="smtp", policy=self.throttle, now=now)
+            elif counted:
+                with self.store.transaction() as session:
+                    login_throttle.record_success(session, address=address, user=name)
+            return ok
 
         try:
             return await asyncio.to_thread(check)
@@ -233,11 +266,17 @@ class CoalescedKick:
 def component(node: Node) -> SmtpServer:
     """The SMTP part of a node (see appliance.wiring)."""
     config = node.config
+    smtp_role = getattr(node, "role", "node") == "smtp"
     server = SmtpServer(
         store=node.store, intake=Intake(node.store, node.spool), listeners=list(config.listeners),
         hostname=config.node.hostname, tls_dir=node.settings.tls_dir, flow=node.flow,
         on_enqueued=CoalescedKick(node.notify_enqueued),
-        sockets=node.listen_sockets if getattr(node, "role", "node") == "smtp" else None,
+        sockets=node.listen_sockets if smtp_role else None,
+        # Each receiver holds its share of the per-address and total session caps.
+        processes=(config.smtp.processes or os.cpu_count() or 1) if smtp_role else 1,
+        throttle=ThrottlePolicy(per_user=config.api.auth_failures_before_throttle,
+                                per_address=config.api.auth_failures_per_address,
+                                window=config.api.auth_window, block=config.api.auth_block),
     )
     node.subscribe(server)
     return server

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from spyne import Application, Fault, ServiceBase
+from spyne import Application, Array, ByteArray, Fault, ServiceBase
 from spyne.protocol import ProtocolBase
 from spyne.protocol.soap import Soap11
 
@@ -35,12 +35,15 @@ SERVICES: tuple[str, ...] = (
     "appliance.soap.services.cluster:ClusterService",
     "appliance.soap.services.commands:CommandService",
     "appliance.soap.services.scripts:ScriptService",
+    "appliance.soap.services.update:UpdateService",
 )
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.
 PRINCIPAL_KEY = "appliance.principal"
 # Pass as `@rpc(..., _udd=MUTATING)` on every operation that changes anything.
 MUTATING = {"mutating": True}
+# How much of a base64Binary argument an audit row keeps.
+_AUDIT_BYTES = 512
 
 
 def load_services(specs: Sequence[str] = SERVICES) -> list[type[ServiceBase]]:
@@ -61,6 +64,7 @@ class ApplianceApplication(Application):  # type: ignore[misc]
             out_protocol=ApplianceSoap11() if out_protocol is None else out_protocol,
         )
         self.node = node
+        self.event_manager.add_listener("method_exception_object", self._audit_unreadable)
         # What a WSGI server sets when it wraps the app; set here so the exported WSDL (no
         # server) says the same as the served one.
         self.transport = "http://schemas.xmlsoap.org/soap/http"
@@ -78,11 +82,14 @@ class ApplianceApplication(Application):  # type: ignore[misc]
             try:
                 if not self._script_allows(ctx, principal, operation):
                     principal.level.check(operation, mutating=mutating)
-            except ApplianceError as exc:
-                if mutating:
-                    call.audit_failure({}, exc)
+                return super().call_wrapper(ctx)
+            except Exception as exc:
+                # Every failed mutating call leaves an audit row: refusals, validation before
+                # the domain call (bad filter, id<=0, bad restriction, non-UTF-8 argv, ...) and
+                # internal errors alike. Call.mutate* audit their own failures already.
+                if mutating and not call.audited:
+                    call.audit_failure(_arguments_for_audit(ctx), _audited_error(exc))
                 raise
-            return super().call_wrapper(ctx)
         except Fault:
             raise
         except ApplianceError as exc:
@@ -91,11 +98,27 @@ class ApplianceApplication(Application):  # type: ignore[misc]
             log.exception("%s failed", operation)
             raise faults.internal_fault() from None
 
+    def _audit_unreadable(self, ctx: Any) -> None:
+        """A mutating request whose arguments could not be read (e.g. `id=abc`, refused by
+        Spyne's soft validation before call_wrapper) is audited too."""
+        if ctx.in_error is None or ctx.descriptor is None or self.node is None:
+            return
+        if not getattr(ctx.descriptor.udd, "mutating", False):
+            return
+        principal = ctx.transport.req_env.get(PRINCIPAL_KEY) if ctx.transport else None
+        if isinstance(principal, Principal):
+            Call(self.node, principal, ctx.descriptor.name).audit_failure({}, ctx.in_error)
+
+    def has_api_auth_script(self) -> bool:
+        return self._api_auth_script() is not None
+
+    def _api_auth_script(self) -> Any:
+        return self.node.api_auth() if self.node is not None else None
 
     def _script_allows(self, ctx: Any, principal: Principal, operation: str) -> bool:
         """The api-auth script's decision, if one is configured: True allows the call outright,
         a refusal is Forbidden, no decision leaves it to the built-in levels."""
-        script = self.node.api_auth() if self.node is not None else None
+        script = self._api_auth_script()
         if script is None:
             return False
         fields = getattr(ctx.descriptor.in_message, "_type_info", {})
@@ -104,6 +127,50 @@ class ApplianceApplication(Application):  # type: ignore[misc]
         if decision is False:
             raise Forbidden(f"{operation} refused by the api-auth script")
         return decision is True
+
+
+def request_arguments(ctx: Any) -> dict[str, Any]:
+    """The call's arguments as plain values by their wire names, for the audit log (which
+    redacts secret-named fields, appliance.access.audit). base64Binary values become text:
+    UTF-8 as it is, other bytes backslash-escaped, long ones cut."""
+    fields = getattr(ctx.descriptor.in_message, "_type_info", {})
+    return {name: _plain(getattr(ctx.in_object, name, None), cls) for name, cls in fields.items()}
+
+
+def _plain(value: Any, cls: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if depth > 4:
+        return "…"
+    if isinstance(cls, type) and issubclass(cls, ByteArray):
+        data = value if isinstance(value, bytes) else b"".join(value)  # chunks, as Spyne hands them
+        text = data[:_AUDIT_BYTES].decode("utf-8", "backslashreplace")
+        return text if len(data) <= _AUDIT_BYTES else f"{text}… ({len(data)} bytes)"
+    if isinstance(cls, type) and issubclass(cls, Array):
+        inner = getattr(cls, "get_inner_type")()
+        return [_plain(v, inner, depth + 1) for v in value]
+    fields = getattr(cls, "_type_info", None)
+    if fields is not None:  # a Spyne complex value (options, envelopes): its fields
+        return {name: _plain(getattr(value, name, None), sub, depth + 1)
+                for name, sub in fields.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, None, depth + 1) for v in value]
+    return str(value)[:200]
+
+
+def _arguments_for_audit(ctx: Any) -> dict[str, Any]:
+    try:
+        return request_arguments(ctx)
+    except Exception:  # the audit row must not hide the call's own failure
+        log.exception("could not read the arguments of %s for the audit log", ctx.descriptor.name)
+        return {}
+
+
+def _audited_error(exc: Exception) -> Exception:
+    """What the audit row says: a domain error or fault as the client heard it, nothing internal."""
+    if isinstance(exc, (ApplianceError, Fault)):
+        return exc
+    return RuntimeError(f"internal error ({type(exc).__name__})")
 
 
 def build_application(*, node: NodeContext | None, services: Sequence[str] = SERVICES,

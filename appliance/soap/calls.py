@@ -88,6 +88,9 @@ class Call:
         self.node = node
         self.principal = principal
         self.operation = operation
+        # Set once an audit row was written for this call, so that the call wrapper
+        # (ApplianceApplication.call_wrapper) audits a failure only when nothing else did.
+        self.audited = False
 
     @property
     def level(self) -> AccessLevel:
@@ -164,6 +167,7 @@ class Call:
 
     def _audit(self, session: Session, arguments: Mapping[str, Any], affected: int,
                outcome: str) -> None:
+        self.audited = True
         audit.record(
             session, user=self.principal.user, remote=self.principal.remote,
             operation=self.operation, arguments=arguments, affected=affected, outcome=outcome,

@@ -36,10 +36,21 @@ def _message_fields(row: Any, metadata: Mapping[str, str], serial: str) -> dict[
         "msgaction": row.action, "msgquarantine": row.quarantine,
         "msgdescription": row.description, "msgerror": utf8(row.error),
         "msgretries": row.retries, "msgpath": row.path, "msgactionid": row.actionid,
-        "msgscore": float(row.score),
+        "msgscore": scores(row.score),
         "msgmetadata": [_new_pair({"first": k, "second": v}) for k, v in sorted(metadata.items())],
         "serialno": serial,
     }
+
+
+# The engine name of the one score a node keeps (set by policy; 0 means nothing scored it).
+SCORE_ENGINE = "policy"
+
+
+def scores(score: float | None) -> list[Pair]:
+    """msgscore as the old API's pair array (`first` engine, `second` score); empty if unscored."""
+    if not score:
+        return []
+    return [_new_pair({"first": SCORE_ENGINE, "second": f"{float(score):g}"})]
 
 
 def utf8(text: str | None) -> bytes:

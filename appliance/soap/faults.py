@@ -18,6 +18,7 @@ FAULT_CODES: tuple[tuple[type[errors.ApplianceError], str], ...] = (
     (errors.Forbidden, "Client.Forbidden"),
     (errors.Unauthorized, "Client.Unauthorized"),
     (errors.Conflict, "Client.Conflict"),
+    (errors.Unsupported, "Client.Unsupported"),
     (errors.StoreUnavailable, "Server.Unavailable"),
     (errors.ApplianceError, "Server"),
 )
@@ -34,6 +35,11 @@ def to_fault(exc: errors.ApplianceError) -> Fault:
 def internal_fault() -> Fault:
     """For an unexpected exception: nothing internal leaks to the client."""
     return Fault(faultcode="Server", faultstring="internal error (see the node log)")
+
+
+def server_fault(text: str) -> Fault:
+    """For a failure of the node's own making that the client should hear about."""
+    return Fault(faultcode="Server", faultstring=text)
 
 
 def client_fault(text: str) -> Fault:

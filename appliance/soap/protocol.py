@@ -11,11 +11,21 @@ types, attributes, Any*, ...), and anything the writer does not model at all (po
 incremental output, push iterables) falls back to Spyne for the whole element. Faults, headers
 and the envelope stay Spyne's.
 tests/unit/soap/test_protocol.py pins the output to stock Soap11's, byte for byte.
+
+Text that XML 1.0 cannot carry (section 2.2, `Char`) never makes the response unparsable:
+stored envelopes may hold NUL or other C0 control bytes (old rows, from before the SMTP door
+refused them). Such text is written through `xml_text`: each C0 control other than tab, LF and
+CR becomes its Unicode Control Picture (U+2400 + code: NUL -> U+2400 "␀", 0x07 -> U+2407),
+which reads back unambiguously; lone surrogates and U+FFFE/U+FFFF become U+FFFD. Values that
+are valid XML are written unchanged. Should writing still fail, the response is a Server fault
+(HTTP 500), never a 200 with a half-written body.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,8 +35,35 @@ from spyne.model import PushBase
 from spyne.model.binary import BINARY_ENCODING_BASE64, BINARY_ENCODING_USE_DEFAULT
 from spyne.protocol.soap import Soap11
 
+from appliance.soap.faults import server_fault
+
+log = logging.getLogger(__name__)
+
 _SubElement = etree.SubElement
 _b64encode = base64.b64encode
+
+# Characters outside XML 1.0's Char production (section 2.2).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_CONTROL_PICTURES = 0x2400
+_REPLACEMENT = "\ufffd"
+WRITE_FAILED = "the response could not be written (see the node log)"
+
+
+def _picture(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return chr(_CONTROL_PICTURES + code) if code < 0x20 else _REPLACEMENT
+
+
+def xml_text(text: str) -> str:
+    """`text` with every character XML 1.0 cannot carry replaced (see the module docstring)."""
+    return _NOT_XML.sub(_picture, text)
+
+
+def _set_text(elt: Any, text: str) -> None:
+    try:
+        elt.text = text
+    except ValueError:  # lxml refuses control characters; surrogates fail to encode
+        elt.text = xml_text(text)
 
 # How a field's value is written (see _Field.kind).
 _OTHER, _STR, _INT, _FLOAT, _BOOL, _B64, _COMPLEX = range(7)
@@ -77,6 +114,42 @@ class ApplianceSoap11(Soap11):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plans: dict[Any, tuple[_Step, ...]] = {}
+
+    def serialize(self, ctx: Any, message: Any) -> Any:
+        """Spyne's serialize; a failure while writing becomes a Server fault, never a 200 with
+        an empty Body (Spyne keeps the half-built document and the status it had set)."""
+        try:
+            return super().serialize(ctx, message)
+        except Exception:
+            if message is not self.RESPONSE:
+                raise
+            log.exception("could not write the %s response",
+                          getattr(ctx.descriptor, "name", "?"))
+        ctx.out_error = server_fault(WRITE_FAILED)
+        ctx.out_document = ctx.out_body_doc = ctx.out_header_doc = None
+        if ctx.transport is not None:
+            ctx.transport.resp_code = self.fault_to_http_response_code(ctx.out_error)
+        return super().serialize(ctx, message)
+
+    def modelbase_to_parent(self, ctx: Any, cls: Any, inst: Any, parent: Any, ns: Any,
+                            name: Any = "retval", **kwargs: Any) -> None:
+        """Spyne's path for simple values (also faults' details), with text made XML-safe."""
+        elt = self._gen_tag(cls, ns, name, **kwargs)
+        text = self.to_unicode(cls, inst)
+        if text is not None:
+            _set_text(elt, text)
+        if hasattr(parent, "append"):
+            parent.append(elt)
+        else:  # an incremental writer (xmlfile), as Spyne's _append does
+            parent.write(elt)
+
+    def fault_to_parent(self, ctx: Any, cls: Any, inst: Any, parent: Any, ns: Any,
+                        *args: Any, **kwargs: Any) -> Any:
+        if isinstance(inst.faultstring, str):
+            inst.faultstring = xml_text(inst.faultstring)
+        if isinstance(inst.faultactor, str):
+            inst.faultactor = xml_text(inst.faultactor)
+        return super().fault_to_parent(ctx, cls, inst, parent, ns, *args, **kwargs)
 
     def complex_to_parent(self, ctx: Any, cls: Any, inst: Any, parent: Any, ns: Any,
                           name: Any = None, add_type: bool = False, **kwargs: Any) -> Any:
@@ -138,6 +211,13 @@ class ApplianceSoap11(Soap11):  # type: ignore[misc]
         if kind == _OTHER:
             return lambda ctx, elt, value: spyne(ctx, field, value, elt)
         python_type, to_text = _TEXT[kind]
+        if kind == _STR:
+            def write_str(ctx: Any, elt: Any, value: Any) -> None:
+                if type(value) is str:
+                    _set_text(_SubElement(elt, tag), value)
+                else:
+                    spyne(ctx, field, value, elt)
+            return write_str
 
         def write_text(ctx: Any, elt: Any, value: Any) -> None:
             if type(value) is python_type:

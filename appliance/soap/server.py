@@ -7,18 +7,22 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from spyne.server.wsgi import WsgiApplication
 
+from appliance.access.throttle import ThrottlePolicy
+from appliance.connlimits import ConditionLog, ConnectionCounter
+from appliance.errors import ApplianceError, Forbidden
 from appliance.soap.app import SERVICES, build_application
 from appliance.soap.auth import Authenticator
-from appliance.soap.calls import NodeContext
+from appliance.soap.calls import Call, NodeContext, Principal
 from appliance.soap.gateway import Gateway
+from appliance.soap.limits import DeferredHandshakeAdapter, GuardedServer
+from appliance.soap.screen import Operations
 from appliance.soap.page import operations_page
 from appliance.soap.wsdl import interface_document
 
@@ -46,8 +50,12 @@ class SoapServer:
 
     def __init__(self, context: NodeContext, listen: Listen, *, public_url: str = "",
                  tls_files: tuple[Path, Path] | None = None, max_request_bytes: int = 50 << 20,
-                 max_failures: int = 5, threads: int = 16, backlog: int = 256,
-                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None) -> None:
+                 max_failures: int = 5, throttle: ThrottlePolicy | None = None,
+                 max_operation_bytes: int = 1 << 20, max_array_items: int = 10_000,
+                 max_connections: int = 256, max_connections_per_address: int = 16,
+                 header_timeout: float = 10.0, threads: int = 32, backlog: int = 256,
+                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None,
+                 wsdl_requires_auth: Callable[[], bool] = lambda: False) -> None:
         if listen.scheme == "https" and tls_files is None:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
@@ -55,24 +63,38 @@ class SoapServer:
         self.context = context
         self.listen = listen
         self._public_url = public_url
-        self.authenticator = Authenticator(context.store, max_failures=max_failures)
+        policy = throttle or ThrottlePolicy(per_user=max_failures)
+        self.authenticator = Authenticator(context.store, policy=policy)
         context.users_changed = self.authenticator.forget
         # out_protocol: None for the application's own writer; benchmarks pass stock Soap11().
         self.app = build_application(node=context, services=services, out_protocol=out_protocol)
+        self.operations = Operations.of(self.app)
         self.gateway = Gateway(
             WsgiApplication(self.app, max_content_length=max_request_bytes),
             authenticator=self.authenticator, wsdl=b"",
             page=operations_page(self.app), max_request_bytes=max_request_bytes,
+            max_operation_bytes=max_operation_bytes, max_array_items=max_array_items,
+            precheck=self._precheck, operations=self.operations, public_url=public_url,
+            wsdl_requires_auth=wsdl_requires_auth,
         )
-        self._server = wsgi.Server((listen.host, listen.port), self.gateway, numthreads=threads,
-                                   request_queue_size=backlog, server_name="appliance")
+        self.connections = ConnectionCounter(
+            total=max_connections, per_address=max_connections_per_address, name="API",
+            log=ConditionLog(log))
+        self._server = GuardedServer((listen.host, listen.port), self.gateway, numthreads=threads,
+                                     request_queue_size=backlog, server_name="appliance",
+                                     gate=self.connections, header_timeout=header_timeout)
         # How often the accept loop looks up from select(): bounds how long stop() waits.
         self._server.expiration_interval = 0.1
         if tls_files is not None and listen.scheme == "https":
-            adapter = BuiltinSSLAdapter(str(tls_files[0]), str(tls_files[1]))
+            adapter = DeferredHandshakeAdapter(str(tls_files[0]), str(tls_files[1]))
             adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
             self._server.ssl_adapter = adapter
         self._thread: threading.Thread | None = None
+
+    @property
+    def heads_in_progress(self) -> int:
+        """Connections a worker is reading a request head from (under the header deadline)."""
+        return int(self._server.deadlines.armed)
 
     @property
     def port(self) -> int:
@@ -94,6 +116,20 @@ class SoapServer:
                  (time.perf_counter() - started) * 1000)
         self._thread = threading.Thread(target=self._server.serve, name="soap", daemon=True)
         self._thread.start()
+
+    def _precheck(self, principal: Principal, operation: str) -> ApplianceError | None:
+        """May `principal` call `operation`? Asked before the request body is inflated or
+        deserialized. With an api-auth script the script decides later, on the arguments."""
+        if self.app.has_api_auth_script():
+            return None
+        mutating = self.operations.mutating.get(operation, True)
+        try:
+            principal.level.check(operation, mutating=mutating)
+        except Forbidden as exc:
+            if mutating:
+                Call(self.context, principal, operation).audit_failure({}, exc)
+            return exc
+        return None
 
     def stop(self) -> None:
         if self._thread is None:
@@ -143,7 +179,21 @@ def component(node: Any) -> SoapServer:
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,
-                      max_failures=config.api.auth_failures_before_throttle)
+                      throttle=throttle_policy(config.api),
+                      max_operation_bytes=config.api.max_operation_bytes,
+                      max_array_items=config.api.max_array_items,
+                      max_connections=config.api.max_connections,
+                      max_connections_per_address=config.api.max_connections_per_address,
+                      header_timeout=config.api.header_timeout,
+                      # read per request, so a config revision switches it without a restart
+                      wsdl_requires_auth=lambda: bool(node.config.api.wsdl_requires_auth))
+
+
+def throttle_policy(api: Any) -> ThrottlePolicy:
+    """The login throttle of the config's api section (SMTP AUTH uses the same)."""
+    return ThrottlePolicy(per_user=api.auth_failures_before_throttle,
+                          per_address=api.auth_failures_per_address, window=api.auth_window,
+                          block=api.auth_block)
 
 
 def _kicker(node: Any) -> Any:

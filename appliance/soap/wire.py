@@ -79,7 +79,7 @@ _MESSAGE_FIELDS = [
     ("msgretries", Integer),
     ("msgpath", Unicode),
     ("msgactionid", Long),
-    ("msgscore", Double),
+    ("msgscore", Pairs),  # item[] of first = engine, second = score, as the old API's clients read it
 ]
 
 

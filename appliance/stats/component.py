@@ -52,7 +52,7 @@ class StatsComponent:
         self.graphs = graphs
         self.updater = GraphUpdater(rrd_dir, probe, interval=config.stats.graph_interval,
                                     step=config.stats.rrd_step, clock=clock)
-        self.sampler = Sampler(probe)
+        self.sampler = Sampler(probe, storage=rrd_dir)
 
     def apply(self, old: Config, new: Config) -> None:
         """appliance.config.holder.Subscriber."""

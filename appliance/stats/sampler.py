@@ -6,7 +6,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+from pathlib import Path
+
 from appliance.errors import NotFound
+from appliance.stats import legacy
 from appliance.stats.sources import Measurement, Probe, measure
 
 
@@ -70,8 +73,20 @@ async def asample_lines(
 class Sampler:
     """The node's sampler, bound to its probe; matches commands' GraphSampler protocol."""
 
-    def __init__(self, probe: Probe) -> None:
+    def __init__(self, probe: Probe, *, storage: Path | None = None) -> None:
         self.probe = probe
+        self.storage = storage  # a path in the node's data directory (system-storage-usage)
+
+    def counter_samples(self, *, clock: Callable[[], float],
+                        sleep: Callable[[float], None]) -> Iterator[dict[str, float]]:
+        """Every counter (appliance.stats.legacy) once per second, forever: rates need two
+        snapshots, so the first comes after one second."""
+        before = legacy.take(self.probe, now=clock(), storage=self.storage)
+        while True:
+            sleep(max(0.0, before.ts + 1.0 - clock()))
+            after = legacy.take(self.probe, now=clock(), storage=self.storage)
+            yield legacy.counters(before, after)
+            before = after
 
     def __call__(self, graph: str, *, clock: Callable[[], float], sleep: Callable[[float], None]) -> Iterator[str]:
         return sample_lines(graph, probe=self.probe, clock=clock, sleep=sleep)

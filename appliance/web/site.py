@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from appliance.soap.auth import Authenticator
+from appliance.soap.auth import Authenticator, basic_credentials
 from appliance.web.health import Health, report
 
 StartResponse = Callable[..., Any]
@@ -44,30 +42,18 @@ class Site:
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         remote = str(environ.get("REMOTE_ADDR", ""))
         if not (self.metrics_loopback_open and _loopback(remote)):
-            wait = self.auth.retry_after(remote)
-            if wait:
+            name, password = basic_credentials(str(environ.get("HTTP_AUTHORIZATION", "")))
+            login = self.auth.check(name, password or "", remote) if name else None
+            if login is not None and login.retry_after:
                 return _plain(start_response, "429 Too Many Requests", b"too many failed logins\n",
-                              [("Retry-After", str(int(wait) + 1))])
-            name, password = _basic(str(environ.get("HTTP_AUTHORIZATION", "")))
-            principal = self.auth.check(name, password, remote) if name is not None else None
-            if principal is None:
+                              [("Retry-After", str(int(login.retry_after) + 1))])
+            if login is None or login.level is None:
                 return _plain(start_response, "401 Unauthorized", b"credentials required\n",
                               [("WWW-Authenticate", 'Basic realm="appliance"')])
-            if not principal[1].may_scrape_metrics:
+            if not login.level.may_scrape_metrics:
                 return _plain(start_response, "403 Forbidden",
                               b"metrics need the admin, readonly or metrics level\n")
         return _plain(start_response, "200 OK", self.metrics(), content_type=self.metrics_content_type)
-
-
-def _basic(header: str) -> tuple[str | None, str]:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None, ""
-    try:
-        name, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, ""
-    return (name, password) if sep else (None, "")
 
 
 def _loopback(address: str) -> bool:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.support.node import RunningNode
+from tests.support.wait import wait_until
 
 
 def test_graph_png_and_statd_lines(tmp_path: Path) -> None:
     node = RunningNode(tmp_path)
     with node:
-        deadline = time.monotonic() + 60
-        while not list((node.data_dir / "rrd").glob("*.rrd")):
-            assert time.monotonic() < deadline, "the node wrote no graph"
-            time.sleep(0.2)
+        wait_until(lambda: list((node.data_dir / "rrd").glob("*.rrd")), timeout=60,
+                   what="the node's first graph file")
     name = sorted(p.stem for p in (node.data_dir / "rrd").glob("*.rrd"))[0]
     png = tmp_path / "graph.png"
     done = node.cli("graph", name, "--png", str(png), "--start=-1h")

@@ -5,14 +5,20 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 
 class DelayProxy:
     """A TCP proxy on loopback that holds each new connection for `delay` seconds before it is
-    passed on, or, with `every_request`, every chunk the client sends (a stand-in for latency)."""
+    passed on, or, with `every_request`, every chunk the client sends (a stand-in for latency).
+    With `hold`, a new connection is passed on when `hold()` returns instead (a barrier that
+    opens once several clients wait at once, an event the test sets)."""
 
-    def __init__(self, target_port: int, delay: float, *, every_request: bool = False) -> None:
+    def __init__(self, target_port: int, delay: float = 0.0, *, every_request: bool = False,
+                 hold: Callable[[], object] | None = None) -> None:
         self.delay = delay
+        self.hold = hold
+        self.held = 0  # connections that waited in hold()
         self.every_request = every_request
         self.target_port = target_port
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -32,7 +38,15 @@ class DelayProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        time.sleep(self.delay)
+        if self.hold is not None:
+            try:
+                self.hold()
+            except threading.BrokenBarrierError:
+                client.close()  # the others never came: this connection fails
+                return
+            self.held += 1
+        else:
+            time.sleep(self.delay)
         with client, socket.create_connection(("127.0.0.1", self.target_port)) as upstream:
             def pump(src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
                 try:

@@ -134,7 +134,7 @@ def _serve_bare(store: Any) -> int:
 def load(port: int, body: str, *, clients: int, seconds: float) -> float:
     """Requests per second from `clients` keep-alive connections for `seconds`."""
     payload = body.encode()
-    headers = {"Content-Type": "text/xml; charset=utf-8",
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "\"\"",
                "Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
     counts = [0] * clients
     errors: list[str] = []
@@ -174,7 +174,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 def latency_http(port: int, body: str, requests: int) -> dict[str, float]:
     """Per-request ms of `requests` sequential calls on one keep-alive connection."""
-    headers = {"Content-Type": "text/xml; charset=utf-8",
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "\"\"",
                "Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     samples = []

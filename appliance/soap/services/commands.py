@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from appliance.access.levels import spool_path_visible
 from appliance.commands.base import CommandSpec
 from appliance.commands.runner import Runner
-from appliance.commands.scope import message_id, msgid_visible
+from appliance.commands.scope import message_id, msgid_visible, scoped_argv
 from appliance.errors import ApplianceError, Forbidden, InvalidInput
 from appliance.soap.app import MUTATING
 from appliance.soap.calls import Call, Done
@@ -44,13 +44,15 @@ class CommandService(ServiceBase):  # type: ignore[misc]
             if not call.level.allows_command(words):
                 raise Forbidden(f"access denied: this user may not run {' '.join(words)[:200]!r}")
             _check_names(call, spec, args)
+            run_words = scoped_argv(words, call.level.restriction)  # the audit keeps `words`
         except ApplianceError as exc:
             call.audit_failure(arguments, exc)  # refused command lines are on record too
             raise
         started: list[str] = []
 
         def body(session: Session) -> Done[str]:
-            started.append(runner.run(call.principal.user, words, cols=cols or 80, rows=rows or 24))
+            started.append(runner.run(call.principal.user, run_words, cols=cols or 80,
+                                      rows=rows or 24))
             return Done(value=started[0])
 
         try:

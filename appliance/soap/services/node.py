@@ -35,7 +35,8 @@ class NodeService(ServiceBase):  # type: ignore[misc]
     def systemStatus(ctx: Any) -> SystemStatus:
         call = _call(ctx)
         with call.read() as session:
-            counts = counts_by_state(session)
+            # A restricted user's counts are of its own entries (API.md, access levels).
+            counts = counts_by_state(session, where=call.restriction())
             revision = current_revision(session) or 0
         node = call.node
         return SystemStatus(

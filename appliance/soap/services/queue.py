@@ -133,7 +133,10 @@ class QueueService(ServiceBase):  # type: ignore[misc]
     def fileRead(ctx: Any, file: str | None, offset: int | None,
                  size: int | None) -> tuple[bytes, int, int]:
         call: Call = ctx.udc
-        start, want = _page(offset, size, default=MAX_READ, maximum=MAX_READ, what="size")
+        # As the old API: a size past the maximum reads the maximum (halonadm asks 999999999);
+        # `size` says how much came back and `offset` where to continue.
+        start, want = _page(offset, min(size, MAX_READ) if size is not None else None,
+                            default=MAX_READ, maximum=MAX_READ, what="size")
         path = call.node.spool.resolve(file or "")  # refuses ../, absolute paths, symlinks out
         if call.level.restriction:
             with call.read() as session:

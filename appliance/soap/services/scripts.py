@@ -45,9 +45,11 @@ class ScriptService(ServiceBase):  # type: ignore[misc]
                    envelope: ScriptEnvelope | None) -> list[ScriptTestItem]:
         call: Call = ctx.udc
 
+        restriction = call.restriction()  # a restricted user counts its own entries only
+
         def queue_metric(field: str, value: str) -> int:
             with call.read() as session:
-                return count_queued(session, field=field, value=value)
+                return count_queued(session, field=field, value=value, where=restriction)
 
         body = _bytes(message)
         arguments = {"flow": flow, "script": script, "message": body}

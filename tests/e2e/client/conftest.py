@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,8 +44,8 @@ def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Runni
 def delay_proxy() -> Iterator[type[DelayProxy]]:
     made: list[DelayProxy] = []
 
-    def factory(target_port: int, delay: float) -> DelayProxy:
-        proxy = DelayProxy(target_port, delay)
+    def factory(target_port: int, delay: float = 0.0, **options: Any) -> DelayProxy:
+        proxy = DelayProxy(target_port, delay, **options)
         made.append(proxy)
         return proxy
 

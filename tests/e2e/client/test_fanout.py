@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,33 +47,37 @@ def test_errors_are_per_node(three_nodes: list[RunningNode], wsdl_file: Path) ->
     cluster.close()
 
 
-def test_round_takes_as_long_as_the_slowest_node(
+def test_a_round_has_every_node_in_flight_at_once(
     three_nodes: list[RunningNode], wsdl_file: Path, delay_proxy,  # type: ignore[no-untyped-def]
 ) -> None:
-    slow = [delay_proxy(n.soap_port, 1.0) for n in three_nodes]
+    # Each proxy passes its connection on only once all three wait at the barrier together:
+    # a sequential client would leave the first one waiting alone until the barrier breaks.
+    together = threading.Barrier(3, timeout=30)
+    gated = [delay_proxy(n.soap_port, hold=together.wait) for n in three_nodes]
     specs = [NodeSpec(url=f"http://127.0.0.1:{p.port}/remote/", username="admin",
-                      password=n.admin_password, name=f"slow{i}")
-             for i, (p, n) in enumerate(zip(slow, three_nodes))]
+                      password=n.admin_password, name=f"gated{i}", timeout=60)
+             for i, (p, n) in enumerate(zip(gated, three_nodes))]
     cluster = Cluster(specs, wsdl_source=str(wsdl_file))
-    started = time.monotonic()
     result = cluster.call("mailQueueCount", filter="")
-    elapsed = time.monotonic() - started
-    assert result.values == {"slow0": 1, "slow1": 3, "slow2": 5}
-    # Three nodes one second each: concurrent, so well under the 3 s a sequential round takes.
-    assert 1.0 <= elapsed < 2.5, elapsed
+    assert result.errors == {}
+    assert result.values == {"gated0": 1, "gated1": 3, "gated2": 5}
+    assert [p.held for p in gated] == [1, 1, 1] and not together.broken
     cluster.close()
 
 
 def test_timeout_fails_only_the_slow_node(
     three_nodes: list[RunningNode], wsdl_file: Path, delay_proxy,  # type: ignore[no-untyped-def]
 ) -> None:
-    proxy = delay_proxy(three_nodes[1].soap_port, 5.0)
+    released = threading.Event()  # the slow node answers only after the round: never in time
+    proxy = delay_proxy(three_nodes[1].soap_port, hold=lambda: released.wait(60))
     slow = NodeSpec(url=f"http://127.0.0.1:{proxy.port}/remote/", username="admin",
                     password=three_nodes[1].admin_password, name="slow", timeout=1.0)
     cluster = Cluster([spec(three_nodes[0], "n0"), slow], wsdl_source=str(wsdl_file))
-    started = time.monotonic()
-    result = cluster.call("mailQueueCount", filter="")
-    assert time.monotonic() - started < 4
+    try:
+        result = cluster.call("mailQueueCount", filter="")
+        assert not released.is_set() and proxy.held == 0  # the round ended with the node held
+    finally:
+        released.set()
     assert result.values == {"n0": 1}
     assert isinstance(result.errors["slow"], NodeTimeout)
     cluster.close()

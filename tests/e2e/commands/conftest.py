@@ -67,8 +67,14 @@ def poll_to_end(client: zeep.Client, cid: str, *, timeout: float = 20.0) -> tupl
         try:
             out += b"".join(client.service.commandPoll(cid) or [])
         except zeep.exceptions.Fault as fault:
-            return out, fault.message
+            return lf(out), fault.message
     raise AssertionError(f"command {cid} did not end: {out[-300:]!r}")
+
+
+def lf(out: bytes) -> bytes:
+    """Command output comes with CRLF line ends (as from a pty): check that, then read it as LF."""
+    assert b"\n" not in out.replace(b"\r\n", b""), f"a bare LF in {out[-300:]!r}"
+    return out.replace(b"\r\n", b"\n")
 
 
 def poll_until(client: zeep.Client, cid: str, text: bytes, *, timeout: float = 20.0) -> bytes:
@@ -76,7 +82,7 @@ def poll_until(client: zeep.Client, cid: str, text: bytes, *, timeout: float = 2
     while text not in out:
         assert time.monotonic() < deadline, f"{text!r} never came: {out[-300:]!r}"
         out += b"".join(client.service.commandPoll(cid) or [])
-    return out
+    return lf(out)
 
 
 def make_api(tmp_path: Path, template: Path, *, resolver: DnsResolver | None = None,

@@ -15,7 +15,7 @@ import pytest
 
 from appliance.commands.runner import Limits
 from appliance.nodelog import NodeLog
-from tests.e2e.commands.conftest import CommandApi, argv_bytes, make_api
+from tests.e2e.commands.conftest import CommandApi, argv_bytes, lf, make_api
 from tests.unit.commands.test_network_commands import ZONE, FakeResolver, counting_sampler
 
 pytestmark = pytest.mark.skipif(shutil.which("php") is None, reason="php-cli is not installed")
@@ -63,7 +63,7 @@ def test_php_runs_every_command_and_reads_chunks(capi: CommandApi) -> None:
         {"argv": ["rm", "-rf", "/"]},
         {"argv": ["searchlog", "-n", "many", "--", "x"]},
     ])
-    text = [base64.b64decode(o["output"]).decode() if "output" in o else None for o in out]
+    text = [lf(base64.b64decode(o["output"])).decode() if "output" in o else None for o in out]
     assert out[0]["list"] == ["searchlog", "previewmessage", "statd", "queuestat", "dnslookup", "smtpping"]
     assert text[1].splitlines()[0].endswith(f"received {msgid}") and len(text[1].splitlines()) == 2
     assert "exit 0" in out[1]["fault"][1] and out[1]["fault"][0].endswith("Client.NotFound")
@@ -72,7 +72,7 @@ def test_php_runs_every_command_and_reads_chunks(capi: CommandApi) -> None:
     assert text[3].splitlines()[-1].split() == ["total", "0", "0", "0", "0"]
     assert text[4].startswith("example.org.\t300\tIN\tMX\t10 mx1.example.org.")
     assert "Connection refused" in text[5]
-    assert " queue n=1" in text[6] and "exit 0" in out[6]["fault"][1]  # ended by the pushed q
+    assert "queue:n=1\n" in text[6] and "exit 0" in out[6]["fault"][1]  # ended by the pushed q
     assert "delivered" in text[7] and "stopped" in out[7]["fault"][1]
     assert text[8].endswith("\n[output cut at 50000 bytes; command ended]\n")
     assert out[9]["run_fault"] == ["soap11env:Client.NotFound", "unknown command 'rm'"]

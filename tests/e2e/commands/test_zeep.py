@@ -103,9 +103,9 @@ def test_every_command_runs_to_its_end_fault(capi: CommandApi) -> None:
 def test_statd_streams_live_values_until_q_is_pushed(capi: CommandApi) -> None:
     client = capi.zeep()
     cid = client.service.commandRun(argv("statd", "-g", "queue"), 80, 24)
-    out = poll_until(client, cid, b"\n", timeout=10)
-    first = out.decode().splitlines()[0].split()
-    assert abs(int(first[0]) - time.time()) < 5 and first[1:] == ["active=0", "defer=0", "hold=0"]
+    out = poll_until(client, cid, b"\r\n\r\n", timeout=10)  # returned read as LF
+    assert out.decode().split("\n\n")[0].splitlines() == [
+        "queue:active=0", "queue:defer=0", "queue:hold=0"]
     client.service.commandPush(cid, b"q")
     rest, fault = poll_to_end(client, cid)
     assert "exit 0" in fault
@@ -115,9 +115,9 @@ def test_stop_a_following_searchlog(capi: CommandApi) -> None:
     client = capi.zeep()
     log_lines(capi, "first msgid-follow")
     cid = client.service.commandRun(argv("searchlog", "-f", "--", "msgid-follow"), 120, 40)
-    poll_until(client, cid, b"first msgid-follow\n")
+    poll_until(client, cid, b"first msgid-follow\r\n")
     log_lines(capi, "second msgid-follow", "other")
-    poll_until(client, cid, b"second msgid-follow\n")
+    poll_until(client, cid, b"second msgid-follow\r\n")
     client.service.commandTermsize(cid, 200, 50)
     client.service.commandStop(cid)
     out, fault = poll_to_end(client, cid)
@@ -174,7 +174,8 @@ def test_another_users_command_is_not_found(capi: CommandApi) -> None:
 def test_over_long_output_is_cut_and_ends(capi: CommandApi) -> None:
     log_lines(capi, *(f"line {i:05d} msgid-long " + "x" * 100 for i in range(2000)))
     out, fault = run_to_end(capi.zeep(), ["searchlog", "--", "msgid-long"])
-    assert len(out) == 64_000 + len(b"\n[output cut at 64000 bytes; command ended]\n")
+    # `out` is read as LF; on the wire every LF came as CR LF, the limit counting both bytes.
+    assert len(out) + out.count(b"\n") == 64_000 + len(b"\r\n[output cut at 64000 bytes; command ended]\r\n")
     assert out.endswith(b"\n[output cut at 64000 bytes; command ended]\n")
     assert "output limit" in fault
 

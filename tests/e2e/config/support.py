@@ -1,20 +1,17 @@
-"""Helpers for config and cluster end-to-end tests: a zeep client per node, bounded polling."""
+"""Helpers for config and cluster end-to-end tests: a zeep client per node, bounded polling (tests.support.wait)."""
 
 from __future__ import annotations
 
+import functools
 import smtplib
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from zeep import Client
 from zeep.transports import Transport
 
 from tests.support.node import RunningNode
-
-T = TypeVar("T")
-
+from tests.support.wait import wait_until as _wait_until
 
 def soap(node: RunningNode) -> Any:
     session = requests.Session()
@@ -22,19 +19,9 @@ def soap(node: RunningNode) -> Any:
     return Client(node.soap_url + "?wsdl", transport=Transport(session=session, timeout=30)).service
 
 
-def wait_until(check: Callable[[], T], *, timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy (bounded); its last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # the thing polled may not be reachable yet
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+# SOAP calls fail while a node restarts or the cluster store is away: errors count as "not yet".
+wait_until = functools.partial(_wait_until, timeout=20.0, retry=(Exception,))
+
 
 
 def send_mail(port: int, rcpt: str = "user@example.org", subject: str = "hello") -> None:

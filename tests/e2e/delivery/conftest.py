@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,15 @@ from appliance.types import Envelope, NewMessage
 
 
 class FakeClock:
+    """A clock that moves only when told; `reads` counts the service's looks at it (each
+    claim takes one), so a test can wait for "several more polls" by count, not by time."""
+
     def __init__(self) -> None:
         self.now = time.time()
+        self.reads = 0
 
     def __call__(self) -> float:
+        self.reads += 1
         return self.now
 
     def advance(self, seconds: float) -> None:
@@ -93,20 +97,6 @@ def queue_rows(store: Store) -> list[QueueEntry]:
 def history_rows(store: Store) -> list[HistoryEntry]:
     with store.transaction(read_only=True) as s:
         return list(s.scalars(select(HistoryEntry).order_by(HistoryEntry.id)))
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Poll a condition on the queue or the sink (what the service does is asynchronous)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ from appliance.policy.flow import DefaultFlow
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
 from tests.e2e.delivery.conftest import (
-    FakeClock, FakeResolver, enqueue, history_rows, make_config, queue_rows, until,
+    FakeClock, FakeResolver, enqueue, history_rows, make_config, queue_rows,
 )
 from tests.e2e.delivery.sink import Sink
+from tests.support.wait import wait_until_async
 
 
 def _service(store: Store, spool: Spool, config, **kw) -> DeliveryService:  # type: ignore[no-untyped-def]
@@ -36,8 +37,8 @@ def test_delivers_everything_reusing_connections(store: Store, spool: Spool, cap
             service = _service(store, spool, config)
             await service.start()
             try:
-                await until(lambda: len(sink.messages) == 31)
-                await until(lambda: not queue_rows(store))
+                await wait_until_async(lambda: len(sink.messages) == 31)
+                await wait_until_async(lambda: not queue_rows(store))
             finally:
                 await service.stop()
             assert service.pool.opened <= 2 * config.queue.workers
@@ -69,7 +70,7 @@ def test_connection_carries_at_most_max_messages(sqlite_store: Store, spool: Spo
             service = _service(sqlite_store, spool, config)
             await service.start()
             try:
-                await until(lambda: len(sink.messages) == 10)
+                await wait_until_async(lambda: len(sink.messages) == 10)
             finally:
                 await service.stop()
 
@@ -88,15 +89,17 @@ def test_temporary_failure_defers_then_retry_delivers(sqlite_store: Store, spool
             service = _service(sqlite_store, spool, config, clock=clock)
             await service.start()
             try:
-                await until(lambda: any(r.state == "DEFER" for r in queue_rows(sqlite_store)))
+                await wait_until_async(lambda: any(r.state == "DEFER" for r in queue_rows(sqlite_store)))
                 [row] = queue_rows(sqlite_store)
                 assert (row.retries, row.error, row.next_retry) == (1, "451 4.3.0 try again later", clock.now + 60)
                 assert row.lease_owner == ""
-                await asyncio.sleep(0.2)  # several polls: not due yet, so no second attempt
+                polled = clock.reads
+                await wait_until_async(lambda: clock.reads >= polled + 6, what="six more claims")
+                # ... and none took the entry: not due yet, so no second attempt
                 assert sink.messages == [] and queue_rows(sqlite_store)[0].retries == 1
                 clock.advance(61)
                 service.kick()
-                await until(lambda: not queue_rows(sqlite_store))
+                await wait_until_async(lambda: not queue_rows(sqlite_store))
             finally:
                 await service.stop()
 
@@ -125,7 +128,7 @@ def test_permanent_failure_bounces_a_dsn_to_the_sender(store: Store, spool: Spoo
             service = _service(store, spool, config)
             await service.start()
             try:
-                await until(lambda: len(sink.messages) == 2 and not queue_rows(store))
+                await wait_until_async(lambda: len(sink.messages) == 2 and not queue_rows(store))
             finally:
                 await service.stop()
 
@@ -158,7 +161,7 @@ def test_lifetime_expiry_bounces_with_delivery_time_expired(sqlite_store: Store,
             service = _service(sqlite_store, spool, config, clock=clock)
             await service.start()
             try:
-                await until(lambda: len(sink.messages) == 1 and not queue_rows(sqlite_store))
+                await wait_until_async(lambda: len(sink.messages) == 1 and not queue_rows(sqlite_store))
             finally:
                 await service.stop()
 
@@ -177,13 +180,16 @@ def test_failing_bounce_is_not_bounced_again(sqlite_store: Store, spool: Spool) 
                                      "alice@sender.test": "550 5.1.1 no such sender either"}
         config = make_config(sink.port)
         enqueue(sqlite_store, spool, "bob@dest.test")
+        clock = FakeClock()  # after the enqueue: the entry is due at once
 
         async def run() -> None:
-            service = _service(sqlite_store, spool, config)
+            service = _service(sqlite_store, spool, config, clock=clock)
             await service.start()
             try:
-                await until(lambda: len(history_rows(sqlite_store)) == 2)
-                await asyncio.sleep(0.2)  # several more polls: nothing else may appear
+                await wait_until_async(lambda: len(history_rows(sqlite_store)) == 2)
+                polled = clock.reads
+                # Six more claims (each reads the clock once) and nothing else may appear.
+                await wait_until_async(lambda: clock.reads >= polled + 6, what="six more claims")
             finally:
                 await service.stop()
 
@@ -208,7 +214,7 @@ def test_restart_mid_queue_resumes(sqlite_store: Store, spool: Spool) -> None:
             service = _service(sqlite_store, spool, config, batch_size=5)
             await service.start()
             try:
-                await until(lambda: len(sink.messages) >= 5)
+                await wait_until_async(lambda: len(sink.messages) >= 5)
             finally:
                 await service.stop()
 
@@ -221,7 +227,7 @@ def test_restart_mid_queue_resumes(sqlite_store: Store, spool: Spool) -> None:
             service = _service(sqlite_store, spool, config, batch_size=5)
             await service.start()
             try:
-                await until(lambda: not queue_rows(sqlite_store))
+                await wait_until_async(lambda: not queue_rows(sqlite_store))
             finally:
                 await service.stop()
 

@@ -9,8 +9,9 @@ from appliance.delivery.service import DeliveryService
 from appliance.policy.flow import ACCEPT, DefaultFlow, Decision, DeliveryInfo, DeliveryOutcome, Verdict
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
-from tests.e2e.delivery.conftest import FakeResolver, enqueue, history_rows, make_config, queue_rows, until
+from tests.e2e.delivery.conftest import FakeClock, FakeResolver, enqueue, history_rows, make_config, queue_rows
 from tests.e2e.delivery.sink import Sink
+from tests.support.wait import wait_until_async
 
 
 class QuarantineFlow(DefaultFlow):
@@ -33,14 +34,17 @@ def test_pre_delivery_quarantine_holds_and_is_not_delivered(store: Store, spool:
     with Sink() as sink:
         config = make_config(sink.port)
         held_id, ok_id = enqueue(store, spool, "hold@dest.test", "ok@dest.test")
+        clock = FakeClock()  # after the enqueue: the entries are due at once
 
         async def run() -> None:
             service = DeliveryService(store=store, spool=spool, config=lambda: config, flow=flow,
-                                      resolver=FakeResolver(), stop_grace=5.0)
+                                      resolver=FakeResolver(), stop_grace=5.0, clock=clock)
             await service.start()
             try:
-                await until(lambda: len(history_rows(store)) == 2)
-                await asyncio.sleep(0.3)  # several more polls: a HOLD entry is never taken again
+                await wait_until_async(lambda: len(history_rows(store)) == 2)
+                polled = clock.reads
+                # Six more claims (each reads the clock once): a HOLD entry is never taken again.
+                await wait_until_async(lambda: clock.reads >= polled + 6, what="six more claims")
             finally:
                 await service.stop()
 

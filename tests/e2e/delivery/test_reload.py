@@ -12,8 +12,9 @@ from appliance.db.engine import Store
 from appliance.delivery.service import DeliveryService
 from appliance.policy.flow import DefaultFlow
 from appliance.queue.spool import Spool
-from tests.e2e.delivery.conftest import FakeResolver, enqueue, history_rows, queue_rows, until
+from tests.e2e.delivery.conftest import FakeResolver, enqueue, history_rows, queue_rows
 from tests.e2e.delivery.sink import Sink, SinkHandler
+from tests.support.wait import wait_until_async
 
 TEXT = """\
 [node]
@@ -87,16 +88,16 @@ def test_worker_count_follows_revisions_and_retiring_workers_finish(store: Store
             try:
                 assert (service.workers, service.running_workers) == (2, 2)
                 await _commit(store, holder, queue__workers="5")
-                await until(lambda: service.workers == 5 and service.running_workers == 5)
+                await wait_until_async(lambda: service.workers == 5 and service.running_workers == 5)
                 for n in range(6):
                     enqueue(store, spool, f"r{n}@dest.test")
                 service.kick()
-                await until(lambda: _leased(store) == 5)  # five deliveries in flight at once
+                await wait_until_async(lambda: _leased(store) == 5)  # five deliveries in flight at once
                 await _commit(store, holder, queue__workers="1")
-                await until(lambda: service.workers == 1)
+                await wait_until_async(lambda: service.workers == 1)
                 assert service.running_workers > 1  # the retiring ones are finishing their batch
-                await until(lambda: not queue_rows(store))
-                await until(lambda: service.running_workers == 1)
+                await wait_until_async(lambda: not queue_rows(store))
+                await wait_until_async(lambda: service.running_workers == 1)
             finally:
                 await service.stop()
 
@@ -118,7 +119,7 @@ def test_connection_limits_follow_revisions(store: Store, spool: Spool) -> None:
                 for n in range(4):
                     enqueue(store, spool, f"a{n}@dest.test")
                 service.kick()
-                await until(lambda: len(handler.messages) == 4)
+                await wait_until_async(lambda: len(handler.messages) == 4)
                 assert (handler.peak, len(handler.peers)) == (1, 1)  # one connection, reused
                 await _commit(store, holder, transports__default__max_connections="4",
                               transports__default__max_messages_per_connection="1")
@@ -126,7 +127,7 @@ def test_connection_limits_follow_revisions(store: Store, spool: Spool) -> None:
                 for n in range(8):
                     enqueue(store, spool, f"b{n}@dest.test")
                 service.kick()
-                await until(lambda: len(handler.messages) == 12)
+                await wait_until_async(lambda: len(handler.messages) == 12)
             finally:
                 await service.stop()
 
@@ -145,11 +146,11 @@ def test_timeout_change_applies_to_the_next_connection(sqlite_store: Store, spoo
             try:
                 enqueue(sqlite_store, spool, "first@dest.test")
                 service.kick()
-                await until(lambda: len(sink.messages) == 1)  # its connection stays open, idle
+                await wait_until_async(lambda: len(sink.messages) == 1)  # its connection stays open, idle
                 await _commit(sqlite_store, holder, transports__default__timeout="0.2")
                 enqueue(sqlite_store, spool, "second@dest.test")
                 service.kick()
-                await until(lambda: any(e.state == "DEFER" for e in queue_rows(sqlite_store)))
+                await wait_until_async(lambda: any(e.state == "DEFER" for e in queue_rows(sqlite_store)))
             finally:
                 await service.stop()
 

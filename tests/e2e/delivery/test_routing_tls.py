@@ -13,8 +13,9 @@ from appliance.delivery.outbound import SmtpConnector
 from appliance.delivery.service import DeliveryService
 from appliance.policy.flow import DefaultFlow
 from appliance.queue.spool import Spool
-from tests.e2e.delivery.conftest import FakeResolver, enqueue, history_rows, make_config, queue_rows, until
+from tests.e2e.delivery.conftest import FakeResolver, enqueue, history_rows, make_config, queue_rows
 from tests.e2e.delivery.sink import Sink
+from tests.support.wait import wait_until_async
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def _run(store: Store, spool: Spool, config, done, **kw) -> DeliveryService:  # 
     async def run() -> None:
         await service.start()
         try:
-            await until(done)
+            await wait_until_async(done)
         finally:
             await service.stop()
 

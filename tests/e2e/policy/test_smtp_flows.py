@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import smtplib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, Queue
 from tests.e2e.delivery.sink import Sink
 from tests.support.node import RunningNode
 from tests.support.postgres import free_port
+from tests.support.wait import wait_until
 
 MAIN = r'''
 function auth(s, user, password)
@@ -121,17 +121,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 store.dispose()
 
 
-def _wait(what: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
 def _send(port: int, sender: str, rcpts: list[str], body: str = "hello", *,
           login: tuple[str, str] | None = None, extra: str = "") -> Any:
     msg = f"From: {sender}\r\nTo: {', '.join(rcpts)}\r\nSubject: test {body[:10]}\r\n{extra}\r\n{body}\r\n"
@@ -187,9 +176,9 @@ def test_auth_script_accepts_rejects_and_falls_through(env: dict[str, Any]) -> N
         with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
             _send(port, "a@example.org", ["auth-no@example.com"], login=(user, password))
         assert refused.value.smtp_code == 535
-    [(action, meta)] = _wait(lambda: _history(env["store"], "auth-ok@example.com"))
+    [(action, meta)] = wait_until(lambda: _history(env["store"], "auth-ok@example.com"))
     assert action == "DELIVER" and meta["data"] == "scripted client.example"
-    assert _wait(lambda: _history(env["store"], "auth-admin@example.com"))[0][1]["data"].startswith("admin ")
+    assert wait_until(lambda: _history(env["store"], "auth-admin@example.com"))[0][1]["data"].startswith("admin ")
 
 
 def test_mail_from_decisions(env: dict[str, Any]) -> None:
@@ -204,7 +193,7 @@ def test_mail_from_decisions(env: dict[str, Any]) -> None:
     [(state, quarantine, *_)] = _queued(env["store"], "mq@example.com")
     assert (state, quarantine) == ("HOLD", "mailq")
     _send(port, "delete@example.org", ["md@example.com"])
-    assert _wait(lambda: _history(env["store"], "md@example.com"))[0][0] == "DELETE"
+    assert wait_until(lambda: _history(env["store"], "md@example.com"))[0][0] == "DELETE"
 
 
 def test_rcpt_decisions(env: dict[str, Any]) -> None:
@@ -222,9 +211,9 @@ def test_rcpt_decisions(env: dict[str, Any]) -> None:
     [(state, quarantine, _, _, meta)] = _queued(env["store"], "quarantine@r.example")
     assert (state, quarantine) == ("HOLD", "rcptq")
     assert meta["sender-seen"] == "s@example.org"
-    assert _wait(lambda: _history(env["store"], "delete@r.example"))[0][0] == "DELETE"
-    assert _wait(lambda: _history(env["store"], "route@r.example"))[0][0] == "DELIVER"
-    assert _wait(lambda: _history(env["store"], "plain@r.example"))[0][0] == "DELIVER"
+    assert wait_until(lambda: _history(env["store"], "delete@r.example"))[0][0] == "DELETE"
+    assert wait_until(lambda: _history(env["store"], "route@r.example"))[0][0] == "DELIVER"
+    assert wait_until(lambda: _history(env["store"], "plain@r.example"))[0][0] == "DELIVER"
     with env["store"].transaction(read_only=True) as s:
         routed = s.scalar(select(HistoryEntry.transport).where(HistoryEntry.rcpt == "route@r.example"))
     assert routed == "other"
@@ -239,13 +228,13 @@ def test_data_decisions_and_header_edits(env: dict[str, Any]) -> None:
     _send(port, "s@example.org", ["dq@example.com"], "QUARANTINEME")
     assert _queued(env["store"], "dq@example.com")[0][:2] == ("HOLD", "dataq")
     _send(port, "s@example.org", ["dd@example.com"], "DELETEME")
-    assert _wait(lambda: _history(env["store"], "dd@example.com"))[0][0] == "DELETE"
+    assert wait_until(lambda: _history(env["store"], "dd@example.com"))[0][0] == "DELETE"
     _send(port, "s@example.org", ["dok@example.com"], "fine", extra="X-Remove-Me: yes\r\n")
-    received = _wait(lambda: [m for m in env["sink"].messages if "dok@example.com" in m.rcpt_tos])
+    received = wait_until(lambda: [m for m in env["sink"].messages if "dok@example.com" in m.rcpt_tos])
     content = received[0].content
     assert b"X-Policy: checked test fine" in content and b"X-Remove-Me" not in content
     # post_delivery runs after the DELIVER row is committed: wait for its metadata too.
-    [(action, meta)] = _wait(lambda: [h for h in _history(env["store"], "dok@example.com")
+    [(action, meta)] = wait_until(lambda: [h for h in _history(env["store"], "dok@example.com")
                                       if "post" in h[1]])
     assert action == "DELIVER"
     assert meta["data"] == "anonymous client.example" and meta["pre"] == "seen"
@@ -256,17 +245,17 @@ def test_pre_and_post_delivery_decisions(env: dict[str, Any]) -> None:
     port = env["node"].smtp_port
     rcpts = ["bounce@p.example", "drop@p.example", "later@p.example", "hop@p.example"]
     _send(port, "s@example.org", rcpts)
-    assert _wait(lambda: _history(env["store"], "bounce@p.example"))[0][0] == "BOUNCE"
-    assert _wait(lambda: _history(env["store"], "drop@p.example"))[0][0] == "DELETE"
-    assert _wait(lambda: _history(env["store"], "hop@p.example"))[0][0] == "DELIVER"
-    assert _wait(lambda: [m for m in env["hop"].messages if "hop@p.example" in m.rcpt_tos])
+    assert wait_until(lambda: _history(env["store"], "bounce@p.example"))[0][0] == "BOUNCE"
+    assert wait_until(lambda: _history(env["store"], "drop@p.example"))[0][0] == "DELETE"
+    assert wait_until(lambda: _history(env["store"], "hop@p.example"))[0][0] == "DELIVER"
+    assert wait_until(lambda: [m for m in env["hop"].messages if "hop@p.example" in m.rcpt_tos])
     assert not [m for m in env["sink"].messages if "hop@p.example" in m.rcpt_tos]
-    later = _wait(lambda: [q for q in _queued(env["store"], "later@p.example")
+    later = wait_until(lambda: [q for q in _queued(env["store"], "later@p.example")
                            if q[0] == "DEFER" and "post" in q[4]])
     assert later[0][4]["post"].startswith("DEFER")
 
 
 def test_pre_delivery_quarantine_holds_the_entry(env: dict[str, Any]) -> None:
     _send(env["node"].smtp_port, "s@example.org", ["hold@q.example"])
-    held = _wait(lambda: [q for q in _queued(env["store"], "hold@q.example") if q[0] == "HOLD"], timeout=5)
+    held = wait_until(lambda: [q for q in _queued(env["store"], "hold@q.example") if q[0] == "HOLD"], timeout=5)
     assert held[0][1] == "pre" and held[0][4]["pre"] == "seen"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,11 +58,3 @@ def send(node: RunningNode, rcpts: list[str] | None = None, body: bytes = b"Subj
         code, reply = client.data(body)
     assert code == 250, reply
     return reply.decode().rsplit(" ", 1)[1]
-
-
-def wait_until(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)

@@ -8,8 +8,9 @@ import socket
 import pytest
 
 from tests.e2e.delivery.sink import Sink
-from tests.e2e.smtp.conftest import msgids, node_store, send, wait_until
+from tests.e2e.smtp.conftest import msgids, node_store, send
 from tests.support.node import RunningNode
+from tests.support.wait import wait_until
 
 
 def session(node: RunningNode) -> smtplib.SMTP:

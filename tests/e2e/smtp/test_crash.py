@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 import smtplib
 import threading
-import time
 from pathlib import Path
 
 from tests.e2e.delivery.sink import Sink
-from tests.e2e.smtp.conftest import wait_until
 from tests.support.node import RunningNode
+from tests.support.wait import wait_until
 
 SESSIONS = 32
 PER_SESSION = 40  # bound: at most 1,280 messages
@@ -45,9 +44,8 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
                        for i in range(SESSIONS)]
             for thread in threads:
                 thread.start()
-            deadline = time.monotonic() + 30
-            while len(acked) < 300 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
-                time.sleep(0.01)
+            wait_until(lambda: len(acked) >= 300 or not any(t.is_alive() for t in threads),
+                       timeout=60, interval=0.01, what="300 acknowledged messages")
             node.kill()  # SIGKILL in the middle of the load
             stop.set()
             for thread in threads:

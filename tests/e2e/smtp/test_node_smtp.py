@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.delivery.sink import Sink
-from tests.e2e.smtp.conftest import wait_until
 from tests.support.node import RunningNode
+from tests.support.wait import wait_until
 
 CONFIG = """
 [node]

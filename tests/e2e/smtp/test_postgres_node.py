@@ -11,9 +11,9 @@ from sqlalchemy import select
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry
 from tests.e2e.delivery.sink import Sink
-from tests.e2e.smtp.conftest import wait_until
 from tests.support.node import RunningNode
 from tests.support.postgres import PostgresServer
+from tests.support.wait import wait_until
 
 
 @pytest.mark.postgres

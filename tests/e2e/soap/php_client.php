@@ -9,16 +9,27 @@ $compression = SOAP_COMPRESSION_ACCEPT | SOAP_COMPRESSION_GZIP;
 if ($gzip === '1') {
     $compression |= 9;  // a level OR'ed in: request bodies are compressed too
 }
-$client = new SoapClient($wsdl, [
-    'login' => $user,
-    'password' => $password,
+$options = [
     'uri' => 'urn:halon',
     'features' => SOAP_SINGLE_ELEMENT_ARRAYS,
     'compression' => $compression,
     'trace' => 1,
     'exceptions' => true,
     'cache_wsdl' => WSDL_CACHE_NONE,
-]);
+];
+if ($user !== '') {  // an empty user: no credentials at all (the WSDL is public)
+    $options['login'] = $user;
+    $options['password'] = $password;
+}
+if (getenv('PHP_SOAP_CAFILE')) {  // HTTPS with the node's own certificate
+    $options['stream_context'] = stream_context_create(['ssl' => ['cafile' => getenv('PHP_SOAP_CAFILE')]]);
+}
+try {
+    $client = new SoapClient($wsdl, $options);
+} catch (SoapFault $f) {
+    echo json_encode([['wsdl_fault' => [$f->faultcode, $f->faultstring]]]), "\n";
+    exit(0);
+}
 
 function plain($value) {
     if (is_object($value) || is_array($value)) {

@@ -18,35 +18,55 @@ LOGIN = ('<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" xmlns:
          '<e:Body><t:login/></e:Body></e:Envelope>')
 
 
+SOAP = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"login"'}
+
+
 def test_no_credentials_is_401_with_basic_challenge(api: Api) -> None:
-    for response in (requests.get(api.url + "?wsdl", timeout=5),
-                     requests.get(api.url, timeout=5),
-                     requests.post(api.url, data=LOGIN, timeout=5)):
+    # The WSDL itself is public by default (tests/e2e/soap/test_old_clients.py); nothing else is.
+    for response in (requests.get(api.url, timeout=5),
+                     requests.post(api.url, data=LOGIN, headers=SOAP, timeout=5)):
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Basic")
 
 
 def test_wrong_password_is_401_then_throttled(api: Api) -> None:
     for _ in range(5):
-        response = requests.post(api.url, data=LOGIN, auth=("admin", "wrong"), timeout=5)
+        response = requests.post(api.url, data=LOGIN, headers=SOAP, auth=("admin", "wrong"), timeout=5)
         assert response.status_code == 401 and "WWW-Authenticate" in response.headers
     # Five failures from this address: even good credentials wait now, unchecked.
-    throttled = requests.post(api.url, data=LOGIN, auth=("admin", PASSWORDS["admin"]), timeout=5)
+    throttled = requests.post(api.url, data=LOGIN, headers=SOAP, auth=("admin", PASSWORDS["admin"]), timeout=5)
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
 
 
+def test_throttle_is_per_user_and_not_reset_by_another_accounts_login(api: Api) -> None:
+    def post(user: str, password: str) -> int:
+        return requests.post(api.url, data=LOGIN, headers=SOAP, auth=(user, password),
+                             timeout=5).status_code
+
+    assert [post("admin", "wrong") for _ in range(4)] == [401] * 4
+    assert post("viewer", PASSWORDS["viewer"]) == 200  # must not wipe admin's count
+    assert post("admin", "wrong") == 401  # the fifth: admin is blocked from this address now
+    assert post("admin", PASSWORDS["admin"]) == 429
+    assert post("viewer", PASSWORDS["viewer"]) == 200  # another user from the same address
+    assert post("tenant", PASSWORDS["tenant"]) == 200
+    with api.store.transaction(read_only=True) as session:
+        failed = [r for r in recent(session) if r.operation == "login"]
+    assert len(failed) == 5 and {r.username for r in failed} == {"admin"}
+    assert all('"soap"' in r.arguments and "wrong" not in r.arguments for r in failed)
+
+
 def test_unknown_user_is_401(api: Api) -> None:
-    assert requests.post(api.url, data=LOGIN, auth=("nobody", "x"), timeout=5).status_code == 401
+    assert requests.post(api.url, data=LOGIN, headers=SOAP, auth=("nobody", "x"), timeout=5).status_code == 401
 
 
 def test_query_credentials_work_and_are_never_logged(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = PASSWORDS["viewer"]
-    response = requests.post(f"{api.url}?username=viewer&password={secret}", data=LOGIN, timeout=5)
+    response = requests.post(f"{api.url}?username=viewer&password={secret}", data=LOGIN, headers=SOAP, timeout=5)
     assert response.status_code == 200 and b"true" in response.content
     wsdl = requests.get(f"{api.url}?wsdl&username=viewer&password={secret}", timeout=5)
     assert wsdl.status_code == 200 and b"wsdl:definitions" in wsdl.content
-    bad = requests.post(f"{api.url}?username=viewer&password=nope-{secret}", data=LOGIN, timeout=5)
+    bad = requests.post(f"{api.url}?username=viewer&password=nope-{secret}", data=LOGIN, headers=SOAP, timeout=5)
     assert bad.status_code == 401
     # (the client's own urllib3 logs its URL; the node's loggers must not)
     assert not [r for r in caplog.records

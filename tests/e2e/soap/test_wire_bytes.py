@@ -50,7 +50,8 @@ def fill(api: Api) -> None:
 
 def post(api: Api, call: str, *, accept_gzip: bool = False) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", api.server.port, timeout=30)
-    headers = {"Content-Type": "text/xml; charset=utf-8", "Authorization": basic()}
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""',
+               "Authorization": basic()}
     if accept_gzip:
         headers["Accept-Encoding"] = "gzip"
     conn.request("POST", "/remote/", ENVELOPE.format(call).encode(), headers)
@@ -68,6 +69,7 @@ def stock_answer(api: Api, gateway: Gateway, call: str) -> tuple[int, bytes]:
     body = ENVELOPE.format(call).encode()
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/remote/", "REMOTE_ADDR": "127.0.0.1",
                "CONTENT_TYPE": "text/xml; charset=utf-8", "CONTENT_LENGTH": str(len(body)),
+               "HTTP_SOAPACTION": '""',
                "HTTP_AUTHORIZATION": basic(), "wsgi.input": io.BytesIO(body)}
     setup_testing_defaults(environ)
     status: list[str] = []

@@ -134,7 +134,11 @@ def test_users(api: Api) -> None:
     assert "ops" not in [u.username for u in c.service.userList()]
     with api.store.transaction(read_only=True) as s:
         records = recent(s)
-    assert [r.operation for r in records[:3]] == ["userDelete", "userPasswordSet", "userAdd"]
+    changes = [r.operation for r in records if r.operation != "login"]
+    assert changes[:3] == ["userDelete", "userPasswordSet", "userAdd"]
+    # The refused old password is audited as a failed login (and never its password).
+    assert [(r.username, r.outcome) for r in records if r.operation == "login"] == [
+        ("ops", "failed: bad credentials")]
     assert all("s3cret" not in r.arguments and "n3w" not in r.arguments for r in records)
 
 

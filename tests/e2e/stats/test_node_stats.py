@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
@@ -23,8 +23,8 @@ from appliance.db.models import AuditRecord
 from appliance.stats.rates import list_rates
 from tests.support.node import RunningNode
 from tests.support.postgres import free_port
+from tests.support.wait import wait_until
 
-T = TypeVar("T")
 CONFIG = """
 [stats]
 flush_interval = 0.2
@@ -51,18 +51,6 @@ def sink() -> Iterator[tuple[Controller, _Collect]]:
         yield controller, handler
     finally:
         controller.stop()
-
-
-def until(check: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:
-    """Poll an outcome (not readiness) until it holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _client(node: RunningNode) -> zeep.Client:
@@ -93,7 +81,7 @@ def test_counts_and_graphs_of_delivered_mail(tmp_path: Path, sink: tuple[Control
     with RunningNode(tmp_path, config_text=CONFIG, relay=("127.0.0.1", controller.port)) as node:
         _send(node, ["a@dest.example", "b@dest.example"])
         _send(node, ["c@other.example"])
-        until(lambda: len(handler.rcpts) == 3, what="delivery to the sink")
+        wait_until(lambda: len(handler.rcpts) == 3, what="delivery to the sink")
         client = _client(node)
 
         def counters() -> dict[tuple[str, str], int] | None:
@@ -101,15 +89,15 @@ def test_counts_and_graphs_of_delivered_mail(tmp_path: Path, sink: tuple[Control
             got = {(i.key2, i.key3): i.count for i in items}
             return got if sum(got.values()) == 3 else None
 
-        got = until(counters, what="the delivery counters")
+        got = wait_until(counters, what="the delivery counters")
         assert got == {("inbound", "dest.example"): 2, ("inbound", "other.example"): 1}
         [item] = client.service.statList("mail:action:%", "inbound", "dest.example", 0, 10)
         assert item.key1 == "mail:action:deliver" and abs(item.created - time.time()) < 120
 
         name = "mail-stat-inbound-dest.example"
-        until(lambda: name in (client.service.graphList() or []), what="the mail-stat graph")
+        wait_until(lambda: name in (client.service.graphList() or []), what="the mail-stat graph")
         assert {"queue", "delivery", "cpu", "load", "smtp-connections"} <= set(client.service.graphList())
-        total = until(lambda: _delivered_in_rrd(client.service.graphFile(name), tmp_path) or None,
+        total = wait_until(lambda: _delivered_in_rrd(client.service.graphFile(name), tmp_path) or None,
                       what="deliveries in the RRD")
         assert total == pytest.approx(2.0, abs=0.01)
         with pytest.raises(zeep.exceptions.Fault, match="no graph"):
@@ -181,7 +169,7 @@ def test_rate_limits_in_smtp_hold_across_restarts_and_a_crash(tmp_path: Path) ->
         assert [_rcpt(node, "carol") for _ in range(2)] == [250, 250]
         client = _client(node)
         assert _windows(client).get("carol") == 2
-        until(lambda: _stored(node).get("carol") == 2, what="carol's hits flushed to the store")
+        wait_until(lambda: _stored(node).get("carol") == 2, what="carol's hits flushed to the store")
         node.kill()  # a crash after the flush loses nothing that was flushed
         node.start()
         assert _rcpt(node, "carol") == 451
@@ -201,7 +189,7 @@ def test_readonly_user_cannot_clear_counters_or_rates(tmp_path: Path) -> None:
         session = requests.Session()
         session.auth = ("viewer", "viewer-pw")
         viewer = zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=session))
-        until(lambda: _windows(viewer) == {"alice": 2}, what="the window, read by the viewer")
+        wait_until(lambda: _windows(viewer) == {"alice": 2}, what="the window, read by the viewer")
         with pytest.raises(zeep.exceptions.Fault, match="access denied"):
             viewer.service.hslRateClear("outbound", "alice")
         with pytest.raises(zeep.exceptions.Fault, match="access denied"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 import uuid
 from concurrent.futures import wait
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, QueueEntry
@@ -15,6 +17,7 @@ from appliance.errors import StoreUnavailable
 from appliance.queue.intake import Intake
 from appliance.queue.spool import Spool
 from appliance.types import Envelope, NewMessage
+from tests.support.wait import wait_until
 
 
 def message(*rcpts: str) -> NewMessage:
@@ -97,24 +100,46 @@ def test_a_stopped_intake_refuses_with_store_unavailable(store: Store, spool: Sp
     assert spool.all_paths() == [] and count(store, QueueEntry) == 0
 
 
-def test_a_writer_waits_for_the_one_before_and_then_commits(store: Store, spool: Spool) -> None:
-    """Intake commits wait for another writer's transaction (delivery, another receiver) and
-    go through once it commits: no 451, no lost message, in that order."""
+def test_a_writer_waits_in_process_and_begins_only_after_the_one_before_commits(
+        store: Store, spool: Spool) -> None:
+    """Intake commits wait for other writers of the node (delivery) on an in-process lock that
+    wakes them when the writer before commits; left to SQLite, a blocked BEGIN IMMEDIATE sleeps
+    in its busy handler (1, 2, 5, 10, ... ms steps). Shown by order, not by time: with SQLite's
+    busy timeout at 0, a writer that reached SQLite while the lock was held would fail at once."""
     if not store.is_sqlite:
         pytest.skip("PostgreSQL has row locks, not one writer")
+    events: list[tuple[str, str]] = []
+    event.listen(store.engine, "checkout",
+                 lambda dbapi_conn, record, proxy: dbapi_conn.execute("PRAGMA busy_timeout=0"))
+    event.listen(store.engine, "begin",  # before the engine's own BEGIN IMMEDIATE
+                 lambda conn: events.append(("begin", threading.current_thread().name)), insert=True)
+    event.listen(store.engine, "commit",
+                 lambda conn: events.append(("commit", threading.current_thread().name)))
     intake = Intake(store, spool)
     intake.start()
     try:
-        finished: list[float] = []
         with store.transaction() as session:
             session.execute(text("DELETE FROM queue WHERE id < 0"))  # take the write lock
             future = intake.submit(message(), b"x")
-            future.add_done_callback(lambda _f: finished.append(time.perf_counter()))
-            time.sleep(0.2)  # the intake's commit is blocked meanwhile
+            wait_until(lambda: _waiting_in_transaction("intake-committer"), timeout=30,
+                       what="the intake's commit to wait for the write lock")
             assert not future.done()
-            released = time.perf_counter()
         accepted = future.result(timeout=60)
     finally:
         intake.stop()
-    assert finished and finished[0] >= released
-    assert accepted.queue_ids and count(store, QueueEntry) == 1
+    me = threading.current_thread().name
+    assert events == [("begin", me), ("commit", me),
+                      ("begin", "intake-committer"), ("commit", "intake-committer")]
+    assert len(accepted.queue_ids) == 1 and count(store, QueueEntry) == 1
+
+
+def _waiting_in_transaction(thread_name: str) -> bool:
+    """Whether the named thread is inside Store.transaction (blocked on the writer lock)."""
+    thread = next((t for t in threading.enumerate() if t.name == thread_name), None)
+    frame = sys._current_frames().get(thread.ident or -1) if thread is not None else None
+    code = Store.transaction.__wrapped__.__code__  # type: ignore[attr-defined]
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False

@@ -27,7 +27,13 @@ class Run:
     def __call__(self, ctx: CommandContext, argv: Sequence[str], *, timeout: float = 10.0) -> str:
         r = self.runner(ctx)
         out, _ = finish(r, "admin", r.run("admin", argv), timeout=timeout)
-        return out.decode()
+        return lf(out).decode()
+
+
+def lf(out: bytes) -> bytes:
+    """Command output comes with CRLF line ends (as from a pty): check that, then read it as LF."""
+    assert b"\n" not in out.replace(b"\r\n", b""), f"a bare LF in {out[-300:]!r}"
+    return out.replace(b"\r\n", b"\n")
 
 
 def finish(runner: Runner, owner: str, cid: str, *, timeout: float = 10.0) -> tuple[bytes, str]:

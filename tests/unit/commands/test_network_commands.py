@@ -82,27 +82,46 @@ def test_smtpping_argv() -> None:
             smtpping.parse(argv)
 
 
-def counting_sampler(graph: str, *, clock: Callable[[], float], sleep: Callable[[float], None]) -> Iterator[str]:
+class CountingSampler:
     """Stands in for the stats sampler: paces itself with the given sleep like the real one."""
-    n = 0
-    while True:
-        sleep(0.02)
-        n += 1
-        yield f"{int(clock())} {graph} n={n}"
+
+    def __call__(self, graph: str, *, clock: Callable[[], float],
+                 sleep: Callable[[float], None]) -> Iterator[str]:
+        n = 0
+        while True:
+            sleep(0.02)
+            n += 1
+            yield f"{int(clock())} {graph} n={n}"
+
+    def counter_samples(self, *, clock: Callable[[], float],
+                        sleep: Callable[[float], None]) -> Iterator[dict[str, float]]:
+        n = 0
+        while True:
+            sleep(0.02)
+            n += 1
+            yield {"queue:n": float(n), "queue:half": n / 2, "mail-queue-count": float(n)}
+
+
+counting_sampler = CountingSampler()
 
 
 def test_statd_streams_until_q_or_stop(run: Run, tmp_path: Path) -> None:
     runner = run.runner(CommandContext(log_dir=tmp_path, sampler=counting_sampler))
     cid = runner.run("admin", ["statd", "-g", "queue"])
-    poll_until(runner, "admin", cid, b"queue n=3\n")
+    # The old statd's lines: KEY=VALUE each (a graph's sources), an empty line after a sample.
+    out = poll_until(runner, "admin", cid, b"queue:n=3\r\n")
+    assert out.startswith(b"queue:half=0.50\r\nqueue:n=1\r\n\r\nqueue:half=1\r\nqueue:n=2\r\n\r\n")
     runner.push("admin", cid, b"q")
     out, fault = finish(runner, "admin", cid)
     assert "exit 0" in fault
-    cid = runner.run("admin", ["statd", "-g", "queue"])
-    poll_until(runner, "admin", cid, b"queue n=2\n")
+    cid = runner.run("admin", ["statd", "-g", "mail-queue-count"])
+    out = poll_until(runner, "admin", cid, b"mail-queue-count=2\r\n")
+    assert b"queue:" not in out
     runner.end("admin", cid)
     assert "stopped" in finish(runner, "admin", cid)[1]
-    for argv in ([], ["-g"], ["-g", "a b"], ["queue"]):
+    listed = run(CommandContext(log_dir=tmp_path, sampler=counting_sampler), ["statd", "-l"])
+    assert listed == "mail-queue-count=1\nqueue:half=0.50\nqueue:n=1\n"
+    for argv in ([], ["-g"], ["-g", "a b"], ["queue"], ["-l", "-g", "queue"]):
         with pytest.raises(InvalidInput, match="statd"):
             statd.parse(argv)
 
@@ -113,9 +132,16 @@ def test_statd_with_the_real_sampler(run: Run, tmp_path: Path) -> None:
 
     runner = run.runner(CommandContext(log_dir=tmp_path, sampler=Sampler(Probe())))
     cid = runner.run("admin", ["statd", "-g", "load"])
-    out = poll_until(runner, "admin", cid, b"\n", timeout=5)
-    assert "load1=" in out.decode()
+    out = poll_until(runner, "admin", cid, b"\r\n\r\n", timeout=5)
+    assert [line.split("=")[0] for line in out.decode().splitlines()[:3]] == [
+        "load:load1", "load:load15", "load:load5"]
     runner.end("admin", cid)
     finish(runner, "admin", cid)
-    out = run(CommandContext(log_dir=tmp_path, sampler=Sampler(Probe())), ["statd", "-g", "nosuch"])
-    assert out == "statd: no graph 'nosuch'\n"
+    text = run(CommandContext(log_dir=tmp_path, sampler=Sampler(Probe())), ["statd", "-g", "nosuch"])
+    assert text == "statd: no counter or graph 'nosuch' (statd -l lists them)\n"
+    listed = dict(line.split("=", 1) for line in run(
+        CommandContext(log_dir=tmp_path, sampler=Sampler(Probe(), storage=tmp_path)),
+        ["statd", "-l"]).splitlines())
+    assert 0 <= float(listed["system-cpu-usage"]) <= 100 and 0 < float(listed["system-mem-usage"]) < 100
+    assert 0 < float(listed["system-storage-usage"]) <= 100 and "cpu:idle" in listed
+    assert any(k.startswith("interface-lo-") for k in listed)

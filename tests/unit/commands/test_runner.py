@@ -92,7 +92,7 @@ def drain(runner: Runner, owner: str, cid: str, *, timeout: float = 5.0) -> tupl
 def test_run_returns_at_once_and_poll_ends_with_not_found(runner: Runner) -> None:
     cid = runner.run("alice", ["echo", "hello", "world"])
     out, fault = drain(runner, "alice", cid)
-    assert out == b"hello world\n"
+    assert out == b"hello world\r\n"
     assert "has ended (exit 0)" in fault
     with pytest.raises(NotFound, match="no command"):
         runner.poll("alice", cid)
@@ -121,7 +121,7 @@ def test_another_users_command_is_not_found(runner: Runner) -> None:
             call()
     runner.end("alice", cid)
     out, fault = drain(runner, "alice", cid)
-    assert out == b"waiting\n" and "stopped" in fault
+    assert out == b"waiting\r\n" and "stopped" in fault
 
 
 def test_push_reaches_the_commands_input(runner: Runner) -> None:
@@ -129,7 +129,7 @@ def test_push_reaches_the_commands_input(runner: Runner) -> None:
     runner.push("alice", cid, b"abc\n")
     runner.push("alice", cid, b"end\n")
     out, fault = drain(runner, "alice", cid)
-    assert out == b"ABC\n" and "exit 0" in fault
+    assert out == b"ABC\r\n" and "exit 0" in fault
 
 
 def test_interrupt_by_signal_or_by_pushing_ctrl_c(runner: Runner) -> None:
@@ -147,7 +147,7 @@ def test_over_long_output_is_cut_with_a_marker_and_ends(runner: Runner) -> None:
     cid = runner.run("alice", ["flood"])
     out, fault = drain(runner, "alice", cid)
     assert out.startswith(b"x" * 10_000)
-    assert out[10_000:] == b"\n[output cut at 10000 bytes; command ended]\n"
+    assert out[10_000:] == b"\r\n[output cut at 10000 bytes; command ended]\r\n"
     assert "output limit" in fault
 
 
@@ -166,7 +166,7 @@ def test_poll_coalesces_output_into_bounded_chunks(tmp_path: Path) -> None:
 
 def test_a_failing_command_reports_and_ends(runner: Runner) -> None:
     out, fault = drain(runner, "alice", runner.run("alice", ["boom"]))
-    assert out == b"about to fail\nboom: internal error (see the node's log)\n"
+    assert out == b"about to fail\r\nboom: internal error (see the node's log)\r\n"
     assert "exit 1" in fault
 
 
@@ -175,13 +175,13 @@ def test_commands_run_concurrently_and_per_owner_limit(runner: Runner) -> None:
     with pytest.raises(Conflict, match="too many commands for alice"):
         runner.run("alice", ["hang"])
     other = runner.run("bob", ["echo", "still", "served"])
-    assert drain(runner, "bob", other)[0] == b"still served\n"
+    assert drain(runner, "bob", other)[0] == b"still served\r\n"
     assert runner.running() == 3
     runner.end("alice", ids[0])
     with pytest.raises(Conflict, match="too many commands for alice"):
         runner.run("alice", ["echo"])  # ended, but its output was not read yet
     drain(runner, "alice", ids[0])
-    assert drain(runner, "alice", runner.run("alice", ["echo", "again"]))[0] == b"again\n"
+    assert drain(runner, "alice", runner.run("alice", ["echo", "again"]))[0] == b"again\r\n"
     for cid in ids[1:]:
         runner.end("alice", cid)
         drain(runner, "alice", cid)
@@ -198,7 +198,7 @@ def test_time_limit_and_reaping_of_abandoned_commands(tmp_path: Path) -> None:
         r.poll("alice", slow)
         r.reap()
     out, fault = drain(r, "alice", slow)
-    assert out.endswith(b"[command ended: ran longer than 60 s]\n") and "time limit" in fault
+    assert out.endswith(b"[command ended: ran longer than 60 s]\r\n") and "time limit" in fault
     with pytest.raises(NotFound, match="no command"):
         r.poll("alice", abandoned)
     r.stop()

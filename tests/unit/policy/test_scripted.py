@@ -216,7 +216,8 @@ def test_cache_compiles_once_per_script_text() -> None:
     assert cache.compilations == 2
     assert first.rcpt_to(SessionInfo(listener="one", client_ip="x"), "r").text == "a"
     assert first.rcpt_to(SessionInfo(listener="two", client_ip="x"), "r").text == "b"
-    assert first.rcpt_to(SessionInfo(listener="plain", client_ip="x"), "r") == Verdict()
+    assert first.rcpt_to(SessionInfo(listener="plain", client_ip="127.0.0.1"), "r@example.org") == Verdict()
+    assert first.rcpt_to(SessionInfo(listener="plain", client_ip="192.0.2.9"), "r@example.org").code == 554
     second = cache.build(parse(CONFIG.format(two="a")))  # a new revision: nothing new to compile
     assert cache.compilations == 2
     assert second.flows["one"] is first.flows["one"] is second.flows["two"]

@@ -83,3 +83,64 @@ def test_edit_headers_refuses_a_bad_field_name() -> None:
 
 def test_edit_headers_without_changes_returns_the_same_bytes() -> None:
     assert edit_headers(MSG, add=[], remove=[]) is MSG
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("=?utf-8?b?ww==?= =?utf-8?b?qQ==?=", "é"),  # one character split over two words
+    ("=?iso-8859-1?q?caf=E9?= =?utf-8?q?_x?=", "café x"),
+    ("a =?utf-8?q?b?=  plain  =?utf-8?q?c?= d", "a b  plain  c d"),
+    ("=?UTF-8*en?Q?a_b?=", "a b"),  # RFC 2231 language tag
+    ("=?utf-8?b?!!!?= =?utf-8?q?ok?=", "=?utf-8?b?!!!?= ok"),  # a bad word stays as written
+])
+def test_encoded_words_decode_as_rfc2047_says(text: str, expected: str) -> None:
+    from appliance.smtp.message import decode_words
+
+    assert decode_words(text) == expected
+
+
+def test_a_subject_bomb_is_cut_to_the_limits() -> None:
+    from appliance.smtp.message import SUBJECT_MAX_CHARS, SUBJECT_MAX_WORDS
+
+    words = b"Subject: " + b"\r\n ".join([b"=?utf-8?q?=C3=A9?="] * 300_000) + b"\r\n\r\nx\r\n"
+    assert subject_of(words) == "é" * SUBJECT_MAX_WORDS
+    plain = b"Subject: " + b"y" * 100_000 + b"\r\nTo: b@example.org\r\n\r\nx\r\n"
+    assert subject_of(plain) == "y" * SUBJECT_MAX_CHARS
+    assert subject_of(b"Subject: =?utf-8?q?a=00b=1Bc?=\tand\r\n\r\n") == "a\ufffdb\ufffdc and"
+
+
+@pytest.mark.parametrize("argument,problem", [
+    ("<a@example.com> SIZE=10", None), ("<jöran@exämple.com> SMTPUTF8", None),
+    ("<a\x00@example.com>", "control"), ("<a@example.com>\x7f", "control"),
+    ("<a\tb@example.com>", "control"), ("<a\x85@example.com>", "control"),
+    ("host\rname", "control"), ("<a\udcff@example.com>", "utf8"),
+])
+def test_command_arguments_with_controls_or_non_utf8_are_refused(argument: str, problem: str | None) -> None:
+    from appliance.smtp.message import command_problem
+
+    assert command_problem(argument) == problem
+
+
+@pytest.mark.parametrize("data,bare", [
+    (b"a\r\nb\r\n", False), (b"", False), (b"a\nb\r\n", True), (b"a\r\nb\n", True),
+    (b"a\rb\r\n", True), (b"a\r\r\n", True), (b"a\n\r\n", True),
+])
+def test_bare_newlines(data: bytes, bare: bool) -> None:
+    from appliance.smtp.message import has_bare_newline
+
+    assert has_bare_newline(data) is bare
+
+
+def test_ipv6_address_literals_parse() -> None:
+    assert is_address("r@[IPv6:2001:db8::1]") and is_address("r@[ipv6:::1]")
+
+
+@pytest.mark.parametrize("data,repaired", [
+    (b"a\r\nb\r\n", b"a\r\nb\r\n"),
+    (b"a\nb\n", b"a\r\nb\r\n"),
+    (b"a\rb\r\r\n", b"a\r\nb\r\n\r\n"),
+    (b"x\n..\n.y\r\n..z\r\n", b"x\r\n.\r\ny\r\n..z\r\n"),  # stuffed at an LF: unstuffed once
+])
+def test_crlf_lines(data: bytes, repaired: bytes) -> None:
+    from appliance.smtp.message import crlf_lines, has_bare_newline
+
+    assert crlf_lines(data) == repaired and not has_bare_newline(repaired)

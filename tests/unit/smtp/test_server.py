@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.smtp.server import CoalescedKick
+from tests.support.wait import wait_until_async
 
 
 def test_many_calls_within_the_delay_kick_once_and_later_calls_kick_again() -> None:
@@ -16,11 +17,9 @@ def test_many_calls_within_the_delay_kick_once_and_later_calls_kick_again() -> N
         for _ in range(50):
             kick()
         assert kicks == []  # not yet: the first call only scheduled it
-        while not kicks:
-            await asyncio.sleep(0.005)
+        await wait_until_async(lambda: kicks, timeout=10, interval=0.005, what="the first kick")
         kick()
-        while len(kicks) < 2:
-            await asyncio.sleep(0.005)
+        await wait_until_async(lambda: len(kicks) >= 2, timeout=10, interval=0.005, what="a second kick")
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=10))
     assert len(kicks) == 2

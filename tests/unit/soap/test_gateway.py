@@ -11,8 +11,9 @@ import pytest
 
 from appliance import errors
 from appliance.soap import faults
+from appliance.soap.auth import basic_credentials
 from appliance.soap.gateway import (
-    Gateway, RequestTooLarge, _accepts_gzip, _basic, _inflate, _strip_credentials, fault_envelope,
+    Gateway, RequestTooLarge, _accepts_gzip, _inflate, _strip_credentials, fault_envelope,
 )
 
 
@@ -29,11 +30,11 @@ def test_inflate_stops_at_the_cap() -> None:
 
 
 def test_basic_credentials() -> None:
-    assert _basic("Basic YWRtaW46cDpx") == ("admin", "p:q")
-    assert _basic("basic YWRtaW46") == ("admin", "")
-    assert _basic("Bearer abc") == (None, None)
-    assert _basic("Basic !!!") == (None, None)
-    assert _basic("Basic YWRtaW4=") == (None, None)  # no colon
+    assert basic_credentials("Basic YWRtaW46cDpx") == ("admin", "p:q")
+    assert basic_credentials("basic YWRtaW46") == ("admin", "")
+    assert basic_credentials("Bearer abc") == (None, None)
+    assert basic_credentials("Basic !!!") == (None, None)
+    assert basic_credentials("Basic YWRtaW4=") == (None, None)  # no colon
 
 
 def test_query_credentials_are_removed_from_the_environ() -> None:
@@ -68,12 +69,10 @@ def test_fault_table_maps_every_domain_error() -> None:
 
 
 class _Auth:
-    def retry_after(self, remote: str) -> float:
-        return 0.0
-
     def check(self, name: str, password: str, remote: str) -> Any:
         from appliance.access.levels import ADMIN
-        return (name, ADMIN) if password == "pw" else None
+        from appliance.soap.auth import Login
+        return Login(name, ADMIN) if password == "pw" else Login()
 
 
 def test_an_exception_inside_spyne_becomes_a_client_fault() -> None:
@@ -86,6 +85,7 @@ def test_an_exception_inside_spyne_becomes_a_client_fault() -> None:
     body = b"".join(gateway({
         "PATH_INFO": "/remote/", "REQUEST_METHOD": "POST", "HTTP_AUTHORIZATION": "Basic YTpwdw==",
         "wsgi.input": io.BytesIO(b"<x/>"), "CONTENT_LENGTH": "4", "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "text/xml", "HTTP_SOAPACTION": '""',
     }, lambda status, headers, exc=None: seen.update(status=status)))
     assert seen["status"].startswith("500")
     assert b"soap11env:Client" in body and b"Incorrect padding" in body

@@ -58,3 +58,23 @@ def test_audit_arguments_redact_secrets() -> None:
     text = encode_arguments({"username": "u", "password": "hunter2", "data": b"\x00" * 10})
     assert "hunter2" not in text and json.loads(text) == {
         "data": "<10 bytes>", "password": "***", "username": "u"}
+
+
+def test_node_wide_figures_are_refused_only_with_a_restriction() -> None:
+    ops = json.dumps(["graphList", "statList", "hslRate", "systemStatus"])
+    restricted = AccessLevel.of(_User("custom", operations=ops, restriction="to~%@t.example"))
+    open_custom = AccessLevel.of(_User("custom", operations=ops))
+    for operation in ("graphList", "statList", "hslRate"):
+        assert open_custom.allows(operation, mutating=False)
+        assert not restricted.allows(operation, mutating=False)
+        with pytest.raises(Forbidden, match=f"{operation} shows node-wide figures"):
+            restricted.check(operation, mutating=False)
+    assert restricted.allows("systemStatus", mutating=False)  # scoped, not refused
+    assert AccessLevel.of(_User("readonly")).allows("graphList", mutating=False)
+
+
+def test_nested_secret_arguments_are_redacted() -> None:
+    encoded = json.loads(encode_arguments({"envelope": {"sender": "a", "saslpassword": "pw"},
+                                           "items": [{"token": "t", "k": b"xy"}]}))
+    assert encoded == {"envelope": {"saslpassword": "***", "sender": "a"},
+                       "items": [{"k": "<2 bytes>", "token": "***"}]}
