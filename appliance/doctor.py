@@ -221,15 +221,33 @@ def certificate(path: Path, now: float) -> Finding:
 
 
 def check_open_relay(config: Config) -> list[Finding]:
+    """What [relay] and the listeners let strangers do (appliance.policy.relay applies it)."""
     out: list[Finding] = []
-    for listener in config.listeners:
-        if _is_loopback(listener.address) or listener.require_auth:
-            continue
-        out.append(Finding("warn", "open relay", f"listener {listener.id} on {listener.address}:"
-                           f"{listener.port} takes mail from other hosts without authentication",
-                           "set require_auth = true, or make sure its policy accepts only "
-                           "local domains from outside"))
-    return out or [Finding("ok", "open relay", "no listener relays for unauthenticated outsiders")]
+    relay = config.relay
+    for text in relay.mynetworks:
+        network = ipaddress.ip_network(text, strict=False)
+        if network.prefixlen == 0:
+            out.append(Finding("fail", "open relay", f"relay.mynetworks holds {text}: every "
+                               "client may relay to any domain", "list only your own subnets"))
+        elif network.is_global and network.num_addresses > 65536:
+            out.append(Finding("warn", "open relay", f"relay.mynetworks holds {text}, a public "
+                               f"network of {network.num_addresses} addresses",
+                               "list only the hosts that submit mail through this node"))
+    if relay.address_literals:
+        out.append(Finding("warn", "open relay", "relay.address_literals = true: clients may "
+                           "name any host as the destination, the node itself included",
+                           "set relay.address_literals = false"))
+    exposed = [lst for lst in config.listeners
+               if not _is_loopback(lst.address) and not lst.require_auth]
+    for listener in exposed:
+        if listener.script and "rcpt_to" in config.scripts.get(listener.script, ""):
+            out.append(Finding("warn", "open relay", f"listener {listener.id} on "
+                               f"{listener.address}:{listener.port} takes mail from other hosts "
+                               f"and its script {listener.script!r} decides relaying itself",
+                               "make sure the script's rcpt_to accepts other domains only from "
+                               "authenticated clients"))
+    return out or [Finding("ok", "open relay", "relaying is limited to authenticated clients, "
+                           "relay.mynetworks and relay.domains")]
 
 
 def running_config(settings: Settings, store: Store | None) -> Config:

@@ -117,13 +117,17 @@ def redact_text(text: str, *, changed_from: str | None = None) -> str:
         old = tomlkit.parse(changed_from) if changed_from is not None else None
     except TOMLKitError:
         return text  # not TOML (never so for a stored revision): nothing can be found in it
+    redacted = False
     for path, kind in secret_fields():
         for container, name, where in _locations(doc, path):
             value = container.get(name)
             if isinstance(value, str) and value:
                 before = _value_at(old, where) if old is not None else None
                 container[name] = _redact_against(kind, str(value), before, old is not None)
-    return doc.as_string()
+                redacted = True
+    # Walking tomlkit's tables can regroup an array of tables written in two places; a text
+    # without secrets comes back exactly as written.
+    return doc.as_string() if redacted else text
 
 
 def _redact_against(kind: str, value: str, before: str | None, compare: bool) -> str:

@@ -10,6 +10,9 @@ from tests.support.node import RunningNode
 from tests.support.postgres import free_port
 
 CONFIG = """
+[relay]
+mynetworks = [{networks}]
+
 [[listeners]]
 id = "inbound"
 address = "{address}"
@@ -24,7 +27,8 @@ nexthop = "127.0.0.1:{relay}"
 def _prepare(tmp_path: Path, *, address: str, relay: int) -> RunningNode:
     node = RunningNode(tmp_path)
     config = tmp_path / "config.toml"
-    config.write_text(CONFIG.format(address=address, relay=relay))
+    networks = '"0.0.0.0/0"' if address == "0.0.0.0" else '"127.0.0.0/8"'
+    config.write_text(CONFIG.format(address=address, relay=relay, networks=networks))
     done = node.cli("config", "edit", "--file", str(config))
     assert done.returncode == 0, done.stderr
     node.data_dir.chmod(0o750)
@@ -55,5 +59,5 @@ def test_planted_faults_are_each_found_with_a_fix(tmp_path: Path) -> None:
     assert "FAIL  data dir:" in out and "world-writable" in out
     assert "FAIL  relay: transport default: cannot connect" in out
     assert "FAIL  certificate:" in out and "expired" in out
-    assert "WARN  open relay: listener inbound on 0.0.0.0:2525" in out
+    assert "FAIL  open relay: relay.mynetworks holds 0.0.0.0/0" in out
     assert out.count("fix:") >= 4

@@ -102,12 +102,19 @@ def test_certificates_expired_soon_and_valid(tmp_path: Path) -> None:
     assert found == {"old.crt": "fail", "soon.crt": "warn", "node.crt": "ok"}
 
 
-def test_open_relay_risk_of_a_public_listener_without_auth() -> None:
-    safe = Config(listeners=[Listener(id="in", port=25), Listener(
-        id="sub", address="0.0.0.0", port=587, auth=True, require_auth=True)])
-    assert levels(doctor.check_open_relay(safe), "open relay") == ["ok"]
-    risky = Config(listeners=[Listener(id="mx", address="0.0.0.0", port=25)])
-    assert levels(doctor.check_open_relay(risky), "open relay") == ["warn"]
+def test_open_relay_risks_in_the_relay_section_and_scripts() -> None:
+    from appliance.config.schema import RelaySection
+
+    public = Config(listeners=[Listener(id="mx", address="0.0.0.0", port=25)])
+    assert levels(doctor.check_open_relay(public), "open relay") == ["ok"]  # default rules
+    anyone = Config(relay=RelaySection(mynetworks=["0.0.0.0/0"]))
+    assert levels(doctor.check_open_relay(anyone), "open relay") == ["fail"]
+    wide = Config(relay=RelaySection(mynetworks=["8.0.0.0/8", "10.0.0.0/8"], address_literals=True))
+    assert levels(doctor.check_open_relay(wide), "open relay") == ["warn", "warn"]
+    scripted = Config(listeners=[Listener(id="mx", address="0.0.0.0", port=25, script="s")],
+                      scripts={"s": "function rcpt_to(ctx) return accept() end"})
+    found = doctor.check_open_relay(scripted)
+    assert levels(found, "open relay") == ["warn"] and "decides relaying" in found[0].message
 
 
 def test_postgres_version() -> None:
