@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.delivery.sink import Sink
-from tests.e2e.smtp.conftest import wait_until
+from tests.support.wait import wait_until
 from tests.support.node import RunningNode
 
 MSGID = re.compile(rb"\bid ([0-9a-f-]{36})\b")
