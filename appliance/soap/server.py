@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import ssl
 import threading
@@ -17,6 +18,7 @@ from spyne.server.wsgi import WsgiApplication
 from appliance.access.throttle import ThrottlePolicy
 from appliance.connlimits import ConditionLog, ConnectionCounter
 from appliance.errors import ApplianceError, Forbidden
+from appliance.config.schema import Config
 from appliance.soap.app import SERVICES, build_application
 from appliance.soap.auth import Authenticator
 from appliance.soap.calls import Call, NodeContext, Principal
@@ -175,7 +177,7 @@ def component(node: Any) -> SoapServer:
         rrd_dir=node.settings.rrd_dir,
         commands=getattr(node, "commands", None),
         api_auth=lambda: policy.api_auth if (policy := getattr(node, "policy", None)) else None,
-        config=node.config_provider,
+        config=lambda: with_bound_ports(node.config_provider(), node.settings.data_dir),
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,
@@ -205,3 +207,15 @@ def _kicker(node: Any) -> Any:
     return kick
 
 
+def with_bound_ports(config: Config, data_dir: Path) -> Config:
+    """The config with listeners configured on port 0 showing the port they got: in a node of
+    processes the supervisor binds them and publishes the ports in run/ports.json."""
+    if not any(lst.port == 0 for lst in config.listeners):
+        return config
+    try:
+        bound = json.loads((Path(data_dir) / "run" / "ports.json").read_text()).get("smtp", {})
+    except (OSError, ValueError):
+        return config
+    listeners = [lst.model_copy(update={"port": int(bound[lst.id])})
+                 if lst.port == 0 and lst.id in bound else lst for lst in config.listeners]
+    return config.model_copy(update={"listeners": listeners})
