@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import sys
@@ -11,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.access import users
-from appliance.config import cli as config_cli
+from appliance import cli_config as config_cli
 from appliance.config.document import ConfigError
 from appliance.db.engine import Store
 from appliance.db.schema import ensure_schema
@@ -55,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="next hop of the default transport")
     run.add_argument("--spool-sweep-grace", type=float, default=3600.0, metavar="SECONDS",
                      help="age below which an unreferenced spool file is never swept")
+
+    child = sub.add_parser("child")  # started by `appliance run` only (appliance.process)
+    _common(child, top=False)
+    child.add_argument("role", choices=("smtp", "delivery", "api", "housekeeping"))
+    child.add_argument("--index", type=int, default=0)
+    child.add_argument("--smtp-listen", type=_hostport, metavar="HOST:PORT")
+    child.add_argument("--soap-listen")
+    child.add_argument("--relay", type=_hostport, metavar="HOST:PORT")
+    child.add_argument("--spool-sweep-grace", type=float, default=3600.0, metavar="SECONDS")
 
     db = sub.add_parser("db", help="store maintenance")
     _common(db, top=False)
@@ -139,18 +147,15 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def cmd_run(settings: Settings) -> int:
-    from appliance import crashpoint
-    from appliance.wiring import Node
+    from appliance.process.supervisor import Supervisor
 
-    crashpoint.arm_from_environment()  # kill -9 tests only; nothing is armed otherwise
-    node = Node(settings)
-    password = node.prepare()
+    supervisor = Supervisor(settings)
+    password = supervisor.prepare()
     if password is not None:
         # Printed once: only the first start creates the admin user.
         print(f"created user admin with password: {password}", flush=True)
-    print(f"node {node.serial} starting (data dir {settings.data_dir})", flush=True)
-    asyncio.run(node.run())
-    return 0
+    print(f"node {supervisor.serial} starting (data dir {settings.data_dir})", flush=True)
+    return supervisor.run()
 
 
 def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
@@ -186,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "run":
             return cmd_run(settings)
+        if args.command == "child":
+            from appliance.process.child import run_child
+
+            return run_child(settings, args.role, args.index)
         if args.command in ("graph", "statd"):
             from appliance.stats import graphcmd
 

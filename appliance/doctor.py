@@ -253,7 +253,7 @@ def check_open_relay(config: Config) -> list[Finding]:
 def running_config(settings: Settings, store: Store | None) -> Config:
     """The revision the node runs (from its store), else the --config file, else the defaults."""
     if store is not None:
-        from appliance.config.watcher import fetch
+        from appliance.cluster.watcher import fetch
 
         with store.transaction(read_only=True) as session:
             serial = session.scalar(select(NodeInfo.value).where(NodeInfo.key == "serial"))

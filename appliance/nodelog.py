@@ -40,7 +40,10 @@ class NodeLogFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message += " | " + "".join(traceback.format_exception(*record.exc_info)).strip()
-        body = f"appliance[{record.process or os.getpid()}]: {record.name}: {escape(message)}"
+        # Records of a node's child processes name it (appliance/smtp-1[pid]), as Postfix does.
+        role = getattr(record, "role", None)
+        program = f"appliance/{role}" if role else "appliance"
+        body = f"{program}[{record.process or os.getpid()}]: {record.name}: {escape(message)}"
         if not self.with_time:  # syslog stamps time and host itself (RFC 3164 section 4.1.2)
             return body
         return f"{format_time(record.created)} {self.hostname} {body}"

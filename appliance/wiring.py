@@ -8,6 +8,7 @@ import inspect
 import logging
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 from appliance.access.users import add_user, list_users
 from appliance.config.document import parse
+from appliance.config.holder import ConfigHolder, Subscriber
 from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.db.models import NodeInfo
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 # To plug in a part, add ONE line here (order = start order; stop runs in reverse).
 COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.nodelog:component",  # first to start, last to stop: every other part logs to it
-    "appliance.config.component:component",  # first: the others read node.config when built
+    "appliance.cluster.component:component",  # first: the others read node.config when built
     "appliance.stats.component:component",  # before policy/commands/SOAP: sets node.stats
     "appliance.policy.component:component",  # sets node.flow from the config's scripts
     "appliance.smtp.server:component",
@@ -75,14 +77,17 @@ class Node:
     """
 
     def __init__(self, settings: Settings, *, config: Config | None = None,
-                 factories: tuple[str, ...] | None = None) -> None:
+                 factories: tuple[str, ...] | None = None, role: str = "node") -> None:
         self.settings = settings
+        # "node": everything in this one process; else one child of appliance.process.
+        self.role = role
+        self.listen_sockets: dict[str, socket.socket] = {}  # inherited from the supervisor
         self._base_config = config if config is not None else load_config(settings.config_path)
         self.config = apply_overrides(self._base_config, settings)
         self._flow: Flow = DefaultFlow()
         self.flow: Flow = _FlowProxy(lambda: self._flow)  # type: ignore[assignment]
         self._factories = COMPONENT_FACTORIES if factories is None else factories
-        self._config_callbacks: list[Callable[[Config], None]] = []
+        self.config_holder: ConfigHolder | None = None
         self._enqueue_callbacks: list[Callable[[], None]] = []
         self.components: list[Component] = []
         self.started = time.time()
@@ -90,6 +95,9 @@ class Node:
         self.store: Store
         self.spool: Spool
         self.serial = ""
+        self._config_changed: list[Callable[[], None]] = []
+        # Tells the supervisor something ("config": a revision was committed here).
+        self.announce: Callable[[str], None] = lambda _kind: None
 
     # -- what components use -------------------------------------------------------------
     def config_provider(self) -> Config:
@@ -98,11 +106,27 @@ class Node:
     def set_config(self, config: Config) -> None:
         self._base_config = config
         self.config = apply_overrides(config, self.settings)
-        for callback in list(self._config_callbacks):
-            callback(self.config)
 
-    def on_config_change(self, callback: Callable[[Config], None]) -> None:
-        self._config_callbacks.append(callback)
+    def follow(self, holder: ConfigHolder) -> None:
+        """Run `holder`'s config from now on: `node.config` follows each revision it applies,
+        and parts that `subscribe()` get each change (the one way a change reaches a part)."""
+        self.config_holder = holder
+        self.set_config(holder.config)
+        holder.subscribe(_NodeFollows(self))
+
+    def subscribe(self, part: Subscriber) -> None:
+        """`part.apply(old, new)` on every config change, with this node's flag overrides in
+        both; raising refuses the change (the holder undoes the parts already switched)."""
+        if self.config_holder is not None:
+            self.config_holder.subscribe(_Overridden(part, self.settings))
+
+    def on_config_changed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when told the config store changed (SIGHUP in a child)."""
+        self._config_changed.append(callback)
+
+    def config_changed(self) -> None:
+        for callback in self._config_changed:
+            callback()
 
     def on_enqueued(self, callback: Callable[[], None]) -> None:
         """Call `callback` (on the event loop) whenever SMTP has queued new entries."""
@@ -140,6 +164,14 @@ class Node:
         self.components = [c for c in built if c is not None]
         return password
 
+    def attach(self) -> None:
+        """A child's prepare(): the supervisor made the store, serial and admin already."""
+        self.store = Store(self.settings.database_url)
+        self.spool = Spool(self.settings.spool_dir)
+        self.serial = read_serial(self.store)
+        built = (_load(name)(self) for name in self._factories)
+        self.components = [c for c in built if c is not None]
+
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         for component in self.components:
@@ -172,6 +204,28 @@ class Node:
             await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+class _NodeFollows:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def apply(self, old: Config, new: Config) -> None:
+        self.node.set_config(new)
+
+
+class _Overridden:
+    """A part's subscription, seeing configs as this node runs them (flags applied)."""
+
+    def __init__(self, part: Subscriber, settings: Settings) -> None:
+        self.part = part
+        self.settings = settings
+
+    def apply(self, old: Config, new: Config) -> None:
+        self.part.apply(apply_overrides(old, self.settings), apply_overrides(new, self.settings))
+
+    def __repr__(self) -> str:
+        return f"{type(self.part).__name__}"
 
 
 class _FlowProxy:
@@ -234,13 +288,14 @@ def read_serial(store: Store) -> str:
 def delivery_component(node: Node) -> Component:
     """The delivery service (appliance.delivery), kicked whenever SMTP queues mail."""
     from appliance.delivery.service import DeliveryService
+    from appliance.stats.metrics import Instruments
 
     service = DeliveryService(
         store=node.store, spool=node.spool, config=node.config_provider, flow=node.flow,
-        clock=time.time,
+        clock=time.time, metrics=Instruments(),
     )
     node.on_enqueued(service.kick)
-    node.on_config_change(service.reconfigure)  # workers and connection limits follow revisions
+    node.subscribe(service)  # workers and connection limits follow revisions
     return service
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from appliance.bounce.dsn import FailedRecipient, build_dsn, subject_line
 from appliance.db.models import QueueEntry
-from appliance.delivery.replies import enhanced_status
+from appliance.replies import enhanced_status
 from appliance.errors import NotFound
 from appliance.queue import store as q
 from appliance.queue.bulk import finish_many

@@ -24,9 +24,9 @@ def to_url(dsn: str) -> str:
         raise InvalidInput(f"invalid DSN: {exc}") from exc
     port = parts.pop("port", None)
     url = URL.create(
-        "postgresql+psycopg", username=parts.pop("user", None),
-        password=parts.pop("password", None), host=parts.pop("host", None),
-        port=int(port) if port else None, database=parts.pop("dbname", None),
+        "postgresql+psycopg", username=_text(parts.pop("user", None)),
+        password=_text(parts.pop("password", None)), host=_text(parts.pop("host", None)),
+        port=int(port) if port else None, database=_text(parts.pop("dbname", None)),
         query={k: str(v) for k, v in parts.items()},
     )
     return url.render_as_string(hide_password=False)
@@ -38,3 +38,7 @@ def redacted(dsn: str) -> str:
         return make_url(to_url(dsn)).render_as_string(hide_password=True)
     except InvalidInput:
         return "<invalid dsn>"
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

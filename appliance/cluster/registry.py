@@ -50,7 +50,7 @@ def heartbeat(session: Session, *, serial: str, revision: int, problem: str = ""
         values["url"] = url
     result = session.execute(update(ClusterNode).where(ClusterNode.serial == serial).values(**values))
     session.flush()
-    return bool(result.rowcount)
+    return bool(_rowcount(result))
 
 
 def is_member(session: Session, serial: str) -> bool:
@@ -76,3 +76,8 @@ def remove(session: Session, *, serial: str) -> None:
         raise NotFound(f"no cluster node with serial {serial!r}")
     session.delete(row)
     session.flush()
+
+
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE/DELETE touched (execute() is typed as Result; DML gives a CursorResult)."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -50,10 +50,15 @@ def override_delete(session: Session, *, serial: str, key: str) -> None:
     result = session.execute(
         delete(ConfigOverride).where(ConfigOverride.serial == serial, ConfigOverride.key == key)
     )
-    if not result.rowcount:
+    if not _rowcount(result):
         raise NotFound(f"node {serial} has no override of {key!r}")
     session.flush()
 
 
 def serials_with_overrides(session: Session) -> list[str]:
     return list(session.scalars(select(ConfigOverride.serial).distinct()))
+
+
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE/DELETE touched (execute() is typed as Result; DML gives a CursorResult)."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -22,7 +22,7 @@ class _RecordingParser(Parser):
         self.offsets: dict[int, int] = {}
 
     def _parse_key_value(self, parse_comment: bool = False) -> Any:
-        self._src.advance_while(" \t")  # the key's indent is not where the key is
+        self._src.advance_while(frozenset(" \t"))  # the key's indent is not where the key is
         start = self._idx
         key, value = super()._parse_key_value(parse_comment)
         self.offsets[id(value)] = start
@@ -89,7 +89,7 @@ def _child(node: Any, part: str | int) -> Any:
     return None
 
 
-def _container(node: Any) -> Container | OutOfOrderTableProxy | None:
+def _container(node: Any) -> Any:  # a Container or OutOfOrderTableProxy (both have .item)
     if isinstance(node, (Container, OutOfOrderTableProxy)):
         return node
     if isinstance(node, (Table, InlineTable)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -183,6 +184,12 @@ class StatsSection(_Section):
     graphs: list[StatsGraph] = []
 
 
+class SmtpSection(_Section):
+    """The SMTP receiver processes (appliance.process): 0 = one per core."""
+
+    processes: int = Field(default=0, ge=0, le=64)
+
+
 class LogSection(_Section):
     """The node log (appliance.nodelog): size-rotated files under <data_dir>/log/."""
 
@@ -238,6 +245,7 @@ class Config(_Section):
     cluster: ClusterSection = ClusterSection()
     stats: StatsSection = StatsSection()
     log: LogSection = LogSection()
+    smtp: SmtpSection = SmtpSection()
     policy: PolicySection = PolicySection()
     relay: RelaySection = RelaySection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
@@ -269,7 +277,9 @@ class Config(_Section):
 def reference_problems(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
     """Cross-references between sections: (location, explanation) for each broken one."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
-    for section, entries in (("transports", config.transports), ("listeners", config.listeners)):
+    sections: tuple[tuple[str, Sequence[Transport | Listener]], ...] = (
+        ("transports", config.transports), ("listeners", config.listeners))
+    for section, entries in sections:
         seen: set[str] = set()
         for index, entry in enumerate(entries):
             if entry.id in seen:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from appliance.delivery.grouping import Transaction
 from appliance.delivery.outbound import Connector, OutboundSession, Outgoing, SessionError, SessionOptions
-from appliance.delivery.replies import Reply
+from appliance.replies import Reply
 from appliance.delivery.routing import Hop
 
 

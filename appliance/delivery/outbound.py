@@ -7,7 +7,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Protocol
 
-from appliance.delivery.replies import Reply, connection_error
+from appliance.replies import Reply, connection_error
 from appliance.delivery.routing import Hop
 from appliance.delivery.smtpclient import SmtpClient, SmtpError, SmtpReplyError, TransactionReplies
 

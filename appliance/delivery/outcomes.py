@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from appliance.bounce.handling import BounceItem, bounce_entries
 from appliance.config.schema import QueueSection
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
-from appliance.delivery.replies import Kind, Reply, dsn_status
+from appliance.replies import Kind, Reply, dsn_status
 from appliance.delivery.retry import expired, retry_at
 from appliance.queue import store as q
 from appliance.queue.spool import Spool

@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from appliance.config.schema import Config, Transport
 from appliance.db.engine import Store
@@ -17,7 +18,7 @@ from appliance.delivery.grouping import Destination, destination_for, transactio
 from appliance.delivery.lanes import ConnectionPool, Lanes, Result
 from appliance.delivery.outbound import Connector, SessionOptions, SmtpConnector
 from appliance.delivery.outcomes import Fate, Outcome, decide, record
-from appliance.delivery.replies import Reply
+from appliance.replies import Reply
 from appliance.delivery.routing import DnsResolver, Resolver, RouteError, hops_for
 from appliance.errors import InvalidInput, NotFound, StoreUnavailable
 from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict
@@ -61,7 +62,7 @@ class DeliveryService:
         self._reaper_task: asyncio.Task[None] | None = None
         self._seen: Config | None = None  # the config the pools and workers were set up for
         self._inflight: set[int] = set()
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
     # -- life cycle ------------------------------------------------------------------------

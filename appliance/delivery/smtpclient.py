@@ -9,7 +9,7 @@ import re
 import ssl
 from collections.abc import Sequence
 
-from appliance.delivery.replies import Reply
+from appliance.replies import Reply
 
 MAX_LINE = 8192  # a reply line is at most 512 octets (RFC 5321 section 4.5.3.1.5); allow slack
 MAX_LINES = 200  # lines in one multiline reply

@@ -42,9 +42,13 @@ class PolicyComponent:
         self.cache = FlowCache(node_functions(node))
         self.api_auth: ApiAuthScript | None = None
         self._api_auth_text: str | None = None
-        self.apply(node.config)
+        self.use(node.config)
 
-    def apply(self, config: Any) -> None:
+    def apply(self, old: Any, new: Any) -> None:
+        """appliance.config.holder.Subscriber: compile and switch to `new`'s scripts."""
+        self.use(new)
+
+    def use(self, config: Any) -> None:
         self.node.set_flow(self.cache.build(config))
         text = (getattr(config, "scripts", {}) or {}).get(SCRIPT_ID)
         if text != self._api_auth_text:
@@ -83,5 +87,5 @@ def component(node: Any) -> PolicyComponent:
     """The wiring factory; leaves the part on `node.policy` (SOAP reads `node.policy.api_auth`)."""
     policy = PolicyComponent(node)
     node.policy = policy
-    node.on_config_change(policy.apply)
+    node.subscribe(policy)
     return policy

@@ -35,8 +35,6 @@ class Accepted:
     msgid: str
     queue_ids: list[int]
     deleted: list[str]
-    # perf_counter() stamps of the steps (spooled, committing, locked, committed), for timing
-    stamps: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclasses.dataclass
@@ -45,7 +43,6 @@ class _Item:
     body: bytes | None
     deleted: tuple[str, ...]
     future: Future[Accepted]
-    stamps: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class Intake:
@@ -100,11 +97,9 @@ class Intake:
         return future
 
     def _spool_and_hand_over(self, item: _Item) -> None:
-        item.stamps["spooling"] = time.perf_counter()
         if not self._spool_body(item):
             return
         crashpoint.reached("intake.spooled")  # body durable, no entry yet
-        item.stamps["spooled"] = time.perf_counter()
         with self._cond:
             self._pending.append(item)
             self.submitted += 1
@@ -122,9 +117,6 @@ class Intake:
             self._commit_batch(batch)
 
     def _commit_batch(self, ready: list[_Item]) -> None:
-        started = time.perf_counter()
-        for item in ready:
-            item.stamps["committing"] = started
         try:
             results = self._transaction(ready)
         except Exception as exc:
@@ -137,9 +129,7 @@ class Intake:
             return
         self.batches += 1
         crashpoint.reached("intake.committed")  # entries committed, no 250 sent yet
-        done = time.perf_counter()
         for item, result in zip(ready, results):
-            item.stamps["committed"] = done
             item.future.set_result(result)
 
     def _commit_batch_one(self, item: _Item) -> None:
@@ -149,7 +139,6 @@ class Intake:
             self._fail([item], exc)
             return
         self.batches += 1
-        item.stamps["committed"] = time.perf_counter()
         item.future.set_result(result)
 
     def _spool_body(self, item: _Item) -> bool:
@@ -168,9 +157,6 @@ class Intake:
         now = self._clock()
         with self._store.transaction() as session:
             session.connection()  # BEGIN (IMMEDIATE on SQLite): waits for the write lock
-            locked = time.perf_counter()
-            for item in items:
-                item.stamps["locked"] = locked
             return [_store_one(session, item, now) for item in items]
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
@@ -191,4 +177,4 @@ def _store_one(session: Session, item: _Item, now: float) -> Accepted:
         )
         for entry_id in enqueue(session, gone, now=now):
             finish(session, get_entry(session, entry_id), Action.DELETE, now=now)
-    return Accepted(msgid=msg.msgid, queue_ids=ids, deleted=list(item.deleted), stamps=item.stamps)
+    return Accepted(msgid=msg.msgid, queue_ids=ids, deleted=list(item.deleted))

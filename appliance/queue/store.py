@@ -118,7 +118,7 @@ def release_all_leases(session: Session) -> int:
     result = session.execute(
         update(QueueEntry).where(QueueEntry.lease_until > 0).values(lease_until=0.0, lease_owner="")
     )
-    return result.rowcount or 0
+    return _rowcount(result) or 0
 
 
 def _leased(session: Session, entry_id: int, owner: str | None) -> QueueEntry | None:
@@ -293,3 +293,7 @@ def counts_by_state(session: Session, *, where: ColumnElement[bool] | None = Non
     counts.update({state: n for state, n in rows})
     return counts
 
+
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE/DELETE touched (execute() is typed as Result; DML gives a CursorResult)."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -7,6 +7,9 @@ result depends only on the classes and the handler, so a listener computes it on
 from the first connection made the normal way) and `fast_init` sets up later connections with
 the same attributes SMTP.__init__ would set. tests/unit/smtp/test_fastinit.py checks that the
 two produce the same instance state, so an aiosmtpd upgrade that changes __init__ is caught.
+
+That state is private to aiosmtpd, so the versions it was checked against are pinned
+(setup.cfg) and `check_version()` refuses to start the SMTP service on any other.
 """
 
 from __future__ import annotations
@@ -17,7 +20,19 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+import aiosmtpd
 from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail
+
+# The aiosmtpd releases whose SMTP.__init__ tests/unit/smtp/test_fastinit.py was run against.
+TESTED_VERSIONS = ("1.4.4", "1.4.5", "1.4.6")
+
+
+def check_version(version: str = aiosmtpd.__version__) -> None:
+    """Fail loudly at start rather than set up sessions with another release's private state."""
+    if version not in TESTED_VERSIONS:
+        raise RuntimeError(
+            f"aiosmtpd {version} is not one of the versions appliance.smtp.fastinit was tested "
+            f"against ({', '.join(TESTED_VERSIONS)}): install one of those")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,6 @@ from appliance.queue.intake import Intake
 from appliance.smtp import replies
 from appliance.smtp.fastinit import Members, fast_init
 from appliance.smtp.limits import SessionLimits
-from appliance.smtp.phases import PhaseTimer
 from appliance.smtp.message import (
     command_problem, crlf_lines, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
     subject_of,
@@ -86,14 +85,9 @@ class Protocol(SMTP):
     def _create_envelope(self) -> MessageEnvelope:
         return MessageEnvelope()
 
-    _connected = 0.0  # perf_counter() stamps, read only when the handler has a PhaseTimer
-    _data_command = 0.0
-    _replied = 0.0
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         before = self.session
         if before is None:
-            self._connected = time.perf_counter()
             if self.limits is not None:
                 self._refusal = self.limits.opened(self, transport)
         super().connection_made(transport)
@@ -111,20 +105,11 @@ class Protocol(SMTP):
         if self.limits is not None:
             self.limits.closed(self)
         super().connection_lost(error)
-        phases = self.event_handler.phases
-        if phases is not None and self._replied:
-            now = time.perf_counter()
-            phases.add("session: 250 -> closed", now - self._replied)
-            phases.add("session: total", now - self._connected)
 
     def data_received(self, data: bytes) -> None:
         if self.limits is not None and b"\n" in data:
             self.limits.heard(self)
         super().data_received(data)
-
-    async def smtp_DATA(self, arg: str | None) -> None:
-        self._data_command = time.perf_counter()
-        await super().smtp_DATA(arg)
 
     @_help_of(SMTP.smtp_EHLO)
     async def smtp_EHLO(self, hostname: str) -> None:
@@ -187,7 +172,7 @@ class Handler:
 
     def __init__(self, *, listener: Listener, hostname: str, flow: Flow, intake: Intake,
                  authenticate: Authenticate, on_enqueued: Callable[[], None],
-                 clock: Callable[[], float] = time.time, phases: PhaseTimer | None = None,
+                 clock: Callable[[], float] = time.time,
                  flow_threads: Executor | None = None) -> None:
         self.listener = listener
         self.hostname = hostname
@@ -196,7 +181,6 @@ class Handler:
         self.authenticate = authenticate
         self.on_enqueued = on_enqueued
         self.clock = clock
-        self.phases = phases
         self.flow_threads = flow_threads
 
     async def _ask(self, stage: Callable[..., T], *args: Any) -> T:
@@ -364,7 +348,6 @@ class Handler:
 
     async def _receive(self, server: Protocol, session: ClientSession,
                        envelope: MessageEnvelope, msgid: str) -> str:
-        started = time.perf_counter()
         content: bytes = envelope.original_content or b""
         if has_bare_newline(content):
             if not session.info.mynetwork:
@@ -379,13 +362,10 @@ class Handler:
         if verdict.decision is Decision.DEFER:
             log.info("deferred %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)
             return replies.verdict_reply(verdict.code, verdict.text, replies.DATA_DEFERRED)
-        flowed = time.perf_counter()
         message, body, deleted = self._build(server, session, envelope, msgid, content, result)
-        built = time.perf_counter()
         future = self.intake.submit(message, body, deleted=deleted)
         # shield: a client vanishing now must not abandon a commit already under way.
         accepted = await asyncio.shield(asyncio.wrap_future(future))
-        resumed = time.perf_counter()
         self.on_enqueued()
         pairs = " ".join(f"{msgid}:{qid} <{rcpt}>" for qid, rcpt in
                          zip(accepted.queue_ids, message.envelope.recipients))
@@ -393,31 +373,7 @@ class Handler:
                  message.envelope.sender, message.envelope.client_ip, message.envelope.helo,
                  message.envelope.sasl, message.size, message.state.value, pairs,
                  f" deleted: {' '.join(accepted.deleted)}" if accepted.deleted else "")
-        if self.phases is not None:
-            server._replied = time.perf_counter()
-            self._record(server, accepted.stamps, started, flowed, built, resumed)
         return replies.QUEUED.format(msgid=msgid)
-
-    def _record(self, server: Protocol, stamps: dict[str, float], started: float,
-                flowed: float, built: float, resumed: float) -> None:
-        """Per-phase durations of one accepted message (see PhaseTimer)."""
-        assert self.phases is not None
-        points = [("session: connect -> DATA command", server._connected),
-                  ("session: DATA transfer", server._data_command),
-                  ("data: flow.data()", started), ("data: build message", flowed),
-                  ("data: hand-off to spool writer", built)]
-        for name, key in (("data: spool write+fsyncs", "spooling"),
-                          ("data: hand-off to committer", "spooled"),
-                          ("data: wait for write lock", "committing"),
-                          ("data: insert+commit", "locked"),
-                          ("data: wake-up on the loop", "committed")):
-            if key in stamps:
-                points.append((name, stamps[key]))
-        points += [("data: log line", resumed), ("", server._replied)]
-        for (name, start), (_, end) in zip(points, points[1:]):
-            if start and end:
-                self.phases.add(name, end - start)
-        self.phases.add("data: DATA end -> 250 total", server._replied - started)
 
     def _build(self, server: Protocol, session: ClientSession, envelope: MessageEnvelope,
                msgid: str, content: bytes, result: DataResult,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -14,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 from appliance.access import throttle as login_throttle
 from appliance.access.throttle import ThrottlePolicy
 from appliance.access.users import authenticate
-from appliance.config.schema import Listener
+from appliance.config.schema import Config, Listener
 from appliance.connlimits import ConditionLog
 from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
-from appliance.smtp.fastinit import Members, introspect
 from appliance.smtp import replies
+from appliance.smtp.fastinit import Members, check_version, introspect
 from appliance.smtp.handler import Handler, Protocol
 from appliance.smtp.limits import SessionLimits, raise_descriptor_limit
-from appliance.smtp.phases import PhaseTimer
 from appliance.tls import ensure_certificate, server_context
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ class SmtpServer:
                  tls_dir: Path, flow: Flow, on_enqueued: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time, reuse_port: bool = False,
                  flow_threads: int = 8, throttle: ThrottlePolicy = ThrottlePolicy(),
-                 processes: int = 1) -> None:
+                 processes: int = 1, sockets: dict[str, socket.socket] | None = None) -> None:
+        """`sockets`: listening sockets bound by the supervisor, by listener id; this server
+        then accepts on them and leaves binding (and rebinding on change) to it."""
         self.store = store
         self.intake = intake
         self.listeners = listeners
@@ -52,14 +55,26 @@ class SmtpServer:
         self.on_enqueued = on_enqueued
         self.clock = clock
         self.reuse_port = reuse_port
+        self.sockets = sockets
         self.throttle = throttle  # AUTH failures, shared with the API through the store
         self.processes = processes  # receivers sharing each listener: each takes its share
         self._throttled = ConditionLog(log)
         self.servers: dict[str, asyncio.AbstractServer] = {}
-        self.phases: PhaseTimer | None = None  # set before start() to time each phase (bench)
         self._flow_thread_count = flow_threads
         self._flow_threads: ThreadPoolExecutor | None = None
         self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def apply(self, old: Config, new: Config) -> None:
+        """appliance.config.holder.Subscriber: rebind changed listeners on the server's loop
+        (called from the config watcher's thread); raising refuses the revision."""
+        change = self.reconfigure(list(old.listeners), list(new.listeners),
+                                  hostname=new.node.hostname)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            asyncio.run(change)  # not started: reconfigure only records the settings
+            return
+        asyncio.run_coroutine_threadsafe(change, loop).result(timeout=30)
 
     def port_of(self, listener_id: str) -> int:
         """The bound port of a listener (useful when configured with port 0)."""
@@ -67,6 +82,8 @@ class SmtpServer:
         return int(server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        check_version()
+        self._loop = asyncio.get_running_loop()
         # aiosmtpd logs every command line at INFO; the node logs one line per message instead.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         raise_descriptor_limit()
@@ -74,6 +91,9 @@ class SmtpServer:
         self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
         try:
             for listener in self.listeners:
+                if self.sockets is not None and listener.id not in self.sockets:
+                    log.warning("SMTP listener %s has no socket from the supervisor", listener.id)
+                    continue
                 self.servers[listener.id] = await self._bind(listener)
         except BaseException:
             await self.stop()
@@ -86,6 +106,10 @@ class SmtpServer:
         of them when `hostname` changes). Sessions in progress finish on their old settings:
         closing a listening socket does not end the connections it accepted. If a new listener
         cannot bind, the ones closed are bound again and the error propagates."""
+        if self.sockets is not None:
+            # The supervisor binds the new sockets and starts receivers on them (this one
+            # finishes its sessions and exits): nothing to change in place.
+            return
         old_hostname = self.hostname
         rebuild_all = hostname is not None and hostname != old_hostname
         if not self._running:  # not started (or stopped): start() binds these
@@ -121,6 +145,9 @@ class SmtpServer:
                 log.info("SMTP listener %s removed", listener_id)
 
     async def _bind(self, listener: Listener, *, change: bool = False) -> asyncio.AbstractServer:
+        if self.sockets is not None:
+            return await asyncio.get_running_loop().create_server(
+                self._factory(listener), sock=self.sockets[listener.id], start_serving=True)
         server = await asyncio.get_running_loop().create_server(
             self._factory(listener), host=listener.address, port=listener.port,
             reuse_port=self.reuse_port or None, start_serving=True,
@@ -149,7 +176,6 @@ class SmtpServer:
         handler = Handler(
             listener=listener, hostname=self.hostname, flow=self.flow, intake=self.intake,
             authenticate=self._authenticate, on_enqueued=self.on_enqueued, clock=self.clock,
-            phases=self.phases,
             # A listener without a script runs the built-in DefaultFlow, which never blocks:
             # calling it inline spares a thread hand-off per stage.
             flow_threads=self._flow_threads if listener.script else None,
@@ -240,11 +266,17 @@ class CoalescedKick:
 def component(node: Node) -> SmtpServer:
     """The SMTP part of a node (see appliance.wiring)."""
     config = node.config
-    return SmtpServer(
+    smtp_role = getattr(node, "role", "node") == "smtp"
+    server = SmtpServer(
         store=node.store, intake=Intake(node.store, node.spool), listeners=list(config.listeners),
         hostname=config.node.hostname, tls_dir=node.settings.tls_dir, flow=node.flow,
         on_enqueued=CoalescedKick(node.notify_enqueued),
+        sockets=node.listen_sockets if smtp_role else None,
+        # Each receiver holds its share of the per-address and total session caps.
+        processes=(config.smtp.processes or os.cpu_count() or 1) if smtp_role else 1,
         throttle=ThrottlePolicy(per_user=config.api.auth_failures_before_throttle,
                                 per_address=config.api.auth_failures_per_address,
                                 window=config.api.auth_window, block=config.api.auth_block),
     )
+    node.subscribe(server)
+    return server

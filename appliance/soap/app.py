@@ -114,8 +114,7 @@ class ApplianceApplication(Application):  # type: ignore[misc]
         return self._api_auth_script() is not None
 
     def _api_auth_script(self) -> Any:
-        policy = getattr(self.node.node, "policy", None) if self.node is not None else None
-        return getattr(policy, "api_auth", None)
+        return self.node.api_auth() if self.node is not None else None
 
     def _script_allows(self, ctx: Any, principal: Principal, operation: str) -> bool:
         """The api-auth script's decision, if one is configured: True allows the call outright,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -16,8 +17,15 @@ import appliance
 from appliance import hql
 from appliance.access import audit
 from appliance.access.levels import AccessLevel
+from appliance.cluster.configservice import ConfigService
+from appliance.cluster.service import ClusterService
+from appliance.commands.runner import Runner
+from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.db.models import AuditRecord
+from appliance.policy.apiauth import ApiAuthScript
+from appliance.stats.rates import Rates
+from appliance.stats.remote import RemoteRates
 from appliance.errors import ApplianceError, InvalidInput
 from appliance.queue.spool import Spool
 
@@ -39,7 +47,15 @@ class NodeContext:
     kick_delivery: Callable[[], None] | None = None  # wake the delivery service after a retry
     users_changed: Callable[[], None] | None = None  # drop cached credentials
     statement_timeout: float | None = 30.0  # seconds per store statement of a call (api.statement_timeout)
-    node: Any = None  # the wiring Node, for services that need more of it (stats, commands, ...)
+    # The node's other parts the services use; None where this node has none (a service
+    # then answers that the feature is not available here).
+    config_service: ConfigService | None = None
+    cluster_service: ClusterService | None = None
+    rates: Rates | RemoteRates | None = None  # live rate() windows (hslRate)
+    rrd_dir: Path | None = None  # graphs
+    commands: Runner | None = None
+    api_auth: Callable[[], ApiAuthScript | None] = lambda: None  # the api-auth script now
+    config: Callable[[], Config | None] = lambda: None  # the config the node runs now
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import ssl
 import threading
@@ -17,6 +18,7 @@ from spyne.server.wsgi import WsgiApplication
 from appliance.access.throttle import ThrottlePolicy
 from appliance.connlimits import ConditionLog, ConnectionCounter
 from appliance.errors import ApplianceError, Forbidden
+from appliance.config.schema import Config
 from appliance.soap.app import SERVICES, build_application
 from appliance.soap.auth import Authenticator
 from appliance.soap.calls import Call, NodeContext, Principal
@@ -25,6 +27,7 @@ from appliance.soap.limits import DeferredHandshakeAdapter, GuardedServer
 from appliance.soap.screen import Operations
 from appliance.soap.page import operations_page
 from appliance.soap.wsdl import interface_document
+from appliance.web.node import node_site
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ class SoapServer:
                  max_connections: int = 256, max_connections_per_address: int = 16,
                  header_timeout: float = 10.0, threads: int = 32, backlog: int = 256,
                  services: tuple[str, ...] = SERVICES, out_protocol: Any = None,
-                 wsdl_requires_auth: Callable[[], bool] = lambda: False) -> None:
+                 wsdl_requires_auth: Callable[[], bool] = lambda: False,
+                 site: Callable[[Any, Authenticator], Any] | None = None) -> None:
         if listen.scheme == "https" and tls_files is None:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
@@ -80,7 +84,9 @@ class SoapServer:
         self.connections = ConnectionCounter(
             total=max_connections, per_address=max_connections_per_address, name="API",
             log=ConditionLog(log))
-        self._server = GuardedServer((listen.host, listen.port), self.gateway, numthreads=threads,
+        # `site`: what else the listener serves beside /remote/ (health, metrics).
+        served = site(self.gateway, self.authenticator) if site is not None else self.gateway
+        self._server = GuardedServer((listen.host, listen.port), served, numthreads=threads,
                                      request_queue_size=backlog, server_name="appliance",
                                      gate=self.connections, header_timeout=header_timeout)
         # How often the accept loop looks up from select(): bounds how long stop() waits.
@@ -168,7 +174,14 @@ def component(node: Any) -> SoapServer:
             tls_files = ensure_certificate(node.settings.tls_dir, config.node.hostname)
     context = NodeContext(
         store=node.store, spool=node.spool, serial=node.serial, hostname=config.node.hostname,
-        started=node.started, kick_delivery=_kicker(node), node=node,
+        started=node.started, kick_delivery=_kicker(node),
+        config_service=getattr(node, "config_service", None),
+        cluster_service=getattr(node, "cluster_service", None),
+        rates=node.stats.rates if getattr(node, "stats", None) is not None else None,
+        rrd_dir=node.settings.rrd_dir,
+        commands=getattr(node, "commands", None),
+        api_auth=lambda: policy.api_auth if (policy := getattr(node, "policy", None)) else None,
+        config=lambda: with_bound_ports(node.config_provider(), node.settings.data_dir),
         statement_timeout=config.api.statement_timeout,
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
@@ -180,7 +193,25 @@ def component(node: Any) -> SoapServer:
                       max_connections_per_address=config.api.max_connections_per_address,
                       header_timeout=config.api.header_timeout,
                       # read per request, so a config revision switches it without a restart
-                      wsdl_requires_auth=lambda: bool(node.config.api.wsdl_requires_auth))
+                      wsdl_requires_auth=lambda: bool(node.config.api.wsdl_requires_auth),
+                      site=lambda gateway, auth: node_site(
+                          gateway, auth, store=node.store, data_dir=node.settings.data_dir,
+                          spool_dir=node.settings.spool_dir, config=node.config_provider,
+                          config_applied=lambda: _config_applied(node)))
+
+
+def _config_applied(node: Any) -> bool:
+    """The newest committed revision is the one this process runs (a refused revision, or one
+    not yet picked up, is not). Unknown while the config store is away: the node runs on its
+    last good revision then, which is what it is meant to do."""
+    holder, service = getattr(node, "config_holder", None), getattr(node, "config_service", None)
+    if holder is None or service is None:
+        return True
+    try:
+        newest = service.log(0, 1)
+    except Exception:
+        return True
+    return not newest or newest[0].id == holder.running.revision
 
 
 def throttle_policy(api: Any) -> ThrottlePolicy:
@@ -199,3 +230,15 @@ def _kicker(node: Any) -> Any:
     return kick
 
 
+def with_bound_ports(config: Config, data_dir: Path) -> Config:
+    """The config with listeners configured on port 0 showing the port they got: in a node of
+    processes the supervisor binds them and publishes the ports in run/ports.json."""
+    if not any(lst.port == 0 for lst in config.listeners):
+        return config
+    try:
+        bound = json.loads((Path(data_dir) / "run" / "ports.json").read_text()).get("smtp", {})
+    except (OSError, ValueError):
+        return config
+    listeners = [lst.model_copy(update={"port": int(bound[lst.id])})
+                 if lst.port == 0 and lst.id in bound else lst for lst in config.listeners]
+    return config.model_copy(update={"listeners": listeners})

@@ -38,7 +38,7 @@ def filler(cls: type[M]) -> Callable[[dict[str, Any]], M]:
     def make(values: dict[str, Any]) -> M:
         if values.keys() != names:
             raise TypeError(f"{cls.__name__} fields differ: {sorted(names ^ values.keys())}")
-        inst = cls.__new__(cls)
+        inst: M = object.__new__(cls)
         inst.__dict__.update(values)
         return inst
 

@@ -12,6 +12,7 @@ from appliance.db.engine import Store
 from appliance.stats.counters import Counters
 from appliance.stats.flusher import StatsFlusher
 from appliance.stats.rates import Rates
+from appliance.stats.remote import RemoteRates, rates_path
 from appliance.stats.sampler import Sampler
 from appliance.stats.sources import CounterGraph, Probe
 from appliance.stats.updater import GraphUpdater
@@ -34,19 +35,28 @@ class StatsComponent:
     store here; the flusher writes new hits behind): hslRate should read `rates.list()`."""
 
     def __init__(self, store: Store, rrd_dir: Path, config: Config, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, rates: RemoteRates | None = None,
+                 graphs: bool = True) -> None:
+        """`rates`: another process owns the node's rate() windows (this one asks it, and its
+        flusher writes only this process's stat() batch); `graphs`: run the graph updater."""
         self.store = store
         self.rrd_dir = rrd_dir
         self.counters = Counters()
-        self.rates = Rates(store, clock=clock)
+        own = Rates(store, clock=clock) if rates is None else None
+        self.rates: Rates | RemoteRates = own if own is not None else rates  # type: ignore[assignment]
         self.stat = self.counters.stat
         self.rate = self.rates.rate
         probe = probe_for(store, config)
         self.flusher = StatsFlusher(store, self.counters, interval=config.stats.flush_interval,
-                                    rates=self.rates, clock=clock)
+                                    rates=own, clock=clock)
+        self.graphs = graphs
         self.updater = GraphUpdater(rrd_dir, probe, interval=config.stats.graph_interval,
                                     step=config.stats.rrd_step, clock=clock)
         self.sampler = Sampler(probe, storage=rrd_dir)
+
+    def apply(self, old: Config, new: Config) -> None:
+        """appliance.config.holder.Subscriber."""
+        self.on_config(new)
 
     def on_config(self, config: Config) -> None:
         """Intervals and graphed counters follow the config; the RRD step applies to new files."""
@@ -59,16 +69,24 @@ class StatsComponent:
     def start(self) -> None:
         self.rrd_dir.mkdir(parents=True, exist_ok=True)
         self.flusher.start()
-        self.updater.start()
+        if self.graphs:
+            self.updater.start()
 
     def stop(self) -> None:
-        self.updater.stop()
+        if self.graphs:
+            self.updater.stop()
         self.flusher.stop()
+        if isinstance(self.rates, RemoteRates):
+            self.rates.close()
 
 
 def component(node: Any) -> StatsComponent:
     """The wiring factory: also leaves the part on `node.stats` for policy, commands and SOAP."""
-    stats = StatsComponent(node.store, node.settings.rrd_dir, node.config)
+    role = getattr(node, "role", "node")
+    owner = role in ("node", "housekeeping")  # the one process that holds rate() windows
+    remote = None if owner else RemoteRates(rates_path(node.settings.data_dir))
+    stats = StatsComponent(node.store, node.settings.rrd_dir, node.config, rates=remote,
+                           graphs=owner)
     node.stats = stats
-    node.on_config_change(stats.on_config)
+    node.subscribe(stats)
     return stats

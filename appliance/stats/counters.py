@@ -141,7 +141,7 @@ def clear_stats(session: Session, key1: str = "", key2: str = "", key3: str = ""
         ).execution_options(synchronize_session=False)
     )
     session.flush()
-    return result.rowcount or 0
+    return _rowcount(result) or 0
 
 
 def sum_counts(session: Session, key1: str, key2: str = "", key3: str = "") -> int:
@@ -152,3 +152,8 @@ def sum_counts(session: Session, key1: str, key2: str = "", key3: str = "") -> i
         )
     )
     return int(total or 0)
+
+
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE/DELETE touched (execute() is typed as Result; DML gives a CursorResult)."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -123,6 +123,18 @@ class Rates:
         clear_rates(session, ns, entry)
         return sum(1 for k, w in gone.items() if w.seen(now, k[2]))
 
+    def forget(self, ns: str, entry: str = "") -> int:
+        """The memory half of `clear()`, for a caller in another process that deletes the
+        stored hits in its own transaction (this process must not wait for the write lock
+        that caller holds). A flush already under way may still store a few of the hits."""
+        now = self._clock()
+        with self._lock:
+            gone = {k: w for k, w in self._windows.items() if matches(k[0], ns) and matches(k[1], entry)}
+            for key in gone:
+                del self._windows[key]
+            self._pending = [p for p in self._pending if p[0] not in gone]
+        return sum(1 for k, w in gone.items() if w.seen(now, k[2]))
+
     def _put_back(self, windows: dict[RateKey, SlidingWindow], queued: Pending) -> None:
         """Undo a clear whose transaction rolled back (merging hits counted since)."""
         with self._lock:

@@ -105,7 +105,7 @@ class FanOut:
         active: dict[pycurl.Curl, tuple[Call, io.BytesIO, dict[str, str]]] = {}
         for call in calls:
             handle = self._idle.pop() if self._idle else pycurl.Curl()
-            buf, headers = io.BytesIO(), {}
+            buf, headers = io.BytesIO(), dict[str, str]()
             self._prepare(handle, call, buf, headers)
             self._multi.add_handle(handle)
             active[handle] = (call, buf, headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 import tomllib
 from pathlib import Path
 
@@ -15,7 +16,7 @@ class SettingsError(ValueError):
     pass
 
 
-def load_nodes(path: str | None, *, env: dict[str, str] | None = None) -> list[NodeSpec]:
+def load_nodes(path: str | None, *, env: Mapping[str, str] | None = None) -> list[NodeSpec]:
     """Nodes from `path` (or $APPLIANCECTL_CONFIG, or ~/.config/appliancectl.toml), else from
     $APPLIANCECTL_NODES (comma-separated URLs) with $APPLIANCECTL_USER / $APPLIANCECTL_PASSWORD.
 
@@ -29,19 +30,19 @@ def load_nodes(path: str | None, *, env: dict[str, str] | None = None) -> list[N
         name = "mx1"
         url = "https://10.0.0.5:8443/remote/"
     """
-    env = os.environ if env is None else env
-    chosen = path or env.get("APPLIANCECTL_CONFIG")
+    env_: Mapping[str, str] = os.environ if env is None else env
+    chosen = path or env_.get("APPLIANCECTL_CONFIG")
     file = Path(chosen).expanduser() if chosen else DEFAULT_PATH.expanduser()
     if chosen or file.exists():
         return _from_file(file)
-    urls = [u.strip() for u in env.get("APPLIANCECTL_NODES", "").split(",") if u.strip()]
+    urls = [u.strip() for u in env_.get("APPLIANCECTL_NODES", "").split(",") if u.strip()]
     if not urls:
         raise SettingsError("no nodes: write ~/.config/appliancectl.toml or set APPLIANCECTL_NODES")
     return [
-        NodeSpec(url=u, username=env.get("APPLIANCECTL_USER", "admin"),
-                 password=env.get("APPLIANCECTL_PASSWORD", ""),
-                 verify=env.get("APPLIANCECTL_VERIFY", "1") not in ("0", "false", "no"),
-                 ca_file=env.get("APPLIANCECTL_CA_FILE") or None)
+        NodeSpec(url=u, username=env_.get("APPLIANCECTL_USER", "admin"),
+                 password=env_.get("APPLIANCECTL_PASSWORD", ""),
+                 verify=env_.get("APPLIANCECTL_VERIFY", "1") not in ("0", "false", "no"),
+                 ca_file=env_.get("APPLIANCECTL_CA_FILE") or None)
         for u in urls
     ]
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.postgres import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,14 +32,32 @@ def wait_for_port(port: int, *, proc: subprocess.Popen[bytes] | None = None,
             time.sleep(0.05)
 
 
-def _soap_is_wired() -> bool:
-    from appliance.wiring import COMPONENT_FACTORIES
+def read_ports(data_dir: Path, *, proc: subprocess.Popen[bytes] | None = None,
+               timeout: float = 90.0) -> dict[str, object]:
+    """Poll for the `run/ports.json` a node's supervisor writes once every child is ready
+    (ports it really got, with port 0 configured); fail early if `proc` died."""
+    import json
 
-    return any(".soap" in spec for spec in COMPONENT_FACTORIES)
+    path = Path(data_dir) / "run" / "ports.json"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ports = json.loads(path.read_text())
+            if proc is None or ports.get("pid") == proc.pid:
+                return dict(ports)
+        except (OSError, ValueError):
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"node exited with {proc.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {path} within {timeout} s")
+        time.sleep(0.05)
 
 
 class RunningNode:
-    """`python -m appliance run` on loopback with its own data dir, an admin user, free ports."""
+    """`python -m appliance run` on loopback with its own data dir and an admin user. It binds
+    port 0 and reads the ports it got from run/ports.json, so `smtp_port`/`soap_url` are set
+    by `start()` (and change across a restart)."""
 
     def __init__(self, tmp_path: Path, *, database_url: str | None = None,
                  config_text: str | None = None, relay: tuple[str, int] | str | None = None,
@@ -53,9 +70,10 @@ class RunningNode:
             self.config_path.write_text(config_text)
         self.relay = f"{relay[0]}:{relay[1]}" if isinstance(relay, tuple) else relay
         self.extra_args = list(extra_args)
-        self.smtp_port = free_port()
-        self.soap_port = free_port()
-        self.soap_url = f"http://127.0.0.1:{self.soap_port}/remote/"
+        self.smtp_port = 0
+        self.soap_port = 0
+        self.soap_url = ""
+        self.ports: dict[str, object] = {}
         self.admin_password = secrets.token_urlsafe(12)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = Path(tmp_path) / "node-output.log"
@@ -84,20 +102,27 @@ class RunningNode:
             if done.returncode != 0:
                 raise RuntimeError(f"user add failed: {done.stderr}")
             self._created = True
-        argv = [*self._base(), "run", "--smtp-listen", f"127.0.0.1:{self.smtp_port}",
-                "--soap-listen", f"http://127.0.0.1:{self.soap_port}"]
+        argv = [*self._base(), "run", "--smtp-listen", "127.0.0.1:0",
+                "--soap-listen", "http://127.0.0.1:0"]
         if self.relay:
             argv += ["--relay", self.relay]
         if self.config_path is not None:
             argv += ["--config", str(self.config_path)]
         argv += self.extra_args
         with open(self.log_path, "ab") as out:
+            # Its own process group: kill() can take the supervisor and every child at once.
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env=self._env(), cwd=REPO)
+                                         env=self._env(), cwd=REPO, start_new_session=True)
         try:
+            self.ports = read_ports(self.data_dir, proc=self.proc)
+            smtp = self.ports["smtp"]
+            assert isinstance(smtp, dict)
+            self.smtp_port = int(next(iter(smtp.values())))
+            self.soap_port = int(str(self.ports["api_port"]))
+            self.soap_url = str(self.ports.get("api_url") or
+                                f"http://127.0.0.1:{self.soap_port}/remote/")
             wait_for_port(self.smtp_port, proc=self.proc)
-            if _soap_is_wired():
-                wait_for_port(self.soap_port, proc=self.proc)
+            wait_for_port(self.soap_port, proc=self.proc)
         except Exception as exc:
             self.kill()
             raise RuntimeError(f"{exc}\n--- node output ---\n{self.output()}") from exc
@@ -115,20 +140,54 @@ class RunningNode:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         code = self.proc.returncode
+        self._wait_group_gone(self.proc.pid)
         self.proc = None
         return code
 
+    def children(self) -> dict[str, int]:
+        """The node's child processes now: name ("appliance smtp 1", ...) -> pid."""
+        if self.proc is None:
+            return {}
+        found: dict[str, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            if ppid == self.proc.pid:
+                found[cmdline.replace(b"\0", b" ").decode(errors="replace").strip()] = int(entry.name)
+        return found
+
     def kill(self) -> None:
-        """SIGKILL: the crash case."""
+        """SIGKILL to the whole process group: the crash case."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
+        self._wait_group_gone(self.proc.pid)
         self.proc = None
+
+    @staticmethod
+    def _wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
+        """Children die with the supervisor (PR_SET_PDEATHSIG); wait until none is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
     def __enter__(self) -> "RunningNode":
         return self.start()

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from p1_postfix import Postfix, available as postfix_available  # noqa: E402
+from proctree import cpu_seconds  # noqa: E402
 
 
 def free_port() -> int:
@@ -51,17 +52,34 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
             time.sleep(0.05)
 
 
-def start_node(base: Path, relay_port: int, database: str | None) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def start_node(base: Path, relay_port: int, database: str | None,
+               config: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """`appliance run` on port 0; the port it got comes from its run/ports.json."""
     data_dir = base / "node"
     argv = [sys.executable, "-m", "appliance", "run", "--data-dir", str(data_dir),
-            "--smtp-listen", f"127.0.0.1:{port}", "--soap-listen", f"http://127.0.0.1:{free_port()}",
+            "--smtp-listen", "127.0.0.1:0", "--soap-listen", "http://127.0.0.1:0",
             "--relay", f"127.0.0.1:{relay_port}"]
     if database:
         argv += ["--database", database]
+    if config:
+        (base / "node.toml").write_text(config)
+        argv += ["--config", str(base / "node.toml")]
     log = open(base / "node.log", "wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    ports_file = data_dir / "run" / "ports.json"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            ports = json.loads(ports_file.read_text())
+            if ports.get("pid") == proc.pid:
+                break
+        except (OSError, ValueError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"node did not start: {(base / 'node.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+    port = int(next(iter(ports["smtp"].values())))
     wait_for_port(port, proc)
     return proc, port
 
@@ -79,18 +97,26 @@ def inject(port: int, *, count: int, size: int, sessions: int) -> float:
 
 
 def measure(systems: dict[str, int], *, count: int, rounds: int, sessions: list[int],
-            sizes: list[int]) -> list[dict[str, object]]:
+            sizes: list[int], roots: dict[str, int] | None = None) -> list[dict[str, object]]:
+    """`roots`: system -> root pid whose process tree's CPU time is charged to it."""
     rows: list[dict[str, object]] = []
+    roots = roots or {}
     for size in sizes:
         for n in sessions:
             samples: dict[str, list[float]] = {name: [] for name in systems}
+            cpu: dict[str, list[float]] = {name: [] for name in systems}
             for _ in range(rounds):
                 for name, port in systems.items():  # interleaved, so drift hits both alike
+                    before = cpu_seconds(roots[name]) if name in roots else 0.0
                     samples[name].append(inject(port, count=count, size=size, sessions=n))
+                    if name in roots:  # CPU ms per accepted message (the whole process tree)
+                        cpu[name].append((cpu_seconds(roots[name]) - before) * 1000 / count)
             row: dict[str, object] = {"size": size, "sessions": n, "count": count,
-                                      "samples": samples}
+                                      "samples": samples, "cpu_ms": cpu}
             for name in systems:
                 row[name] = statistics.median(samples[name])
+                if cpu[name]:
+                    row[f"{name}_cpu_ms"] = statistics.median(cpu[name])
             if "postfix" in systems:
                 row["ratio"] = float(row["node"]) / float(row["postfix"])  # type: ignore[arg-type]
             rows.append(row)
@@ -101,6 +127,7 @@ def measure(systems: dict[str, int], *, count: int, rounds: int, sessions: list[
 def print_row(row: dict[str, object], names: list[str]) -> None:
     cells = [f"{row['size'] // 1024:>4} KiB", f"{row['sessions']:>8}"]  # type: ignore[operator]
     cells += [f"{float(row[n]):>10.0f}" for n in names]  # type: ignore[arg-type]
+    cells += [f"{float(row.get(f'{n}_cpu_ms', 0)):>8.2f}" for n in names]  # type: ignore[arg-type]
     if "ratio" in row:
         cells.append(f"{float(row['ratio']):>7.2f}")  # type: ignore[arg-type]
     print("  ".join(cells), flush=True)
@@ -142,8 +169,13 @@ def main() -> int:
             systems["postfix"] = postfix.smtp_port
         print(f"P1 ingest: {args.count} messages per run, median of {args.rounds}, msgs/s")
         print("  ".join(["    size", "sessions", *[f"{n:>10}" for n in systems],
+                         *[f"{n[:4] + ' ms':>8}" for n in systems],
                          *(["  ratio"] if "postfix" in systems else [])]))
-        rows = measure(systems, count=args.count, rounds=args.rounds, sessions=sessions, sizes=sizes)
+        roots = {"node": node.pid}
+        if postfix is not None:
+            roots["postfix"] = postfix.master_pid()
+        rows = measure(systems, count=args.count, rounds=args.rounds, sessions=sessions,
+                       sizes=sizes, roots=roots)
         out = HERE / "results" / "p1_ingest.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps({

@@ -2,8 +2,8 @@
 
     python tools/bench/p1_phases.py [--count 300] [--sessions 1] [--size 1024] [--label after]
 
-Runs a whole node (every component, as `appliance run` composes it) in this process with a
-PhaseTimer on its SMTP listener, relaying to an smtp-sink, and drives it with smtp-source
+Runs a whole node (every component, in one process: `appliance.wiring.Node`) in this process,
+with timing wrapped around its phase functions from outside (phasetimer.instrument), relaying to an smtp-sink, and drives it with smtp-source
 (one message per SMTP session, like p1_ingest). Prints the median, p90 and mean of every phase
 and writes results/p1_phases-<label>.json.
 """
@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from p1_ingest import free_port, inject, wait_for_port  # noqa: E402
 
 from appliance.settings import Settings, default_database_url  # noqa: E402
-from appliance.smtp.phases import PhaseTimer  # noqa: E402
+from phasetimer import PhaseTimer, instrument  # noqa: E402
 from appliance.smtp.server import SmtpServer  # noqa: E402
 from appliance.wiring import Node  # noqa: E402
 
@@ -47,7 +47,7 @@ async def run(args: argparse.Namespace, base: Path, sink_port: int) -> dict[str,
     node.prepare()
     smtp = next(c for c in node.components if isinstance(c, SmtpServer))
     timer = PhaseTimer()
-    smtp.phases = timer
+    instrument(timer)
     await node.start()
     try:
         await asyncio.to_thread(wait_for_port, port)

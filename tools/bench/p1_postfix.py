@@ -46,6 +46,10 @@ class Postfix:
     def stop(self) -> None:
         self._run("postfix", "-c", str(self.conf), "stop", check=False)
 
+    def master_pid(self) -> int:
+        """The master process (its children are smtpd, cleanup, qmgr, smtp, ...)."""
+        return int((self.dir / "queue" / "pid" / "master.pid").read_text().split()[0])
+
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 

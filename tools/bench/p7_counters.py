@@ -6,7 +6,9 @@ References measured in the same run: an empty Python call, a bare dict increment
 written through to the store per call (what batching avoids). rate() is measured on its two
 hot paths (refused: the window is full; counted: below the limit, a new hit queued for the
 flusher) and, from 4 threads, on one shared key; the cost of writing the queued hits is
-measured apart (a flush of 10,000 hits, in ms). Writes tools/bench/results/p7_counters.json.
+measured apart (a flush of 10,000 hits, in ms). In a node of processes rate() is answered by
+the housekeeping process over a UNIX socket (appliance.stats.remote): that round trip is
+measured too, with the owner in another process as in a node. Writes tools/bench/results/p7_counters.json.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -104,6 +107,7 @@ def measure(calls: int, runs: int, store: Store) -> dict[str, float]:
         flushing.save()
         save.append((time.perf_counter_ns() - t) / 1e6)
     out["flush of 10000 rate hits (ms, not ns)"] = statistics.median(save)
+    out.update(measure_remote(max(2000, calls // 20), runs, store))
     lua = lua_loop(counters.stat)
     if lua is not None:
         out["stat() from Lua (lupa)"] = per_call(lua, calls, runs)
@@ -117,6 +121,43 @@ def measure(calls: int, runs: int, store: Store) -> dict[str, float]:
         flush.append((time.perf_counter_ns() - t) / 1e6)
     out["flush of 1000 keys (ms, not ns)"] = statistics.median(flush)
     return out
+
+
+def _serve(url: str, path: str, ready: Any) -> None:
+    from appliance.stats.remote import RateServer
+
+    owner = Store(url)
+    server = RateServer(Rates(owner), Path(path))
+    server.start()
+    ready.set()
+    threading.Event().wait()  # until terminated
+
+
+def measure_remote(calls: int, runs: int, store: Store) -> dict[str, float]:
+    """rate() as a receiver calls it: the owner (housekeeping) in another process."""
+    import multiprocessing
+
+    from appliance.stats.remote import RemoteRates
+
+    path = Path(tempfile.mkdtemp()) / "rates.sock"
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    owner = ctx.Process(target=_serve, args=(store.url, str(path), ready), daemon=True)
+    owner.start()
+    try:
+        ready.wait(60)
+        remote = RemoteRates(path)
+        remote.rate("bench", "full", 1, 3600)
+        out = {
+            "rate() remote owner, refused": per_call(loop(remote.rate, "bench", "full", 1, 3600), calls, runs),
+            "rate() remote owner, counted": per_call(loop(remote.rate, "bench", "open", 10**9, 3600), calls, runs),
+            "rate() remote owner, 4 threads": per_call(threaded(remote.rate, 4, "bench", "shared", 10**9, 3600), calls, runs),
+        }
+        remote.close()
+        return out
+    finally:
+        owner.terminate()
+        owner.join(10)
 
 
 def main() -> int:

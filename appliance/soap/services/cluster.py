@@ -72,9 +72,9 @@ class ClusterService(ServiceBase):  # type: ignore[misc]
 
 def _service(ctx: Any) -> ClusterOps:
     call: Call = ctx.udc
-    service = getattr(call.node.node, "cluster_service", None)
+    service = call.node.cluster_service
     if service is None:
         raise InvalidInput("clustering is not available on this node")
-    return service  # type: ignore[no-any-return]
+    return service
 
 

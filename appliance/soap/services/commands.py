@@ -94,10 +94,10 @@ class CommandService(ServiceBase):  # type: ignore[misc]
 
 
 def _runner(call: Call) -> Runner:
-    runner = getattr(call.node.node, "commands", None)
+    runner = call.node.commands
     if runner is None:
         raise InvalidInput("this node runs no commands")
-    return runner  # type: ignore[no-any-return]
+    return runner
 
 
 def _id(commandid: str | None) -> str:

@@ -6,10 +6,10 @@ from typing import Any
 
 from spyne import ComplexModel, Integer, Long, ServiceBase, Unicode, rpc
 
+from appliance.cluster.configservice import LOCAL_PREFIX
+from appliance.cluster.configservice import ConfigService as ConfigOps
 from appliance.config import secrets
 from appliance.config.flows import is_flow_key
-from appliance.config.service import LOCAL_PREFIX
-from appliance.config.service import ConfigService as ConfigOps
 from appliance.errors import InvalidInput
 from appliance.soap.app import MUTATING
 from appliance.soap.calls import Call, required
@@ -61,7 +61,7 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
     @rpc(_returns=ConfigKeys, _out_variable_name="result")
     def configKeys(ctx: Any) -> list[ConfigKey]:
         call: Call = ctx.udc
-        running = getattr(call.node.node, "config", None)
+        running = call.node.config()
         states, flows, local = _service(ctx).key_states(
             running.model_dump() if running is not None else {})
         effective = {s.key: s for s in states}
@@ -127,9 +127,9 @@ class ConfigService(ServiceBase):  # type: ignore[misc]
 
 def _service(ctx: Any) -> ConfigOps:
     call: Call = ctx.udc
-    service = getattr(call.node.node, "config_service", None)
+    service = call.node.config_service
     if service is None:
         raise InvalidInput("configuration is not available on this node")
-    return service  # type: ignore[no-any-return]
+    return service
 
 

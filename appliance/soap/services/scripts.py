@@ -64,7 +64,7 @@ class ScriptService(ServiceBase):  # type: ignore[misc]
 
 
 def _http_allow(call: Call) -> list[str] | tuple[str, ...]:
-    config = getattr(call.node.node, "config", None)
+    config = call.node.config()
     return config.policy.http_allow if config is not None else DEFAULT_ALLOW
 
 

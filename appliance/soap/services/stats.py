@@ -62,7 +62,7 @@ class StatsService(ServiceBase):  # type: ignore[misc]
                 limit: int | None) -> list[RateItem]:
         call: Call = ctx.udc
         page = {"offset": offset or 0, "limit": 100 if limit is None else limit}
-        rates = getattr(_stats(call), "rates", None)
+        rates = call.node.rates
         if rates is not None:  # the node's live windows, not the stored copy a flush behind
             rows = rates.list(ns or "", entry or "", **page)
         else:
@@ -76,7 +76,7 @@ class StatsService(ServiceBase):  # type: ignore[misc]
         call: Call = ctx.udc
         if not ns:
             raise InvalidInput("ns is required")
-        rates = getattr(_stats(call), "rates", None)
+        rates = call.node.rates
 
         def body(session: Session) -> Done[int]:
             # Through the node's engine when there is one, so its memory of full windows goes too.
@@ -96,12 +96,7 @@ class StatsService(ServiceBase):  # type: ignore[misc]
         return rrd.graph_file(_rrd_dir(ctx.udc), name)
 
 
-def _stats(call: Call) -> Any:
-    return getattr(call.node.node, "stats", None)
-
-
 def _rrd_dir(call: Call) -> Path:
-    node = call.node.node
-    if node is None:
+    if call.node.rrd_dir is None:
         raise InvalidInput("this node keeps no graphs")
-    return Path(node.settings.rrd_dir)
+    return call.node.rrd_dir

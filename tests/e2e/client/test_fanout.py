@@ -108,9 +108,10 @@ def test_gzip_requests_and_connection_reuse(three_nodes: list[RunningNode], wsdl
 def test_bad_certificate_is_a_per_node_tls_error(tmp_path: Path, three_nodes: list[RunningNode],
                                                  wsdl_file: Path) -> None:
     tls_node = RunningNode(tmp_path)
-    url = tls_node.soap_url.replace("http://", "https://")
-    tls_node.extra_args = ["--soap-listen", f"https://127.0.0.1:{tls_node.soap_port}"]
+    tls_node.extra_args = ["--soap-listen", "https://127.0.0.1:0"]
     with tls_node:
+        url = tls_node.soap_url
+        assert url.startswith("https://")
         cert = tls_node.data_dir / "tls" / "node.crt"
         strict = NodeSpec(url=url, username="admin", password=tls_node.admin_password, name="strict")
         trusted = NodeSpec(url=url, username="admin", password=tls_node.admin_password,

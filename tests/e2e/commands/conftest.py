@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,7 +101,7 @@ def make_api(tmp_path: Path, template: Path, *, resolver: DnsResolver | None = N
         hostname="node.test"), limits=limits)
     runner.start()
     context = NodeContext(store=store, spool=spool, serial="SERIAL-CMD", hostname="node.test",
-                          node=types.SimpleNamespace(commands=runner))
+                          commands=runner)
     server = SoapServer(context, Listen.parse("http://127.0.0.1:0"), max_request_bytes=1 << 20)
     server.start()
     api = CommandApi(server=server, store=store, spool=spool, kicks=[])

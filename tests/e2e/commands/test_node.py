@@ -7,6 +7,7 @@ import base64
 import json
 import shutil
 import smtplib
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -101,7 +102,13 @@ def test_searchlog_finds_a_delivered_messages_story_across_rotated_files(
         for qid, rcpt in zip(qids, ["a@dest.example", "b@other.example"]):
             [delivered] = [l for l in lines if f"delivered {msgid}:{qid} to <{rcpt}>" in l]
             assert "250 OK sink" in delivered
-        assert all(f" appliance[{node.proc.pid}]: appliance." in l for l in lines)
+        # One writer, several processes: each line names the child that logged it.
+        children = node.children()
+        assert all(re.search(r" appliance/(smtp-\d+|delivery|api|housekeeping)\[(\d+)\]: appliance\.", l)
+                   for l in lines)
+        assert {int(m.group(1)) for l in lines
+                for m in [re.search(r"\[(\d+)\]: ", l)] if m} <= set(children.values())
+        assert any(" appliance/delivery[" in l for l in lines)
         times = [line_time(l.encode()) for l in lines]
         # In file order; threads may stamp a record a moment before another one they write first.
         assert all(t is not None and t >= before - 1 for t in times)

@@ -9,7 +9,8 @@ from appliance.delivery.service import DeliveryService
 from appliance.policy.flow import DefaultFlow
 from appliance.queue.spool import Spool
 from appliance.stats.metrics import Instruments
-from tests.e2e.delivery.conftest import FakeResolver, enqueue, make_config, queue_rows, until
+from tests.e2e.delivery.conftest import FakeResolver, enqueue, make_config, queue_rows
+from tests.support.wait import wait_until_async as until
 from tests.e2e.delivery.sink import Sink
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from appliance.cluster.service import ClusterService
 from appliance.cluster.shared import StoreRouter
-from appliance.config.service import ConfigService
-from appliance.config.watcher import initial_running
+from appliance.cluster.configservice import ConfigService
+from appliance.cluster.watcher import initial_running
 from appliance.db.engine import Store
 from appliance.db.schema import upgrade
 from appliance.errors import Conflict, NotFound

@@ -8,8 +8,8 @@ from appliance.cluster.shared import StoreRouter
 from appliance.config.document import ConfigError
 from appliance.config.holder import ConfigHolder
 from appliance.config.schema import Config
-from appliance.config.service import ConfigService
-from appliance.config.watcher import ConfigWatcher, initial_running
+from appliance.cluster.configservice import ConfigService
+from appliance.cluster.watcher import ConfigWatcher, initial_running
 from appliance.db.engine import Store
 
 

@@ -11,7 +11,7 @@ from appliance.config.schema import QueueSection
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.delivery.outcomes import Fate, Outcome, decide, record
-from appliance.delivery.replies import Reply
+from appliance.replies import Reply
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
 from appliance.types import Envelope, NewMessage

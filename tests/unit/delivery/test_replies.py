@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.delivery.replies import Kind, Reply, classify, connection_error, dsn_status, enhanced_status
+from appliance.replies import Kind, Reply, classify, connection_error, dsn_status, enhanced_status
 
 
 @pytest.mark.parametrize(

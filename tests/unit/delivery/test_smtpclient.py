@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from appliance.delivery.outbound import Outgoing, SessionError, SessionOptions, SmtpConnector
-from appliance.delivery.replies import Reply
+from appliance.replies import Reply
 from appliance.delivery.routing import Hop
 from appliance.delivery.smtpclient import (
     SmtpClient, SmtpConnectError, SmtpDisconnected, SmtpError, SmtpProtocolError, SmtpTimeout,

@@ -52,3 +52,15 @@ def test_later_connections_get_the_state_the_first_one_got(tmp_path: Path, auth:
     assert sorted(later._auth_methods) == (["LOGIN", "PLAIN"] if auth else [])
     assert later._smtp_methods["DATA"].__self__ is later  # bound to its own connection
     assert later.event_handler is first.event_handler
+
+
+def test_an_untested_aiosmtpd_release_is_refused_at_start() -> None:
+    import aiosmtpd
+    import pytest
+
+    from appliance.smtp.fastinit import TESTED_VERSIONS, check_version
+
+    assert aiosmtpd.__version__ in TESTED_VERSIONS
+    check_version()
+    with pytest.raises(RuntimeError, match="aiosmtpd 1.5.0 is not one of the versions"):
+        check_version("1.5.0")

@@ -67,8 +67,10 @@ class ConfigWatcher:
     """
 
     def __init__(self, router: StoreRouter, holder: ConfigHolder, serial: str, *,
-                 identity: Identity, clock: Callable[[], float] = time.time) -> None:
+                 identity: Identity, clock: Callable[[], float] = time.time,
+                 follower: bool = False) -> None:
         self.router = router
+        self.follower = follower  # applies revisions only: no heartbeat, no last-good record
         self.holder = holder
         self.serial = serial
         self._identity = identity
@@ -111,7 +113,8 @@ class ConfigWatcher:
         try:
             shared = self.router.shared(member.dsn)
             self._offer(shared, source=redacted(member.dsn))
-            self._heartbeat(shared, member)
+            if not self.follower:
+                self._heartbeat(shared, member)
         except StoreUnavailable as exc:
             if not self._outage:
                 log.warning("shared config store unreachable, running revision %d: %s",
@@ -129,7 +132,8 @@ class ConfigWatcher:
             self.holder.refuse(self.holder.running.revision + 1, f"node overrides: {exc}")
             return
         before = self.holder.running
-        if self.holder.offer(revision, text) and self.holder.running is not before:
+        if self.holder.offer(revision, text) and self.holder.running is not before \
+                and not self.follower:
             with self.router.local.transaction() as session:
                 local_state.set_last_good(session, LastGood(revision=revision, text=text,
                                                             source=source))

@@ -19,8 +19,8 @@ from appliance.cluster.service import ClusterService
 from appliance.cluster.shared import StoreRouter
 from appliance.config.document import ConfigError, parse
 from appliance.config.revisions import text_get
-from appliance.config.service import ConfigService
-from appliance.config.watcher import initial_running
+from appliance.cluster.configservice import ConfigService
+from appliance.cluster.watcher import initial_running
 from appliance.db.engine import Store
 from appliance.db.models import NodeInfo
 

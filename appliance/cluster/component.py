@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -9,10 +10,9 @@ from typing import Any
 
 from appliance.cluster.service import ClusterService
 from appliance.cluster.shared import StoreRouter
-from appliance.config.appliers import NodeConfig
 from appliance.config.holder import ConfigHolder
-from appliance.config.service import ConfigService
-from appliance.config.watcher import ConfigWatcher, initial_running
+from appliance.cluster.configservice import ConfigService
+from appliance.cluster.watcher import ConfigWatcher, initial_running
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +24,35 @@ def component(node: Any) -> ConfigWatcher:
     services and other parts. Must come before the parts that read `node.config` when built.
     """
     router = StoreRouter(node.store)
+    # In a node of processes only housekeeping speaks for the node in the cluster (heartbeats,
+    # last good revision, joining); the other children only follow the revisions.
+    leader = getattr(node, "role", "node") in ("node", "housekeeping")
     path: Path | None = node.settings.config_path
     file_text = Path(path).read_text(encoding="utf-8") if path is not None else None
     running = initial_running(router, node.serial, file_text=file_text)
     holder = ConfigHolder(running)
-    node.set_config(running.config)
-    holder.subscribe(NodeConfig(node))
+    node.follow(holder)
 
     def identity() -> tuple[str, str]:
         return holder.config.node.name, _public_url(node, holder)
 
-    watcher = ConfigWatcher(router, holder, node.serial, identity=identity, clock=time.time)
-    node.config_holder = holder
-    node.config_service = ConfigService(router, node.serial, on_commit=watcher.wake)
+    watcher = ConfigWatcher(router, holder, node.serial, identity=identity, clock=time.time,
+                            follower=not leader)
+    if hasattr(node, "on_config_changed"):
+        node.on_config_changed(watcher.wake)
+    def committed() -> None:
+        watcher.wake()
+        announce = getattr(node, "announce", None)
+        if announce is not None:  # the other processes of the node look at once too
+            announce("config")
+
+    node.config_service = ConfigService(router, node.serial, on_commit=committed)
     node.cluster_service = ClusterService(
         router, node.serial, identity, running_revision=lambda: holder.running.revision,
         stale_after=running.config.cluster.stale_after, on_change=watcher.wake,
     )
-    _join_from_config(node, running.config.cluster.dsn)
+    if leader:
+        _join_from_config(node, running.config.cluster.dsn)
     log.info("running config revision %d", running.revision)
     return watcher
 
@@ -50,8 +61,21 @@ def _public_url(node: Any, holder: ConfigHolder) -> str:
     api = holder.config.api
     if api.public_url:
         return api.public_url
+    reported = _reported_api_url(node)
+    if reported:
+        return reported
     listen = str(getattr(node, "soap_listen", "") or api.listen).rstrip("/")
     return f"{listen}/remote/"
+
+
+def _reported_api_url(node: Any) -> str:
+    """The API's URL as the supervisor last reported it (run/ports.json): with port 0 or in
+    another process, the address the API child really got."""
+    try:
+        ports = json.loads((Path(node.settings.data_dir) / "run" / "ports.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(ports.get("api_url") or "")
 
 
 def _join_from_config(node: Any, dsn: str) -> None:
