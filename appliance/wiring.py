@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
@@ -12,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 
@@ -27,6 +28,9 @@ from appliance.policy.flow import DefaultFlow, Flow
 from appliance.queue.spool import Spool
 from appliance.queue.store import release_all_leases
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.stats.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,15 @@ class Node:
         self._config_changed: list[Callable[[], None]] = []
         # Tells the supervisor something ("config": a revision was committed here).
         self.announce: Callable[[str], None] = lambda _kind: None
+
+    @functools.cached_property
+    def metrics(self) -> Instruments:
+        """This process's instruments (one set, shared by its parts). Made on first use: in a
+        node of processes the supervisor has chosen prometheus_client's multiprocess mode by
+        then, which is fixed when that library is imported."""
+        from appliance.stats.metrics import Instruments
+
+        return Instruments()
 
     # -- what components use -------------------------------------------------------------
     def config_provider(self) -> Config:
@@ -288,11 +301,10 @@ def read_serial(store: Store) -> str:
 def delivery_component(node: Node) -> Component:
     """The delivery service (appliance.delivery), kicked whenever SMTP queues mail."""
     from appliance.delivery.service import DeliveryService
-    from appliance.stats.metrics import Instruments
 
     service = DeliveryService(
         store=node.store, spool=node.spool, config=node.config_provider, flow=node.flow,
-        clock=time.time, metrics=Instruments(),
+        clock=time.time, metrics=node.metrics,
     )
     node.on_enqueued(service.kick)
     node.subscribe(service)  # workers and connection limits follow revisions

@@ -39,7 +39,7 @@ class PolicyComponent:
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self.cache = FlowCache(node_functions(node))
+        self.cache = FlowCache(node_functions(node), metrics=node.metrics)
         self.api_auth: ApiAuthScript | None = None
         self._api_auth_text: str | None = None
         self.use(node.config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.policy.flow import (
     DataResult, DefaultFlow, DeliveryInfo, DeliveryOutcome, Flow, SessionInfo, Verdict, relay_verdict,
@@ -14,6 +14,9 @@ from appliance.policy.relay import RelayRules
 from appliance.policy.functions import Functions
 from appliance.policy.sandbox import Limits, ScriptError
 from appliance.policy.scripted import SAFE_DEFAULTS, ScriptedFlow
+
+if TYPE_CHECKING:
+    from appliance.stats.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +108,11 @@ def script_key(text: str, limits: Limits) -> str:
 class FlowCache:
     """Compiled scripts by text hash: a new config revision recompiles only scripts that changed."""
 
-    def __init__(self, functions: Functions, *, limits: Limits = Limits()) -> None:
+    def __init__(self, functions: Functions, *, limits: Limits = Limits(),
+                 metrics: Instruments | None = None) -> None:
         self.functions = functions
         self.limits = limits
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._compiled: dict[str, ScriptedFlow | FailedFlow] = {}
         self.compilations = 0
@@ -119,8 +124,9 @@ class FlowCache:
         if found is not None:
             return found
         try:
-            flow: ScriptedFlow | FailedFlow = ScriptedFlow(text, name=script_id, functions=self.functions,
-                                                           limits=self.limits)
+            flow: ScriptedFlow | FailedFlow = ScriptedFlow(
+                text, name=script_id, functions=self.functions, limits=self.limits,
+                metrics=self.metrics)
         except ScriptError as exc:
             log.error("policy script %s cannot be used: %s", script_id, exc)
             flow = FailedFlow(script_id, str(exc))

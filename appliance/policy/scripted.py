@@ -25,14 +25,18 @@ import email.parser
 import email.policy
 import logging
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.policy.flow import (
     ACCEPT, DataResult, Decision, DeliveryInfo, DeliveryOutcome, SessionInfo, Verdict,
 )
 from appliance.policy.functions import Bindings, Functions, RunContext
 from appliance.policy.sandbox import Limits, Sandbox, ScriptError, to_lua
+
+if TYPE_CHECKING:
+    from appliance.stats.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +108,10 @@ class ScriptedFlow:
     """One script, compiled once into a small pool of sandboxes (one per concurrent caller)."""
 
     def __init__(self, text: str, *, name: str, functions: Functions,
-                 limits: Limits = Limits(), max_idle: int = 8) -> None:
+                 limits: Limits = Limits(), max_idle: int = 8,
+                 metrics: Instruments | None = None) -> None:
         self.name = name
+        self.metrics = metrics
         self.text = text
         self.functions = functions
         self.limits = limits
@@ -125,6 +131,19 @@ class ScriptedFlow:
 
     def run(self, flow: str, ctx: RunContext, *args: Any, extra_memory: int = 0) -> Any:
         """Run handler `flow`; raise ScriptError on any failure (callers apply the safe default)."""
+        if self.metrics is None:
+            return self._run(flow, ctx, *args, extra_memory=extra_memory)
+        self.metrics.policy_runs.labels(flow).inc()
+        started = time.perf_counter()
+        try:
+            return self._run(flow, ctx, *args, extra_memory=extra_memory)
+        except ScriptError:
+            self.metrics.policy_errors.labels(flow).inc()
+            raise
+        finally:
+            self.metrics.policy_seconds.labels(flow).observe(time.perf_counter() - started)
+
+    def _run(self, flow: str, ctx: RunContext, *args: Any, extra_memory: int = 0) -> Any:
         with self._lock:
             pair = self._idle.pop() if self._idle else None
         sandbox, bindings = pair if pair is not None else self._build()

@@ -88,6 +88,7 @@ class Supervisor:
         self.settings = settings
         self.backoff = backoff
         self.run_dir = settings.data_dir / "run"
+        self._metrics: metrics.Instruments | None = None
         self.slots: list[Slot] = []
         self.bound: dict[str, Bound] = {}
         self.api_url = ""
@@ -256,7 +257,14 @@ class Supervisor:
                               _how(code), delay)
                 if slot.proc is None and slot.restart_at is not None and now >= slot.restart_at:
                     slot.restart_at = None
+                    self._instruments().process_restarts.labels(slot.role).inc()
                     self._spawn(slot)
+
+    def _instruments(self) -> metrics.Instruments:
+        """Made at the first restart, after prepare_multiprocess chose the mode."""
+        if self._metrics is None:
+            self._metrics = metrics.Instruments()
+        return self._metrics
 
     # -- children ------------------------------------------------------------------------
     def _spawn(self, slot: Slot) -> None:

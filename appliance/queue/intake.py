@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -24,6 +25,9 @@ from appliance.errors import StoreUnavailable
 from appliance.queue.spool import Spool
 from appliance.queue.store import enqueue, finish, get_entry
 from appliance.types import Action, NewMessage
+
+if TYPE_CHECKING:
+    from appliance.stats.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,10 @@ class Intake:
     """The committer: `submit()` from any thread, `start()`/`stop()` around the node's life."""
 
     def __init__(self, store: Store, spool: Spool, *, clock: Callable[[], float] = time.time,
-                 max_batch: int = 256, writers: int = 32) -> None:
+                 max_batch: int = 256, writers: int = 32,
+                 metrics: Instruments | None = None) -> None:
         self._store = store
+        self._metrics = metrics
         self._spool = spool
         self._clock = clock
         self._max_batch = max_batch
@@ -128,6 +134,8 @@ class Intake:
             self._fail(ready, exc)
             return
         self.batches += 1
+        if self._metrics is not None:
+            self._metrics.intake_batch.observe(len(ready))
         crashpoint.reached("intake.committed")  # entries committed, no 250 sent yet
         for item, result in zip(ready, results):
             item.future.set_result(result)
@@ -144,12 +152,17 @@ class Intake:
     def _spool_body(self, item: _Item) -> bool:
         if item.body is None or not item.message.envelope.recipients:
             return True
+        started = time.perf_counter() if self._metrics is not None else 0.0
         try:
             path = self._spool.write(item.message.msgid, item.body)
         except Exception as exc:
+            if self._metrics is not None:
+                self._metrics.store_errors.labels("smtp").inc()
             log.error("spooling %s failed: %s", item.message.msgid, exc)
             item.future.set_exception(exc)
             return False
+        if self._metrics is not None:
+            self._metrics.spool_fsync_seconds.observe(time.perf_counter() - started)
         item.message = dataclasses.replace(item.message, path=path)
         return True
 
@@ -160,6 +173,8 @@ class Intake:
             return [_store_one(session, item, now) for item in items]
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
+        if self._metrics is not None:
+            self._metrics.store_errors.labels("smtp").inc()
         log.error("queueing %d message(s) failed: %s", len(items), exc)
         for item in items:
             if item.message.path:

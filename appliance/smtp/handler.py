@@ -10,7 +10,7 @@ import uuid
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, AnyStr, TypeVar
 
 from aiosmtpd.smtp import SMTP, AuthResult
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -22,6 +22,7 @@ from appliance.queue.intake import Intake
 from appliance.smtp import replies
 from appliance.smtp.fastinit import Members, fast_init
 from appliance.smtp.limits import SessionLimits
+from appliance.stats.metrics import Instruments
 from appliance.smtp.message import (
     command_problem, crlf_lines, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
     subject_of,
@@ -66,6 +67,14 @@ def _help_of(base: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[
     return keep
 
 
+def _reason(reply: str) -> str:
+    """`554 5.7.1` of `554 5.7.1 Relay access denied`: the code and enhanced status (RFC 3463)."""
+    parts = reply.split(" ", 2)
+    if len(parts) > 1 and parts[1][:1].isdigit() and parts[1].count(".") == 2:
+        return f"{parts[0][:3]} {parts[1]}"
+    return reply[:3]
+
+
 class Protocol(SMTP):
     """One connection. Adds the connect-stage verdict and our session/envelope types."""
 
@@ -91,6 +100,9 @@ class Protocol(SMTP):
             if self.limits is not None:
                 self._refusal = self.limits.opened(self, transport)
         super().connection_made(transport)
+        metrics = self.event_handler.metrics
+        if before is None and metrics is not None:
+            metrics.smtp_sessions.labels(self.event_handler.listener.id).inc()
         if isinstance(before, ClientSession) and isinstance(self.session, ClientSession):
             # STARTTLS made a fresh session (RFC 3207 §4.2: forget HELO and AUTH); the client
             # and the connect-stage decisions stay.
@@ -100,6 +112,15 @@ class Protocol(SMTP):
             self.session.info = info
             self.session.quarantine = before.quarantine
             self.session.delete_all = before.delete_all
+
+    async def push(self, status: AnyStr) -> None:
+        """Every reply goes out here: 4xx and 5xx are counted by their code (the reason)."""
+        metrics = self.event_handler.metrics
+        if metrics is not None:
+            text = status if isinstance(status, str) else status.decode("ascii", "replace")
+            if text[:1] in ("4", "5"):
+                metrics.smtp_rejects.labels(self.event_handler.listener.id, _reason(text)).inc()
+        await super().push(status)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self.limits is not None:
@@ -173,8 +194,9 @@ class Handler:
     def __init__(self, *, listener: Listener, hostname: str, flow: Flow, intake: Intake,
                  authenticate: Authenticate, on_enqueued: Callable[[], None],
                  clock: Callable[[], float] = time.time,
-                 flow_threads: Executor | None = None) -> None:
+                 flow_threads: Executor | None = None, metrics: Instruments | None = None) -> None:
         self.listener = listener
+        self.metrics = metrics
         self.hostname = hostname
         self.flow = flow
         self.intake = intake

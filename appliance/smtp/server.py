@@ -22,6 +22,7 @@ from appliance.db.engine import Store
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
+from appliance.stats.metrics import Instruments
 from appliance.smtp.fastinit import Members, check_version, introspect
 from appliance.smtp.handler import Handler, Protocol
 from appliance.smtp.limits import SessionLimits, raise_descriptor_limit
@@ -43,10 +44,12 @@ class SmtpServer:
                  tls_dir: Path, flow: Flow, on_enqueued: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time, reuse_port: bool = False,
                  flow_threads: int = 8, throttle: ThrottlePolicy = ThrottlePolicy(),
-                 processes: int = 1, sockets: dict[str, socket.socket] | None = None) -> None:
+                 processes: int = 1, sockets: dict[str, socket.socket] | None = None,
+                 metrics: Instruments | None = None) -> None:
         """`sockets`: listening sockets bound by the supervisor, by listener id; this server
         then accepts on them and leaves binding (and rebinding on change) to it."""
         self.store = store
+        self.metrics = metrics
         self.intake = intake
         self.listeners = listeners
         self.hostname = hostname
@@ -179,6 +182,7 @@ class SmtpServer:
             # A listener without a script runs the built-in DefaultFlow, which never blocks:
             # calling it inline spares a thread hand-off per stage.
             flow_threads=self._flow_threads if listener.script else None,
+            metrics=self.metrics,
         )
         context = self._tls_context(listener) if listener.starttls else None
         excluded = [] if listener.auth else ["PLAIN", "LOGIN"]
@@ -267,8 +271,10 @@ def component(node: Node) -> SmtpServer:
     """The SMTP part of a node (see appliance.wiring)."""
     config = node.config
     smtp_role = getattr(node, "role", "node") == "smtp"
+    metrics = node.metrics
     server = SmtpServer(
-        store=node.store, intake=Intake(node.store, node.spool), listeners=list(config.listeners),
+        store=node.store, intake=Intake(node.store, node.spool, metrics=metrics),
+        listeners=list(config.listeners), metrics=metrics,
         hostname=config.node.hostname, tls_dir=node.settings.tls_dir, flow=node.flow,
         on_enqueued=CoalescedKick(node.notify_enqueued),
         sockets=node.listen_sockets if smtp_role else None,

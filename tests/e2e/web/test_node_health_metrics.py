@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import smtplib
 from pathlib import Path
 
@@ -67,6 +69,32 @@ def test_metrics_match_the_queue_and_health_answers(tmp_path: Path) -> None:
         ready = requests.get(_base(node) + "/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert "ok listener inbound: bound" in ready.text and "ok store: reachable" in ready.text
+
+        with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=30) as client:
+            client.ehlo("probe")
+            client.mail("a@example.org")
+            assert client.rcpt("r@[127.0.0.1]")[0] == 550  # address literals are refused
+        families = _families(node)
+
+        def total(name: str, sample: str, **labels: str) -> float:
+            return sum(s.value for s in families[name].samples  # type: ignore[attr-defined]
+                       if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()))
+
+        assert total("appliance_smtp_sessions", "appliance_smtp_sessions_total",
+                     listener="inbound") >= 2
+        assert total("appliance_smtp_rejects", "appliance_smtp_rejects_total",
+                     reason="550 5.7.1") == 1
+        assert total("appliance_intake_batch_messages", "appliance_intake_batch_messages_sum") == 3
+        assert total("appliance_spool_fsync_seconds", "appliance_spool_fsync_seconds_count") == 3
+
+        os.kill(node.children()["appliance delivery"], signal.SIGKILL)
+        wait_until(lambda: total_restarts(node) == 1, what="the restart counted")
+
+
+def total_restarts(node: RunningNode) -> float:
+    family = _families(node).get("appliance_process_restarts")  # absent until a first restart
+    return sum(s.value for s in getattr(family, "samples", ())
+               if s.name == "appliance_process_restarts_total" and s.labels["role"] == "delivery")
 
 
 @pytest.mark.postgres

@@ -232,3 +232,26 @@ def test_a_script_that_does_not_compile_defers_its_listener() -> None:
     assert isinstance(flow.flows["two"], FailedFlow)
     assert flow.rcpt_to(SessionInfo(listener="two", client_ip="x"), "r").code == 451
     assert flow.connect(SessionInfo(listener="two", client_ip="x")) == Verdict()
+
+
+def test_runs_errors_and_time_are_counted_per_stage() -> None:
+    from appliance.stats.metrics import Instruments
+
+    metrics = Instruments()
+    rec = Recorder()
+    flow = ScriptedFlow(
+        "function rcpt_to(s, r) return accept() end\n"
+        "function mail_from(s, sender) error('boom') end", name="t", metrics=metrics,
+        functions=Functions(counters=MemoryCounters(), rates=MemoryRates(), mailer=rec, queue=rec))
+    flow.rcpt_to(_session(), "r@example.com")
+    flow.rcpt_to(_session(), "q@example.com")
+    assert flow.mail_from(_session(), "a@b").decision == Decision.DEFER  # the safe default
+
+    def value(name: str, stage: str) -> float:
+        return metrics.registry.get_sample_value(name, {"stage": stage}) or 0.0
+
+    assert value("appliance_policy_runs_total", "rcpt_to") == 2
+    assert value("appliance_policy_errors_total", "rcpt_to") == 0
+    assert value("appliance_policy_runs_total", "mail_from") == 1
+    assert value("appliance_policy_errors_total", "mail_from") == 1
+    assert value("appliance_policy_seconds_count", "rcpt_to") == 2
