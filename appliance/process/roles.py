@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,21 @@ class ListenerCheck:
                 continue
             if held.get(listener.id) == listener.port:
                 continue  # the supervisor bound it already
-            _try_bind(listener.id, listener.address, listener.port)
+            try:
+                _try_bind(listener.id, listener.address, listener.port)
+            except ValueError:
+                # The supervisor follows the same revision and may have bound the port a moment
+                # before it publishes that in ports.json: only a port it does not list is a clash.
+                if not self._published(listener.id, listener.port):
+                    raise
+
+    def _published(self, listener_id: str, port: int, *, within: float = 5.0) -> bool:
+        deadline = time.monotonic() + within
+        while self._held().get(listener_id) != port:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _held(self) -> dict[str, int]:
         try:
