@@ -89,6 +89,7 @@ class Supervisor:
         self.backoff = backoff
         self.run_dir = settings.data_dir / "run"
         self._metrics: metrics.Instruments | None = None
+        self._router: StoreRouter | None = None
         self.slots: list[Slot] = []
         self.bound: dict[str, Bound] = {}
         self.api_url = ""
@@ -140,11 +141,9 @@ class Supervisor:
         from appliance.wiring import apply_overrides
 
         assert self.store is not None
-        router = StoreRouter(self.store)
-        try:
-            running: Running = initial_running(router, self.serial, file_text=file_text)
-        finally:
-            router.close()
+        if self._router is None:  # one for the node's life: the shared store is opened once
+            self._router = StoreRouter(self.store)
+        running: Running = initial_running(self._router, self.serial, file_text=file_text)
         return apply_overrides(running.config, self.settings)
 
     # -- running -------------------------------------------------------------------------
@@ -166,6 +165,8 @@ class Supervisor:
         finally:
             self._drain()
             self._write_ports(final=True)
+            if self._router is not None:
+                self._router.close()
             if self.store is not None:
                 self.store.dispose()
             if self._nodelog is not None:
