@@ -43,6 +43,16 @@ def descriptors(node: RunningNode) -> int:
                for pid in [node.proc.pid, *node.children().values()])
 
 
+def resident(node: RunningNode) -> int:
+    """Resident memory of the supervisor and every child, in bytes."""
+    assert node.proc is not None
+    total = 0
+    for pid in [node.proc.pid, *node.children().values()]:
+        with open(f"/proc/{pid}/status") as status:
+            total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    return total
+
+
 def flood(port: int, count: int, sources: int, first: int) -> list[socket.socket]:
     opened = []
     for i in range(count):
@@ -77,6 +87,7 @@ def test_flood_leaves_good_clients_served_and_descriptors_bounded(node: RunningN
     timed_mail(node)
     timed_api(node)
     baseline = descriptors(node)
+    memory = resident(node)
     smtp = flood(node.smtp_port, SMTP_FLOOD // 2, 1, 1)
     slow: list[socket.socket] = []
     try:
@@ -102,6 +113,10 @@ def test_flood_leaves_good_clients_served_and_descriptors_bounded(node: RunningN
     finally:
         for sock in smtp + slow:
             sock.close()
+    timed_mail(node)  # served after the flood too
+    grown = resident(node) - memory
+    print(f"resident memory of the node: {memory >> 20} MiB before the flood, {grown >> 20:+} MiB after")
+    assert grown < 64 << 20  # the flood's sessions are gone, and so is what they held
     lines = [line for line in node.output().splitlines() if "refusing more" in line]
     assert 1 <= len(lines) <= 5, lines
     assert "Traceback" not in node.output()
