@@ -161,18 +161,8 @@ class Node:
     # -- life cycle ----------------------------------------------------------------------
     def prepare(self) -> str | None:
         """Directories, schema, serial, stale leases, first admin. Returns a new admin password."""
-        for path in (self.settings.data_dir, self.settings.spool_dir, self.settings.log_dir,
-                     self.settings.tls_dir):
-            path.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.settings.database_url)
-        ensure_schema(self.store.engine)
+        self.store, self.serial, password = prepare_store(self.settings)
         self.spool = Spool(self.settings.spool_dir)
-        with self.store.transaction() as session:
-            self.serial = ensure_serial(session)
-            released = release_all_leases(session)
-            password = ensure_admin(session)
-        if released:
-            log.info("released %d leases left by a previous run", released)
         built = (_load(name)(self) for name in self._factories)
         self.components = [c for c in built if c is not None]
         return password
@@ -271,6 +261,24 @@ def apply_overrides(config: Config, settings: Settings) -> Config:
         transports[index] = transports[index].model_copy(update={"nexthop": nexthop})
         config = config.model_copy(update={"transports": transports})
     return config
+
+
+def prepare_store(settings: Settings, *extra_dirs: Path) -> tuple[Store, str, str | None]:
+    """A node's first steps: directories, schema, serial, leases left by an earlier run, the
+    first admin. Returns the store, the serial and a new admin password (None if there were
+    users already)."""
+    for path in (settings.data_dir, settings.spool_dir, settings.log_dir, settings.tls_dir,
+                 *extra_dirs):
+        path.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    ensure_schema(store.engine)
+    with store.transaction() as session:
+        serial = ensure_serial(session)
+        released = release_all_leases(session)
+        password = ensure_admin(session)
+    if released:
+        log.info("released %d leases left by a previous run", released)
+    return store, serial, password
 
 
 def ensure_serial(session: Any) -> str:

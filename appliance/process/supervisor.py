@@ -30,12 +30,10 @@ from appliance.config.holder import Running
 from appliance.config.schema import Config, Listener
 from appliance.cluster.watcher import initial_running
 from appliance.db.engine import Store
-from appliance.db.schema import ensure_schema
 from appliance.nodelog import NodeLog, syslog_address
 from appliance.process import child as child_mod
 from appliance.process.backoff import Backoff, RestartState, next_restart
 from appliance.process.logpipe import PipeReader
-from appliance.queue.store import release_all_leases
 from appliance.sdnotify import Notifier
 from appliance.stats import metrics
 from appliance.settings import Settings
@@ -113,23 +111,10 @@ class Supervisor:
     def prepare(self) -> str | None:
         """Directories, schema, serial, stale leases, first admin, config seed; returns a new
         admin password (printed once)."""
-        from appliance.wiring import ensure_admin, ensure_serial
+        from appliance.wiring import prepare_store
 
-        for path in (self.settings.data_dir, self.settings.spool_dir, self.settings.log_dir,
-                     self.settings.tls_dir, self.run_dir):
-            path.mkdir(parents=True, exist_ok=True)
-        try:
-            (self.run_dir / "ports.json").unlink()
-        except FileNotFoundError:
-            pass
-        self.store = Store(self.settings.database_url)
-        ensure_schema(self.store.engine)
-        with self.store.transaction() as session:
-            self.serial = ensure_serial(session)
-            released = release_all_leases(session)
-            password = ensure_admin(session)
-        if released:
-            log.info("released %d leases left by a previous run", released)
+        self.store, self.serial, password = prepare_store(self.settings, self.run_dir)
+        (self.run_dir / "ports.json").unlink(missing_ok=True)
         self.config = self._read_config(file_text=self._file_text())
         return password
 

@@ -32,22 +32,10 @@ class Spool:
         journal commit covers file and entry (the directory fsync then finds nothing to do on
         ext4, but still guarantees the entry on any POSIX file system).
         """
-        rel = f"{msgid[:2]}/{msgid}.eml"
-        final = self.root / rel
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        rel, final, fd = self._open_new(msgid)
         try:
             try:
-                fd = os.open(final, flags, 0o640)
-            except FileNotFoundError:
-                self._make_dir(final.parent)
-                fd = os.open(final, flags, 0o640)
-        except OSError as exc:
-            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -75,27 +63,30 @@ class Spool:
 
     def _create(self, msgid: str, data: bytes) -> str:
         """Write a body under its final name, closed but not yet fsync'd."""
-        rel = f"{msgid[:2]}/{msgid}.eml"
-        final = self.root / rel
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        rel, final, fd = self._open_new(msgid)
         try:
-            try:
-                fd = os.open(final, flags, 0o640)
-            except FileNotFoundError:
-                self._make_dir(final.parent)
-                fd = os.open(final, flags, 0o640)
-        except OSError as exc:
-            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         except OSError as exc:
             final.unlink(missing_ok=True)
             raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
         finally:
             os.close(fd)
         return rel
+
+    def _open_new(self, msgid: str) -> tuple[str, Path, int]:
+        """(spool path, file, descriptor) of a new body under its final name, created
+        exclusively (its subdirectory too, the first time)."""
+        rel = f"{msgid[:2]}/{msgid}.eml"
+        final = self.root / rel
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            try:
+                return rel, final, os.open(final, flags, 0o640)
+            except FileNotFoundError:
+                self._make_dir(final.parent)
+                return rel, final, os.open(final, flags, 0o640)
+        except OSError as exc:
+            raise StoreUnavailable(f"spool write failed: {exc.strerror or exc}") from exc
 
     def _make_dir(self, path: Path) -> None:
         path.mkdir(exist_ok=True)
@@ -270,6 +261,12 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _fsync_dir(path: Path) -> None:
