@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -39,12 +38,15 @@ def wake_listener(node: Any) -> WakeListener:
 
 
 class ListenerCheck:
-    """Housekeeping speaks for the node: a revision whose new SMTP listeners cannot be bound
-    here (another process holds the port) is refused, with the reason in the node's
-    heartbeat, instead of being reported as running while the supervisor cannot bind it."""
+    """Housekeeping speaks for the node: a revision whose new SMTP listeners this node's
+    supervisor cannot bind (another process holds the port) is refused, with the reason in the
+    node's heartbeat, instead of being reported as running while nothing listens. The
+    supervisor follows the same revision and publishes in run/ports.json what it bound, or
+    the listener set it could not bind; this waits for that answer."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, within: float = 30.0) -> None:
         self.ports_file = Path(data_dir) / "run" / "ports.json"
+        self.within = within
 
     def start(self) -> None:
         return None
@@ -54,46 +56,29 @@ class ListenerCheck:
 
     def apply(self, old: Config, new: Config) -> None:
         before = {(lst.id, lst.address, lst.port) for lst in old.listeners}
-        held = self._held()
-        for listener in new.listeners:
-            if (listener.id, listener.address, listener.port) in before or listener.port == 0:
-                continue
-            if held.get(listener.id) == listener.port:
-                continue  # the supervisor bound it already
-            try:
-                _try_bind(listener.id, listener.address, listener.port)
-            except ValueError:
-                # The supervisor follows the same revision and may have bound the port a moment
-                # before it publishes that in ports.json: only a port it does not list is a clash.
-                if not self._published(listener.id, listener.port):
-                    raise
-
-    def _published(self, listener_id: str, port: int, *, within: float = 5.0) -> bool:
-        deadline = time.monotonic() + within
-        while self._held().get(listener_id) != port:
+        wanted = [(lst.id, lst.port) for lst in new.listeners
+                  if (lst.id, lst.address, lst.port) not in before and lst.port != 0]
+        deadline = time.monotonic() + self.within
+        while wanted:
+            ports = self._ports()
+            held = ports.get("smtp") or {}
+            wanted = [(lid, port) for lid, port in wanted if held.get(lid) != port]
+            refused = ports.get("refused") or {}
+            if any([lid, port] in refused.get("listeners", []) for lid, port in wanted):
+                raise ValueError(str(refused.get("error") or "SMTP listeners cannot be bound"))
+            if not wanted:
+                return
             if time.monotonic() > deadline:
-                return False
+                raise ValueError(f"SMTP listener {wanted[0][0]} was not bound on port "
+                                 f"{wanted[0][1]} within {self.within:.0f} s")
             time.sleep(0.05)
-        return True
 
-    def _held(self) -> dict[str, int]:
+    def _ports(self) -> dict[str, Any]:
         try:
-            ports = json.loads(self.ports_file.read_text())
-            return {str(k): int(v) for k, v in ports.get("smtp", {}).items()}
-        except (OSError, ValueError, AttributeError):
+            value = json.loads(self.ports_file.read_text())
+        except (OSError, ValueError):
             return {}
-
-
-def _try_bind(listener_id: str, address: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # SO_REUSEADDR as the supervisor binds: only a socket listening there is a clash.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError as exc:
-            raise ValueError(f"SMTP listener {listener_id} cannot bind {address}:{port}: "
-                             f"{exc.strerror or exc}") from None
+        return value if isinstance(value, dict) else {}
 
 
 def listener_check(node: Any) -> ListenerCheck:

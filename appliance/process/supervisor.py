@@ -106,6 +106,7 @@ class Supervisor:
         self._reopen_log = False
         self._last_ping = 0.0
         self._unbindable: list[Listener] | None = None  # a listener set that could not bind
+        self._refused: dict[str, Any] | None = None  # ... as published in ports.json
 
     # -- preparing -----------------------------------------------------------------------
     def prepare(self) -> str | None:
@@ -325,6 +326,7 @@ class Supervisor:
             if self._ports_written is None and not all(s.ready for s in self.slots if not s.retiring):
                 return  # the first write says "ready": every child is
             ports = {"smtp": {lid: b.port for lid, b in self.bound.items()},
+                     "refused": self._refused,
                      "api_url": self.api_url, "api_port": self.api_port,
                      "pid": os.getpid(),
                      "children": {s.name: s.proc.pid for s in self.slots if s.proc is not None}}
@@ -378,10 +380,13 @@ class Supervisor:
                     b.sock.close()
             if self._unbindable != new.listeners:  # one line per refused change, not per look
                 log.error("listener change not applied, receivers keep the old sockets: %s", exc)
-            self._unbindable = new.listeners
+                self._unbindable = new.listeners
+                self._refused = {"listeners": [[lst.id, lst.port] for lst in new.listeners],
+                                 "error": f"SMTP listeners cannot be bound: {exc.strerror or exc}"}
+                self._write_ports()
             self.config = old
             return
-        self._unbindable = None
+        self._unbindable, self._refused = None, None
         with self._lock:
             old_bound, self.bound = self.bound, bound
             old_receivers = [s for s in self.slots if s.role == "smtp" and not s.retiring]
