@@ -163,9 +163,12 @@ def test_sighup_imports_the_config_file_and_a_new_listener_is_bound(tmp_path: Pa
             assert client.ehlo()[0] == 250
         with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=30) as client:
             assert client.noop()[0] == 250  # the first listener kept its socket
-        wait_until(lambda: before["appliance smtp 1"] not in node.children().values(), timeout=60)
-        now = node.children()
-        assert now["appliance smtp 1"] != before["appliance smtp 1"]  # rolled onto the new set
+        # Rolled onto the new set: the old receiver is gone and a new one has its name (a new
+        # child shows the name once it has set its process title).
+        now = wait_until(lambda: (lambda c: c if before["appliance smtp 1"] not in c.values()
+                                  and "appliance smtp 1" in c else None)(node.children()),
+                         timeout=60, what="the receivers rolled")
+        assert now["appliance smtp 1"] != before["appliance smtp 1"]
         assert now["appliance delivery"] == before["appliance delivery"]
 
 
