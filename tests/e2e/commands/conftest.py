@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,13 @@ def poll_until(client: zeep.Client, cid: str, text: bytes, *, timeout: float = 2
     return lf(out)
 
 
-def make_api(tmp_path: Path, template: Path, *, resolver: DnsResolver | None = None,
-             sampler: GraphSampler | None = None, limits: Limits = Limits()) -> tuple[CommandApi, SoapServer]:
+@contextlib.contextmanager
+def running_api(tmp_path: Path, template: Path, *, resolver: DnsResolver | None = None,
+                sampler: GraphSampler | None = None,
+                sampler_for: Callable[[Store], GraphSampler] | None = None,
+                limits: Limits = Limits()) -> Iterator[CommandApi]:
+    """A command runner behind a live SOAP server on a copy of the template store; stopped and
+    closed on leaving. `sampler_for` makes the sampler from that store."""
     db = tmp_path / "store.db"
     shutil.copy(template, db)
     store = Store(f"sqlite:///{db}")
@@ -96,6 +102,8 @@ def make_api(tmp_path: Path, template: Path, *, resolver: DnsResolver | None = N
     spool = Spool(tmp_path / "spool")
     log_dir = tmp_path / "log"
     log_dir.mkdir()
+    if sampler_for is not None:
+        sampler = sampler_for(store)
     runner = Runner(default_catalog(), CommandContext(
         log_dir=log_dir, spool=spool, store=store, resolver=resolver, sampler=sampler,
         hostname="node.test"), limits=limits)
@@ -106,15 +114,15 @@ def make_api(tmp_path: Path, template: Path, *, resolver: DnsResolver | None = N
     server.start()
     api = CommandApi(server=server, store=store, spool=spool, kicks=[])
     api.runner, api.log_dir = runner, log_dir
-    return api, server
-
-
-@pytest.fixture
-def capi(tmp_path: Path, template_db: Path) -> Iterator[CommandApi]:  # noqa: F811
-    api, server = make_api(tmp_path, template_db)
     try:
         yield api
     finally:
         server.stop()
-        api.runner.stop()
-        api.store.dispose()
+        runner.stop()
+        store.dispose()
+
+
+@pytest.fixture
+def capi(tmp_path: Path, template_db: Path) -> Iterator[CommandApi]:  # noqa: F811
+    with running_api(tmp_path, template_db) as api:
+        yield api

@@ -20,22 +20,17 @@ from appliance.queue import store as queue_store
 from appliance.stats.sampler import Sampler
 from appliance.stats.sources import Probe
 from appliance.types import Envelope, NewMessage, QueueState
-from tests.e2e.commands.conftest import CommandApi, make_api
+from tests.e2e.commands.conftest import CommandApi, running_api
 
 PHP_COMMANDS = Path(__file__).with_name("php_commands.php")
 
 
 @pytest.fixture
 def capi(tmp_path: Path, template_db: Path) -> Iterator[CommandApi]:
-    api, server = make_api(tmp_path, template_db)
-    # frozen dataclass: the real sampler over this store, the data dir for storage usage
-    api.runner.context.__dict__["sampler"] = Sampler(Probe(store=api.store), storage=tmp_path)
-    try:
+    # the real sampler over this store, the data dir for storage usage
+    with running_api(tmp_path, template_db,
+                     sampler_for=lambda store: Sampler(Probe(store=store), storage=tmp_path)) as api:
         yield api
-    finally:
-        server.stop()
-        api.runner.stop()
-        api.store.dispose()
 
 
 def seed(api: CommandApi) -> None:

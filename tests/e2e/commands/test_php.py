@@ -15,7 +15,7 @@ import pytest
 
 from appliance.commands.runner import Limits
 from appliance.nodelog import NodeLog
-from tests.e2e.commands.conftest import CommandApi, argv_bytes, lf, make_api
+from tests.e2e.commands.conftest import CommandApi, argv_bytes, lf, running_api
 from tests.unit.commands.test_network_commands import ZONE, FakeResolver, counting_sampler
 
 pytestmark = pytest.mark.skipif(shutil.which("php") is None, reason="php-cli is not installed")
@@ -23,14 +23,9 @@ pytestmark = pytest.mark.skipif(shutil.which("php") is None, reason="php-cli is 
 
 @pytest.fixture
 def capi(tmp_path: Path, template_db: Path) -> Iterator[CommandApi]:
-    api, server = make_api(tmp_path, template_db, resolver=FakeResolver(ZONE),
-                           sampler=counting_sampler, limits=Limits(max_output=50_000))
-    try:
+    with running_api(tmp_path, template_db, resolver=FakeResolver(ZONE),
+                           sampler=counting_sampler, limits=Limits(max_output=50_000)) as api:
         yield api
-    finally:
-        server.stop()
-        api.runner.stop()
-        api.store.dispose()
 
 
 def test_php_runs_every_command_and_reads_chunks(capi: CommandApi) -> None:

@@ -22,7 +22,7 @@ from appliance.stats.sampler import Sampler
 from appliance.stats.sources import Probe
 from appliance.types import QueueState
 from tests.e2e.commands.conftest import (
-    CommandApi, make_api, poll_to_end, poll_until, run_to_end,
+    CommandApi, running_api, poll_to_end, poll_until, run_to_end,
 )
 from tests.unit.commands.test_network_commands import ZONE, FakeResolver
 
@@ -30,15 +30,10 @@ from tests.unit.commands.test_network_commands import ZONE, FakeResolver
 @pytest.fixture
 def capi(tmp_path: Path, template_db: Path) -> Iterator[CommandApi]:
     """The live server with a fake DNS zone, the real sampler and a 64 kB output limit."""
-    api, server = make_api(tmp_path, template_db, resolver=FakeResolver(ZONE),
-                           limits=Limits(max_output=64_000))
-    api.runner.context.__dict__["sampler"] = Sampler(Probe(store=api.store))  # frozen dataclass
-    try:
+    with running_api(tmp_path, template_db, resolver=FakeResolver(ZONE),
+                     limits=Limits(max_output=64_000),
+                     sampler_for=lambda store: Sampler(Probe(store=store))) as api:
         yield api
-    finally:
-        server.stop()
-        api.runner.stop()
-        api.store.dispose()
 
 
 def fault_of(call: object, *args: object) -> tuple[str, str]:
