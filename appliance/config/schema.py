@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from appliance.mailauth.keys import check_domain, check_selector
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -236,6 +238,66 @@ class PolicySection(_Section):
         return out
 
 
+# RFC 6376 section 5.4.1: the fields a signer should cover (those present are signed).
+DKIM_HEADERS = [
+    "from", "sender", "reply-to", "subject", "date", "message-id", "to", "cc", "mime-version",
+    "content-type", "content-transfer-encoding", "content-id", "content-description",
+    "resent-date", "resent-from", "resent-sender", "resent-to", "resent-cc", "resent-message-id",
+    "in-reply-to", "references", "list-id", "list-help", "list-unsubscribe", "list-subscribe",
+    "list-post", "list-owner", "list-archive",
+]
+_FIELD_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 section 2.2
+# RFC 6376 section 5.4: fields a signature must not cover (changed in transit, or secret).
+_DKIM_NEVER = {"return-path", "received", "comments", "keywords", "bcc", "resent-bcc",
+               "dkim-signature"}
+
+
+class DkimDomain(_Section):
+    selector: str  # the key that signs this domain's mail (rotation: switch it here)
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        return check_selector(value)
+
+
+class DkimSection(_Section):
+    """Outbound DKIM signing (appliance.mailauth.sign); keys: `appliance dkim keygen`."""
+
+    enabled: bool = True
+    # "from": sign mail whose From domain has a key; "script": only what a policy script
+    # chooses with dkim_sign(domain, selector).
+    sign: Literal["from", "script"] = "from"
+    sign_dsn: bool = False  # also the node's own delivery status notifications
+    headers: list[str] = DKIM_HEADERS  # fields signed where present
+    oversign: list[str] = ["from"]  # signed once more, so a copy added in transit breaks it
+    canonicalization: Literal["relaxed/relaxed", "relaxed/simple", "simple/relaxed",
+                              "simple/simple"] = "relaxed/relaxed"
+    domains: dict[str, DkimDomain] = {}  # per signing domain: the active selector
+
+    @field_validator("headers", "oversign")
+    @classmethod
+    def _fields(cls, value: list[str]) -> list[str]:
+        out = [v.strip().lower() for v in value]
+        for name in out:
+            if not _FIELD_NAME.match(name):
+                raise ValueError(f"{name!r} is not a header field name")
+            if name in _DKIM_NEVER:
+                raise ValueError(f"the {name} field must not be signed (RFC 6376 section 5.4)")
+        return out
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: dict[str, DkimDomain]) -> dict[str, DkimDomain]:
+        return {check_domain(k): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _from_signed(self) -> "DkimSection":
+        if "from" not in self.headers:
+            raise ValueError("dkim headers must include from (RFC 6376 section 5.4)")
+        return self
+
+
 class Config(_Section):
     node: NodeSection = NodeSection()
     listeners: list[Listener] = [Listener(id="inbound", port=2525)]
@@ -248,6 +310,7 @@ class Config(_Section):
     smtp: SmtpSection = SmtpSection()
     policy: PolicySection = PolicySection()
     relay: RelaySection = RelaySection()
+    dkim: DkimSection = DkimSection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

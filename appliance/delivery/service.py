@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
+import threading
 import os
 import time
 import uuid
@@ -21,6 +23,7 @@ from appliance.delivery.outcomes import Fate, Outcome, decide, record
 from appliance.replies import Reply
 from appliance.delivery.routing import DnsResolver, Resolver, RouteError, hops_for
 from appliance.errors import InvalidInput, NotFound, StoreUnavailable
+from appliance.mailauth.sign import CHOICE_KEY, SIGNATURE_KEY, SignError, Signer, parse_choice
 from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
@@ -42,9 +45,11 @@ class DeliveryService:
         self, *, store: Store, spool: Spool, config: Callable[[], Config], flow: Flow,
         clock: Callable[[], float] = time.time, resolver: Resolver | None = None,
         connector: Connector | None = None, batch_size: int = 100, idle_timeout: float = 5.0,
-        stop_grace: float = 30.0, metrics: Instruments | None = None,
+        stop_grace: float = 30.0, metrics: Instruments | None = None, signer: Signer | None = None,
     ) -> None:
         self._store = store
+        self._signer = signer
+        self._sign_lock = threading.Lock()  # one signature per message across this process's workers
         self._metrics = metrics
         self._spool = spool
         self._config = config
@@ -226,8 +231,14 @@ class DeliveryService:
             dest = destination_for(transport=tid, nexthop=verdict.nexthop or transport.nexthop,
                                    rcpt_domain=entry.rcpt_domain, source_ip=verdict.source_ip)
             routed.setdefault(dest, []).append(entry)
+        signatures, unsaved = await self._sign(routed, meta, cfg)
+        if unsaved:
+            routed, held = _without(routed, unsaved)
+            now = self._clock()
+            reply = Reply(0, "4.3.0 the DKIM signature could not be recorded; retrying later")
+            outcomes += [decide(e, reply, queue=cfg.queue, now=now) for e in held]
         groups = list(routed.items())
-        results = await asyncio.gather(*(self._deliver(d, es, cfg) for d, es in groups))
+        results = await asyncio.gather(*(self._deliver(d, es, cfg, signatures) for d, es in groups))
         now = self._clock()
         for (_, entries), result in zip(groups, results):
             for entry in entries:
@@ -239,7 +250,8 @@ class DeliveryService:
                                            transfertime=r.transfertime))
         return outcomes
 
-    async def _deliver(self, dest: Destination, entries: list[QueueEntry], cfg: Config) -> dict[int, Result]:
+    async def _deliver(self, dest: Destination, entries: list[QueueEntry], cfg: Config,
+                       signatures: dict[str, bytes]) -> dict[int, Result]:
         transport = cfg.transport(dest.transport)
         assert self._resolver is not None
         try:
@@ -250,21 +262,81 @@ class DeliveryService:
         lanes = Lanes(
             pool=self.pool, dest=self.pool.for_destination(dest, transport.max_connections),
             hops=hops, options=_options(transport, cfg, dest),
-            max_messages=transport.max_messages_per_connection, read_bodies=self._read_bodies,
+            max_messages=transport.max_messages_per_connection,
+            read_bodies=functools.partial(self._read_bodies, signatures),
         )
         return await lanes.run(transactions(entries), transport.max_connections)
 
-    async def _read_bodies(self, paths: Sequence[str]) -> list[bytes | None]:
-        return await asyncio.to_thread(self._read_many, paths)
+    async def _read_bodies(self, signatures: dict[str, bytes], paths: Sequence[str]) -> list[bytes | None]:
+        return await asyncio.to_thread(self._read_many, paths, signatures)
 
-    def _read_many(self, paths: Sequence[str]) -> list[bytes | None]:
+    def _read_many(self, paths: Sequence[str], signatures: dict[str, bytes]) -> list[bytes | None]:
         out: list[bytes | None] = []
         for path in paths:
             try:
-                out.append(self._spool.read(path))
+                body = self._spool.read(path)
             except (NotFound, InvalidInput, FileNotFoundError):  # gone, or a path the spool refuses
                 out.append(None)
+                continue
+            signature = signatures.get(path)
+            out.append(body if signature is None else signature + body)
         return out
+
+    # -- DKIM signatures ------------------------------------------------------------------------
+    async def _sign(self, routed: dict[Destination, list[QueueEntry]], meta: dict[int, dict[str, str]],
+                    cfg: Config) -> tuple[dict[str, bytes], set[str]]:
+        """Each message's DKIM-Signature field by spool path: made once, on its first attempt,
+        and kept in its entries' metadata so that every retry and every recipient sends the
+        same one. Returns also the messages whose new signature could not be recorded."""
+        signatures: dict[str, bytes] = {}
+        todo: dict[str, QueueEntry] = {}
+        for entries in routed.values():
+            for entry in entries:
+                kept = meta.get(entry.id, {}).get(SIGNATURE_KEY)
+                if kept:
+                    signatures[entry.path] = kept.encode("ascii")
+                elif entry.msgid not in todo and self._signer is not None and self._signer.may_sign(
+                        choice=parse_choice(meta.get(entry.id, {}).get(CHOICE_KEY, "")),
+                        is_dsn=bool(entry.is_dsn), cfg=cfg.dkim):
+                    todo[entry.msgid] = entry
+        if not todo:
+            return signatures, set()
+        try:
+            made = await asyncio.to_thread(self._sign_new, todo, meta, cfg)
+        except StoreUnavailable as exc:
+            log.warning("delivery: DKIM signatures not recorded, deferring: %s", exc)
+            return signatures, set(todo)
+        for msgid, header in made.items():
+            signatures[todo[msgid].path] = header
+        return signatures, set()
+
+    def _sign_new(self, todo: dict[str, QueueEntry], meta: dict[int, dict[str, str]],
+                  cfg: Config) -> dict[str, bytes]:
+        assert self._signer is not None
+        made: dict[str, bytes] = {}
+        for msgid, entry in todo.items():
+            try:
+                body = self._spool.read(entry.path)
+            except (NotFound, InvalidInput, FileNotFoundError):
+                continue  # the attempt reports the missing body
+            choice = parse_choice(meta.get(entry.id, {}).get(CHOICE_KEY, ""))
+            try:
+                header = self._signer.signature(body, choice=choice, is_dsn=bool(entry.is_dsn),
+                                                cfg=cfg.dkim, now=self._clock())
+            except SignError as exc:
+                log.warning("delivery: %s not DKIM-signed: %s", msgid, exc)
+                continue
+            if header is not None:
+                made[msgid] = header
+        if not made:
+            return made
+        with self._sign_lock, self._store.transaction() as s:
+            # Another worker may have signed a message between our claim and now: keep its.
+            kept = q.message_metadata(s, made, SIGNATURE_KEY)
+            q.set_message_metadata(s, {m: h.decode("ascii") for m, h in made.items() if m not in kept},
+                                   SIGNATURE_KEY)
+        made.update({m: h.encode("ascii") for m, h in kept.items()})
+        return made
 
     # -- outcomes ---------------------------------------------------------------------------
     async def _finish(self, outcomes: list[Outcome], meta: dict[int, dict[str, str]], cfg: Config) -> None:
@@ -310,6 +382,16 @@ class DeliveryService:
 @dataclasses.dataclass(eq=False)
 class _Worker:
     retired: bool = False
+
+
+def _without(routed: dict[Destination, list[QueueEntry]], msgids: set[str]
+             ) -> tuple[dict[Destination, list[QueueEntry]], list[QueueEntry]]:
+    kept: dict[Destination, list[QueueEntry]] = {}
+    held: list[QueueEntry] = []
+    for dest, entries in routed.items():
+        for entry in entries:
+            (held if entry.msgid in msgids else kept.setdefault(dest, [])).append(entry)
+    return kept, held
 
 
 def _changed_transports(old: Config | None, new: Config) -> set[str]:

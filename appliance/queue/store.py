@@ -297,3 +297,30 @@ def counts_by_state(session: Session, *, where: ColumnElement[bool] | None = Non
 def _rowcount(result: object) -> int:
     """Rows an UPDATE/DELETE touched (execute() is typed as Result; DML gives a CursorResult)."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def message_metadata(session: Session, msgids: Iterable[str], key: str) -> dict[str, str]:
+    """`key`'s value per message (any of its queue entries holding it)."""
+    ids = list(msgids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(QueueEntry.msgid, QueueMetadata.value)
+        .join(QueueMetadata, QueueMetadata.entry_id == QueueEntry.id)
+        .where(QueueEntry.msgid.in_(ids), QueueMetadata.key == key)
+    )
+    return {msgid: value for msgid, value in rows}
+
+
+def set_message_metadata(session: Session, values: dict[str, str], key: str) -> None:
+    """Set `key` on every queue entry of each message (msgid -> value) that lacks it."""
+    if not values:
+        return
+    have = select(QueueMetadata.entry_id).where(QueueMetadata.key == key)
+    rows = session.execute(
+        select(QueueEntry.id, QueueEntry.msgid)
+        .where(QueueEntry.msgid.in_(list(values)), QueueEntry.id.not_in(have))
+    ).all()
+    if rows:
+        session.execute(insert(QueueMetadata),
+                        [{"entry_id": i, "key": key, "value": values[m]} for i, m in rows])
