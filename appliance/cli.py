@@ -1,4 +1,4 @@
-"""`appliance run | db upgrade | user add|list|delete|passwd` — the node's command line."""
+"""`appliance run | db upgrade | user add|list|delete|passwd | dkim …` — the node's command line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from appliance.access import users
 from appliance import cli_config as config_cli
+from appliance import cli_dkim as dkim_cli
 from appliance.config.document import ConfigError
 from appliance.db.engine import Store
 from appliance.db.schema import ensure_schema
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (backup, restore, doctor):
         _common(p, top=False)
     config_cli.add_commands(sub, _common)
+    dkim_cli.add_commands(sub, _common)
     return parser
 
 
@@ -215,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import doctor
 
             return doctor.main(settings)
+        if args.command == "dkim":
+            return dkim_cli.run(settings, args)
         if args.command in ("config", "cluster"):
             return config_cli.run(_open_store(settings), args)
         return cmd_user(settings, args)

@@ -33,6 +33,10 @@ class Settings:
     def tls_dir(self) -> Path:
         return self.data_dir / "tls"
 
+    @property
+    def dkim_key_dir(self) -> Path:
+        return self.data_dir / "keys" / "dkim"
+
 
 def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'appliance.db').resolve()}"

@@ -309,10 +309,12 @@ def read_serial(store: Store) -> str:
 def delivery_component(node: Node) -> Component:
     """The delivery service (appliance.delivery), kicked whenever SMTP queues mail."""
     from appliance.delivery.service import DeliveryService
+    from appliance.mailauth.keys import KeyStore
+    from appliance.mailauth.sign import Signer
 
     service = DeliveryService(
         store=node.store, spool=node.spool, config=node.config_provider, flow=node.flow,
-        clock=time.time, metrics=node.metrics,
+        clock=time.time, metrics=node.metrics, signer=Signer(KeyStore(node.settings.dkim_key_dir)),
     )
     node.on_enqueued(service.kick)
     node.subscribe(service)  # workers and connection limits follow revisions

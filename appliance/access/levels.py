@@ -17,8 +17,9 @@ from appliance.errors import Forbidden, NotFound
 # `metrics` may only scrape /metrics (and check its credentials): no SOAP operation at all.
 ROLES = ("admin", "readonly", "custom", "metrics")
 METRICS_ROLES = frozenset({"admin", "readonly", "metrics"})
-# Managing users is for admins only, whatever a custom level lists.
-ADMIN_ONLY = frozenset({"userList", "userAdd", "userDelete", "userPasswordSet"})
+# Managing users and the node's signing keys is for admins only, whatever a custom level lists.
+ADMIN_ONLY = frozenset({"userList", "userAdd", "userDelete", "userPasswordSet",
+                        "dkimKeyGenerate", "dkimKeyDelete"})
 # Every authenticated user may check its own credentials.
 ALWAYS = frozenset({"login"})
 # Operations that change nothing but run code the caller sends (policy scripts): not for

@@ -176,7 +176,7 @@ class KeyStore:
         return KeyInfo(domain=key.domain, selector=key.selector, algorithm=key.algorithm,
                        created=path.stat().st_mtime, public=public_bytes(key.key))
 
-    def list(self) -> list[KeyInfo]:
+    def all(self) -> list[KeyInfo]:
         """Every key, by domain then selector; files that are not valid keys are skipped."""
         out: list[KeyInfo] = []
         for domain in self.domains():

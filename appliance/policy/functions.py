@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from appliance.errors import InvalidInput
+from appliance.mailauth.sign import CHOICE_KEY, Choice, script_choice
 from appliance.policy.sandbox import Deadline, ScriptError, from_lua
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,7 @@ class Bindings:
             "http": self.http, "json_encode": self.json_encode, "json_decode": self.json_decode,
             "mail": self.mail, "syslog": self.syslog, "echo": self.echo,
             "add_header": self.add_header, "remove_header": self.remove_header,
+            "dkim_sign": self.dkim_sign, "dkim_skip": self.dkim_skip,
         }
 
     def _need(self, edge: Any, name: str) -> Any:
@@ -238,6 +241,28 @@ class Bindings:
         if not _HEADER_NAME.match(n):
             raise ScriptError(f"remove_header: invalid header name {n!r}")
         self.ctx.remove_headers.append(n)
+
+    def dkim_sign(self, domain: Any, selector: Any) -> None:
+        """Sign this message with the node's key `selector` of `domain` (instead of the config's
+        choice); the key must exist when the message is delivered, else it goes unsigned."""
+        d, s = _text(domain, "dkim_sign domain"), _text(selector, "dkim_sign selector")
+        try:
+            choice = script_choice(d, s)
+        except InvalidInput as exc:
+            raise ScriptError(f"dkim_sign: {exc}") from None
+        self._dkim("dkim_sign", choice)
+
+    def dkim_skip(self) -> None:
+        """Send this message without a DKIM signature."""
+        self._dkim("dkim_skip", Choice(skip=True))
+
+    def _dkim(self, name: str, choice: Choice) -> None:
+        # One signature per message: chosen before it is queued, never per recipient.
+        if self.ctx.flow not in ("mail_from", "rcpt_to", "data") or not self.ctx.metadata_writable:
+            raise ScriptError(f"{name}() chooses for the whole message: call it in the mail_from, "
+                              "rcpt_to or data flow")
+        self.ctx.metadata[CHOICE_KEY] = choice.text()
+        self.ctx.note(lambda: f"{name}({choice.text()!r})")
 
     def _check_data(self, name: str) -> None:
         if self.ctx.flow != "data":

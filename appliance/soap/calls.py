@@ -23,6 +23,7 @@ from appliance.commands.runner import Runner
 from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.db.models import AuditRecord
+from appliance.mailauth.keys import KeyStore
 from appliance.policy.apiauth import ApiAuthScript
 from appliance.stats.rates import Rates
 from appliance.stats.remote import RemoteRates
@@ -56,6 +57,7 @@ class NodeContext:
     commands: Runner | None = None
     api_auth: Callable[[], ApiAuthScript | None] = lambda: None  # the api-auth script now
     config: Callable[[], Config | None] = lambda: None  # the config the node runs now
+    dkim_keys: KeyStore | None = None  # the node's DKIM signing keys (data dir keys/dkim)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

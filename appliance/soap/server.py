@@ -162,6 +162,7 @@ def quiet_spyne_logging() -> None:
 
 def component(node: Any) -> SoapServer:
     """The wiring factory (appliance.wiring.COMPONENT_FACTORIES)."""
+    from appliance.mailauth.keys import KeyStore
     from appliance.tls import ensure_certificate
 
     config = node.config
@@ -183,6 +184,7 @@ def component(node: Any) -> SoapServer:
         api_auth=lambda: policy.api_auth if (policy := getattr(node, "policy", None)) else None,
         config=lambda: with_bound_ports(node.config_provider(), node.settings.data_dir),
         statement_timeout=config.api.statement_timeout,
+        dkim_keys=KeyStore(node.settings.dkim_key_dir),
     )
     return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,

@@ -163,3 +163,21 @@ class UserItem(ComplexModel):
 
 
 UserItems = items(UserItem, "userItemArray")
+
+
+class DkimKeyItem(ComplexModel):
+    """One DKIM signing key (its private part never crosses the wire)."""
+
+    __namespace__ = TNS
+    __type_name__ = "dkimKeyItem"
+    _type_info = [
+        ("domain", Unicode),
+        ("selector", Unicode),
+        ("algorithm", Unicode),  # rsa | ed25519
+        ("created", Long),
+        ("dnsrecord", Unicode),  # the TXT record to publish, in zone-file form
+        ("active", Boolean),  # signs its domain's mail now ([dkim] config and the keys present)
+    ]
+
+
+DkimKeyItems = items(DkimKeyItem, "dkimKeyItemArray")
