@@ -42,7 +42,7 @@ def check_domain(value: str) -> str:
             raise InvalidInput(f"domain {value!r} is not a valid domain name") from None
     text = text.lower()
     labels = text.split(".")
-    if not text or len(text) > 253 or not all(_LABEL.match(label) for label in labels):
+    if not text or len(text) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidInput(f"domain {value!r} is not a domain name (letters, digits and hyphens "
                            "in dot-separated labels, e.g. example.com)")
     return text
@@ -52,7 +52,7 @@ def check_selector(value: str) -> str:
     """The selector (s=) in canonical form, or InvalidInput (RFC 6376 section 3.1)."""
     text = (value or "").strip().lower()
     labels = text.split(".")
-    if not text or len(text) > 63 or not all(_LABEL.match(label) for label in labels):
+    if not text or len(text) > 63 or not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidInput(f"selector {value!r} is not a DKIM selector (letters, digits and "
                            "hyphens, optionally dot-separated, at most 63 characters)")
     return text
@@ -145,6 +145,7 @@ class KeyStore:
         key = generate(algo)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
+        self.root.parent.parent.mkdir(parents=True, exist_ok=True)
         self._private_dir(self.root.parent)
         self._private_dir(self.root)
         self._private_dir(path.parent)

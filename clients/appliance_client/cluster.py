@@ -133,6 +133,20 @@ class Cluster:
             kwargs["duplicate"] = True
         return self.call(BULK_OPERATIONS[action], **kwargs)
 
+    def dkim_keys(self) -> ClusterResult:
+        """Each node's DKIM keys (dkimKeyList): domain, selector, algorithm, DNS record, active."""
+        result = self.call("dkimKeyList")
+        return ClusterResult(values={k: _items(v) for k, v in result.values.items()},
+                             errors=result.errors)
+
+    def dkim_generate(self, domain: str, selector: str, algorithm: str = "rsa") -> ClusterResult:
+        """A new key on each node (each its own: give each node its own selector); the values
+        are the DNS records to publish."""
+        return self.call("dkimKeyGenerate", domain=domain, selector=selector, algorithm=algorithm)
+
+    def dkim_delete(self, domain: str, selector: str) -> ClusterResult:
+        return self.call("dkimKeyDelete", domain=domain, selector=selector)
+
     def graphs(self, name: str) -> ClusterResult:
         return self.call("graphFile", name=name)
 

@@ -216,6 +216,46 @@ def _colour(i: int) -> str:
     return ["1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "7f7f7f"][i % 8]
 
 
+def _dkim_list(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    result = cluster.dkim_keys()
+    out.errors(result.errors)
+    rows = [{"node": label, **plain(item)} for label, items in sorted(result.values.items())
+            for item in items]
+    table = Table(title="DKIM keys")
+    columns = ("node", "domain", "selector", "algorithm", "active", "dnsrecord")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*[str(row.get(c, "")) for c in columns])
+    out.emit(rows, table)
+
+
+def _dkim_generate(cluster: Cluster, args: argparse.Namespace, out: Output) -> int | None:
+    if len(cluster.nodes) != 1:
+        print("appliancectl: dkim generate makes a key on one node: name it with --node "
+              "(give each node its own selector, or copy the key file)", file=sys.stderr)
+        return EXIT_USAGE
+    result = cluster.dkim_generate(args.domain, args.selector, args.algorithm)
+    out.errors(result.errors)
+    data = {label: str(v) for label, v in result.values.items()}
+    if out.as_json:
+        out.emit(data)
+    else:
+        for record in data.values():
+            print(record)
+    return None
+
+
+def _dkim_delete(cluster: Cluster, args: argparse.Namespace, out: Output) -> int | None:
+    if not args.yes:
+        print("appliancectl: refusing to delete a signing key without --yes", file=sys.stderr)
+        return EXIT_NOT_CONFIRMED
+    result = cluster.dkim_delete(args.domain, args.selector)
+    out.errors(result.errors)
+    out.emit({label: "deleted" for label in result.values})
+    return None
+
+
 def _provision(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
     report = provision.apply(cluster, provision.load(args.file))
     out.errors(report.errors)
@@ -304,6 +344,19 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("user").add_subparsers()
     u.add_parser("list").set_defaults(handler=_simple("userList", "users"))
+
+    dk = sub.add_parser("dkim", help="DKIM signing keys").add_subparsers()
+    dk.add_parser("list").set_defaults(handler=_dkim_list)
+    gen = dk.add_parser("generate", help="a new key on one node (--node); prints its DNS record")
+    gen.add_argument("domain")
+    gen.add_argument("selector")
+    gen.add_argument("--algorithm", default="rsa", choices=("rsa", "ed25519"))
+    gen.set_defaults(handler=_dkim_generate)
+    rm = dk.add_parser("delete")
+    rm.add_argument("domain")
+    rm.add_argument("selector")
+    rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rm.set_defaults(handler=_dkim_delete)
 
     pv = sub.add_parser("provision", help="apply a declarative description to every node")
     pv.add_argument("file")
