@@ -52,6 +52,9 @@ id = "default"
 nexthop = "127.0.0.1:{sink}"
 starttls = "none"
 
+[smtp]
+processes = 1
+
 [queue]
 retry_schedule = [1]
 poll_interval = 0.1
