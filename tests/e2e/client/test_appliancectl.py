@@ -118,3 +118,21 @@ def test_graph_renders_a_png_per_node(ctl_config: Path, tmp_path: Path) -> None:
     assert set(written) == {"n0", "n1", "n2"}
     for path in written.values():
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dkim_generate_list_delete(ctl_config: Path) -> None:
+    refused = ctl(ctl_config, "dkim", "generate", "ctl.example", "s1")
+    assert refused.returncode == 2 and "--node" in refused.stderr  # one key per node, never a fan-out
+    made = ctl(ctl_config, "--node", "n0", "dkim", "generate", "ctl.example", "s1", "--algorithm", "ed25519")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith('s1._domainkey.ctl.example. IN TXT "v=DKIM1; k=ed25519; p=')
+    again = ctl(ctl_config, "--node", "n0", "dkim", "generate", "ctl.example", "s1")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    listed = json.loads(ctl(ctl_config, "--json", "dkim", "list").stdout)
+    assert [(r["node"], r["domain"], r["selector"], r["active"]) for r in listed] == [
+        ("n0", "ctl.example", "s1", True)]
+    assert listed[0]["dnsrecord"] == made.stdout.strip()
+    assert ctl(ctl_config, "dkim", "delete", "ctl.example", "s1").returncode == 3
+    gone = ctl(ctl_config, "--node", "n0", "dkim", "delete", "ctl.example", "s1", "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert json.loads(ctl(ctl_config, "--json", "dkim", "list").stdout) == []
