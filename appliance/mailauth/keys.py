@@ -131,9 +131,16 @@ class KeyStore:
         self._loaded: dict[Path, tuple[tuple[int, int, int], SigningKey]] = {}
         self._listing: dict[str, tuple[tuple[int, int], list[tuple[float, str]]]] = {}
         self._domains: tuple[tuple[int, int], list[str]] | None = None
+        self._paths: dict[tuple[str, str], Path] = {}
 
     def path(self, domain: str, selector: str) -> Path:
-        return self.root / check_domain(domain) / (check_selector(selector) + _SUFFIX)
+        """The key file of checked names (memoized: the delivery path asks once per message)."""
+        cached = self._paths.get((domain, selector))
+        if cached is None:
+            cached = self.root / check_domain(domain) / (check_selector(selector) + _SUFFIX)
+            if len(self._paths) < 10_000:
+                self._paths[(domain, selector)] = cached
+        return cached
 
     # -- changes ------------------------------------------------------------------------------
     def create(self, domain: str, selector: str, algorithm: str = "rsa") -> KeyInfo:

@@ -17,6 +17,7 @@ import dataclasses
 import email.utils
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 
 import dkim
@@ -139,14 +140,23 @@ def _sign(key: SigningKey, data: bytes) -> bytes:
 
 def from_domain(fields: list[tuple[bytes, bytes]]) -> str:
     """The domain of the (first) From address of parsed header fields, lower-cased; "" when
-    there is none."""
+    there is none. The common forms (`Name <a@d>`, `a@d`) are read directly; anything else
+    (quoted commas, comments) goes through the email package's address parser."""
     for name, value in fields:
         if name.lower() == b"from":
-            text = value.decode("utf-8", "replace").replace("\r\n", "").replace("\n", "")
-            addresses = email.utils.getaddresses([text])
-            address = addresses[0][1] if addresses else ""
+            text = value.decode("utf-8", "replace").replace("\r\n", "").replace("\n", "").strip()
+            simple = _SIMPLE_FROM.fullmatch(text)
+            if simple is not None:
+                address = simple.group(1) or simple.group(2)
+            else:
+                addresses = email.utils.getaddresses([text])
+                address = addresses[0][1] if addresses else ""
             return address.rpartition("@")[2].strip().lower() if "@" in address else ""
     return ""
+
+
+# `Display Name <local@domain>` without quotes, commas or comments, or a bare `local@domain`.
+_SIMPLE_FROM = re.compile(r'[^"(),<>@]*<([^"(),<>\s]+@[^"(),<>\s]+)>|([^"(),<>\s]+@[^"(),<>\s]+)')
 
 
 class Signer:
@@ -159,7 +169,7 @@ class Signer:
         """The selector that signs the domain's mail now ("" when none does)."""
         configured = cfg.domains.get(domain)
         if configured is not None:
-            return configured.selector
+            return configured.selector if domain in self.keys.domains() else ""
         selectors = self.keys.selectors(domain)
         return selectors[0][1] if selectors else ""
 
@@ -184,9 +194,9 @@ class Signer:
                 domain = check_domain(from_domain(fields))
             except InvalidInput:
                 return None  # no From domain, or not one a key could be named by
-            if not self.keys.selectors(domain):
-                return None
             selector = self.active_selector(domain, cfg)
+            if not selector:
+                return None
         else:
             return None
         try:
