@@ -232,6 +232,9 @@ def _run_child(request: dict[str, Any], fds: list[int], main: ChildMain,
     code = 1
     try:
         sock.close()
+        devnull = os.open(os.devnull, os.O_RDONLY)  # as a child started with stdin=DEVNULL
+        os.dup2(devnull, 0)
+        os.close(devnull)
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         deadline = time.monotonic() + 5.0

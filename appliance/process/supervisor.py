@@ -186,6 +186,12 @@ class Supervisor:
             return
         try:
             forkserver.preload(self.settings.database_url)
+            # No open store connection may be inherited (SQLite's rule across fork(): its
+            # locks belong to the process); they are opened again when next used.
+            if self._router is not None:
+                self._router.close()
+            if self.store is not None:
+                self.store.dispose()
             self._forks = ForkServer(child_mod.run_forked)
         except Exception as exc:
             log.error("no fork server (%s): children start as new interpreters", exc)
