@@ -70,7 +70,7 @@ def start_node(base: Path, relay_port: int, database: str | None,
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
     ports_file = data_dir / "run" / "ports.json"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # new interpreters start slowly on a busy machine
     while True:
         try:
             ports = json.loads(ports_file.read_text())
