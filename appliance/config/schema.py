@@ -89,6 +89,15 @@ class QueueSection(_Section):
         return value
 
 
+class AlertsSection(_Section):
+    """Saved queries with alert thresholds, evaluated by housekeeping."""
+
+    interval: float = Field(default=30.0, ge=0.2, le=3600)  # seconds between evaluations
+    mail_to: str = ""  # where alert mails go (a saved query may name its own); "" = no mail
+    mail_from: str = ""  # envelope sender of alert mails; "" = the null sender <>
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+
+
 class ApiSection(_Section):
     listen: str = "https://127.0.0.1:8443"
     tls_cert: str = ""
@@ -241,6 +250,7 @@ class Config(_Section):
     listeners: list[Listener] = [Listener(id="inbound", port=2525)]
     transports: list[Transport] = [Transport(id="default")]
     queue: QueueSection = QueueSection()
+    alerts: AlertsSection = AlertsSection()
     api: ApiSection = ApiSection()
     cluster: ClusterSection = ClusterSection()
     stats: StatsSection = StatsSection()

@@ -36,6 +36,7 @@ SERVICES: tuple[str, ...] = (
     "appliance.soap.services.commands:CommandService",
     "appliance.soap.services.scripts:ScriptService",
     "appliance.soap.services.update:UpdateService",
+    "appliance.soap.services.timeline:TimelineService",
 )
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.
