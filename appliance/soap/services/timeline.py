@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from spyne import Boolean, Double, Long, ServiceBase, Unicode, rpc
-from sqlalchemy import exists, select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from appliance import hql
@@ -134,8 +134,12 @@ class TimelineService(ServiceBase):  # type: ignore[misc]
         alert = required(name, "name")
         whose = owner or call.principal.user
         _own(call, whose)
-        call.mutate({"name": alert, "owner": whose},
-                    lambda session: Done(value=rules.delete(session, owner=whose, name=alert)))
+
+        def body(session: Session) -> Done[None]:
+            rules.delete(session, owner=whose, name=alert)
+            return Done(value=None)
+
+        call.mutate({"name": alert, "owner": whose}, body)
 
     @rpc(_returns=AlertItems, _out_variable_name="result")
     def alertList(ctx: Any) -> list[AlertItem]:
@@ -167,9 +171,9 @@ def _spread(call: Call) -> float:
 def _visible(session: Session, call: Call, msgid: str) -> None:
     """A restricted caller sees the timeline of a message only if one of its entries (queued
     or in history) is inside the restriction."""
-    queue_where = call.restriction()
-    history_where = call.restriction(history=True)
-    found = session.scalar(select(exists().where(QueueEntry.msgid == msgid, queue_where))) or \
-        session.scalar(select(exists().where(HistoryEntry.msgid == msgid, history_where)))
+    queue_where = call.restriction() or true()
+    history_where = call.restriction(history=True) or true()
+    found = session.scalar(select(QueueEntry.id).where(QueueEntry.msgid == msgid, queue_where).limit(1)) \
+        or session.scalar(select(HistoryEntry.id).where(HistoryEntry.msgid == msgid, history_where).limit(1))
     if not found:
         raise NotFound(f"no message {msgid}")
