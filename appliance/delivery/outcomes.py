@@ -50,14 +50,15 @@ class Outcome:
     quarantine: str = ""  # the quarantine name for Fate.QUARANTINE
     script: str = ""  # the pre-delivery script that decided this fate, if one did
     rates: tuple[str, ...] = ()  # rate() buckets that script found over their limit
+    started: float = dataclasses.field(default=0.0, compare=False)  # the attempt's start (wall clock)
 
 
 def decide(
     entry: QueueEntry, reply: Reply, *, queue: QueueSection, now: float, peer: str = "",
-    transfertime: float = 0.0,
+    transfertime: float = 0.0, started: float = 0.0,
 ) -> Outcome:
     """2xx delivered; 5xx bounces; anything else is retried until the queue lifetime ends."""
-    common = dict(entry=entry, reply=reply, peer=peer, transfertime=transfertime)
+    common = dict(entry=entry, reply=reply, peer=peer, transfertime=transfertime, started=started)
     kind = reply.kind
     if kind is Kind.SUCCESS:
         return Outcome(fate=Fate.DELIVER, reason=str(reply), **common)  # type: ignore[arg-type]
@@ -119,7 +120,9 @@ def timeline_events(out: Outcome, entry: QueueEntry, now: float) -> list[events.
                               "decision": out.fate.value.lower(), "reason": str(out.reply),
                               "rates": ", ".join(out.rates)}.items() if v}))
     elif out.peer or out.reply.code or out.fate in (Fate.DEFER, Fate.BOUNCE):
-        made.append(events.Event(msgid=e.msgid, queueid=e.id, kind="attempt", ts=now, detail={
+        # Stamped when it began: a next hop of this product receives the message meanwhile.
+        began = out.started if 0 < out.started <= now else now
+        made.append(events.Event(msgid=e.msgid, queueid=e.id, kind="attempt", ts=began, detail={
             "peer": out.peer, "reply": str(out.reply), "rcpt": e.rcpt, "transport": e.transport,
             "seconds": f"{out.transfertime:.3f}"}))
     detail = {"rcpt": e.rcpt, "reply": str(out.reply), "peer": out.peer}

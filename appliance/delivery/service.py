@@ -238,7 +238,7 @@ class DeliveryService:
                     outcomes.append(Outcome(entry=entry, fate=Fate.ERROR, reply=r.reply, reason=str(r.reply)))
                 else:
                     outcomes.append(decide(entry, r.reply, queue=cfg.queue, now=now, peer=r.peer,
-                                           transfertime=r.transfertime))
+                                           transfertime=r.transfertime, started=r.started))
         return outcomes
 
     async def _deliver(self, dest: Destination, entries: list[QueueEntry], cfg: Config) -> dict[int, Result]:
