@@ -46,8 +46,8 @@ def row(event: Event) -> dict[str, object]:
 def add(session: Session, events: Iterable[Event]) -> None:
     """Insert events in one statement (nothing when there are none)."""
     rows = [row(e) for e in events]
-    if rows:
-        session.execute(insert(MessageEvent), rows)
+    if rows:  # the table, not the ORM entity: a plain executemany, no per-row ORM work
+        session.execute(insert(MessageEvent.__table__), rows)
 
 
 def timeline(session: Session, msgid: str) -> list[Event]:

@@ -174,7 +174,9 @@ class Intake:
         with self._store.transaction() as session:
             session.connection()  # BEGIN (IMMEDIATE on SQLite): waits for the write lock
             self._holds.refresh(session, now=now)
-            results = [_store_one(session, item, now) for item in items]
+            timeline: list[events.Event] = []
+            results = [_store_one(session, item, now, timeline) for item in items]
+            events.add(session, timeline)  # the whole batch's events in one statement
             if self._holds.active:
                 self._holds.mark_new(session, [i for r in results for i in r.queue_ids], now=now)
             return results
@@ -189,10 +191,11 @@ class Intake:
             item.future.set_exception(exc)
 
 
-def _store_one(session: Session, item: _Item, now: float) -> Accepted:
+def _store_one(session: Session, item: _Item, now: float, timeline: list[events.Event]) -> Accepted:
+    """Queue one submission; its timeline events are appended to `timeline` for the caller."""
     msg = item.message
     ids = enqueue(session, msg, now=now) if msg.envelope.recipients else []
-    timeline = [events.Event(msgid=msg.msgid, kind=n.kind, ts=n.ts, detail=n.detail, ref=n.ref)
+    timeline += [events.Event(msgid=msg.msgid, kind=n.kind, ts=n.ts, detail=n.detail, ref=n.ref)
                 for n in msg.notes]
     timeline += [events.Event(msgid=msg.msgid, kind="queued", ts=now, queueid=qid, detail={
         "rcpt": rcpt, "transport": msg.transports.get(rcpt, msg.transport), "state": msg.state.value,
@@ -200,7 +203,6 @@ def _store_one(session: Session, item: _Item, now: float) -> Accepted:
         for qid, rcpt in zip(ids, msg.envelope.recipients)]
     timeline += [events.Event(msgid=msg.msgid, kind="deleted", ts=now, detail={
         "rcpt": rcpt, "reason": "deleted by policy at reception"}) for rcpt in item.deleted]
-    events.add(session, timeline)
     if item.deleted:
         # A DELETE verdict: the message is accepted and its recipients go straight to history.
         gone = dataclasses.replace(

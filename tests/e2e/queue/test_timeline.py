@@ -54,6 +54,9 @@ starttls = "none"
 retry_schedule = [5, 3600]
 poll_interval = 0.2
 
+[smtp]
+processes = 1
+
 [alerts]
 interval = 0.3
 mail_to = "ops@alerts.example"
