@@ -119,6 +119,9 @@ class TimelineService(ServiceBase):  # type: ignore[misc]
         limit = int(required(threshold, "threshold"))
         args = {"name": alert, "filter": filter_ or "", "threshold": limit,
                 "minutes": float(minutes or 0.0), "mailto": mailto or "", "webhook": webhook or ""}
+        if webhook and not call.level.is_admin:
+            # The node would POST to any address it can reach: that is an administrator's choice.
+            raise Forbidden("only an administrator may give an alert a webhook")
 
         def body(session: Session) -> Done[int]:
             row = rules.add(session, owner=call.principal.user, name=alert, filter=filter_ or "",
