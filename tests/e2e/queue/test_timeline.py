@@ -128,7 +128,8 @@ def _delivered_to(sink: Sink, rcpt: str) -> bool:
     return any(rcpt in m.rcpt_tos for m in sink.messages)
 
 
-def test_suspension_holds_old_and_new_mail_until_it_expires(env: dict[str, Any]) -> None:
+def test_suspension_holds_old_and_new_mail_until_it_expires(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     sink, b, zb, cluster = env["sink"], env["b"], env["zb"], env["cluster"]
     sink.handler.rcpt_replies["old@dst.example"] = "451 4.3.0 try again later"
     _send(b, "old@dst.example")
@@ -136,7 +137,7 @@ def test_suspension_holds_old_and_new_mail_until_it_expires(env: dict[str, Any])
                      what="the old mail deferred once")
     del sink.handler.rcpt_replies["old@dst.example"]
 
-    sid, result = cluster.suspend(filter="to~%@dst.example", ttl=6, reason="dst.example is down")
+    sid, result = cluster.suspend(filter="to~%@dst.example", ttl=15, reason="dst.example is down")
     assert not result.errors and set(result.values.values()) == {sid}
     new_msgid = _send(b, "new@dst.example")
     _send(b, "other@flow.example")
@@ -144,6 +145,8 @@ def test_suspension_holds_old_and_new_mail_until_it_expires(env: dict[str, Any])
 
     rows, _ = cluster.suspensions()
     row = next(r for r in rows if r.id == sid)
+    code, shown = _ctl(env, capsys, "queue", "suspensions")
+    assert code == 0 and [(r["id"], r["held"]) for r in shown if r["id"] == sid] == [(sid, 2)]
     assert (row.held, row.per_node, row.reason, row.author) == (2, {"a": 0, "b": 2},
                                                                  "dst.example is down", "admin")
     listed = _items(zb.service.mailQueueSuspendList())
@@ -182,7 +185,21 @@ def test_suspension_removed_releases_at_once_and_bad_input_faults(env: dict[str,
         zb.service.mailQueueSuspendRemove(id="nosuch")
 
 
-def test_timeline_of_a_message_relayed_from_node_a_to_node_b(env: dict[str, Any]) -> None:
+def _ctl(env: dict[str, Any], capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """appliancectl --json ARGV against both nodes; returns its exit code and parsed output."""
+    from appliance_client import ctl
+
+    config = Path(env["b"].data_dir).parent / "ctl.toml"
+    config.write_text("".join(
+        f'[[nodes]]\nname = "{n}"\nurl = "{env[n].soap_url}"\nusername = "admin"\n'
+        f'password = "{env[n].admin_password}"\n' for n in ("a", "b")))
+    capsys.readouterr()
+    code = ctl.main(["--config", str(config), "--json", *argv])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_timeline_of_a_message_relayed_from_node_a_to_node_b(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     a, sink, cluster = env["a"], env["sink"], env["cluster"]
     msgid = _send(a, "far@relay.example", subject="relayed")
     wait_until(lambda: _delivered_to(sink, "far@relay.example"), what="A -> B -> sink")
@@ -202,17 +219,13 @@ def test_timeline_of_a_message_relayed_from_node_a_to_node_b(env: dict[str, Any]
     assert detail["relayed_from"] == msgid and detail["client"] == "127.0.0.1"
     assert detail["helo"] == "a.test" and received_b.msgid != msgid
     assert b"250" in merged[steps.index(("a", "delivered"))].event.summary
-    # appliancectl prints the same, one line per event with its node.
-    from appliance_client import ctl
-
-    config = Path(env["b"].data_dir).parent / "ctl.toml"
-    config.write_text("".join(
-        f'[[nodes]]\nname = "{n}"\nurl = "{node.soap_url}"\nusername = "admin"\npassword = "{node.admin_password}"\n'
-        for n, node in (("a", a), ("b", env["b"]))))
-    assert ctl.main(["--config", str(config), "--json", "trace", msgid]) == 0
+    # appliancectl prints the same, one row per event with its node.
+    code, rows = _ctl(env, capsys, "trace", msgid)
+    assert code == 0 and [(r["node"], r["kind"]) for r in rows] == steps
 
 
-def test_explain_deferred_rate_limited_and_quarantined(env: dict[str, Any]) -> None:
+def test_explain_deferred_rate_limited_and_quarantined(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     sink, b, zb = env["sink"], env["b"], env["zb"]
     sink.handler.rcpt_replies["full@slow.example"] = "452 4.2.2 mailbox full"
     for rcpt in ("full@slow.example", "ratelim@any.example", "quar@any.example"):
@@ -244,6 +257,8 @@ def test_explain_deferred_rate_limited_and_quarantined(env: dict[str, Any]) -> N
     assert result.values["b"].waitson == "quarantine"
     kinds = [e.kind for e in _items(zb.service.mailTimeline(msgid=limited.msgid))]
     assert "policy" in kinds and "deferred" in kinds
+    code, shown = _ctl(env, capsys, "--node", "b", "queue", "explain", str(held.id))
+    assert code == 0 and shown["b"]["waitson"] == "quarantine"
 
 
 def test_alert_fires_and_clears(env: dict[str, Any]) -> None:
