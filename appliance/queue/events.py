@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Iterable, Mapping
 
 from sqlalchemy import insert, or_, select
@@ -19,7 +20,7 @@ from appliance.db.models_timeline import MessageEvent
 # What the kinds mean (docs/api/timeline.md lists them for clients).
 KINDS = (
     "received", "policy", "queued", "suspended", "released", "attempt", "deferred",
-    "delivered", "bounced", "quarantined", "deleted", "error", "retried", "held",
+    "delivered", "bounced", "quarantined", "deleted", "error",
 )
 
 
@@ -84,6 +85,13 @@ def _event(r: MessageEvent) -> Event:
                  detail={str(k): str(v) for k, v in dict(detail).items()}, ref=r.ref)
 
 
+def _stamp(value: str) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(value)))
+    except ValueError:
+        return value
+
+
 def summarize(kind: str, d: Mapping[str, str]) -> str:
     """One human-readable line for an event."""
     g = d.get
@@ -104,11 +112,12 @@ def summarize(kind: str, d: Mapping[str, str]) -> str:
         return f"queued for <{g('rcpt', '')}> via {g('transport', '')} ({g('state', '')})"
     if kind in ("suspended", "released"):
         verb = "held by" if kind == "suspended" else "released from"
-        return f"{verb} suspension {g('suspension', '')}" + (f": {g('reason')}" if g("reason") else "")
+        text = f"{verb} suspension {g('suspension', '')}" + (f": {g('reason')}" if g("reason") else "")
+        return text + (f" (set by {g('by')}, until {_stamp(g('until', ''))})" if kind == "suspended" else "")
     if kind == "attempt":
         return f"delivery attempt to {g('peer') or '-'}: {g('reply', '')}"
     if kind == "deferred":
-        text = f"deferred, retry {g('retries', '')} at {g('next_retry', '')}: {g('reply', '')}"
+        text = f"deferred, retry {g('retries', '')} at {_stamp(g('next_retry', ''))}: {g('reply', '')}"
         return text + (f" (rate limit {g('rates')})" if g("rates") else "")
     if kind == "delivered":
         return f"delivered to <{g('rcpt', '')}> via {g('peer') or '-'}: {g('reply', '')}"
