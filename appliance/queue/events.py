@@ -11,11 +11,14 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterable, Mapping
+from typing import cast
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.db.models_timeline import MessageEvent
+
+_TABLE = cast(Table, MessageEvent.__table__)
 
 # What the kinds mean (docs/api/timeline.md lists them for clients).
 KINDS = (
@@ -48,7 +51,7 @@ def add(session: Session, events: Iterable[Event]) -> None:
     """Insert events in one statement (nothing when there are none)."""
     rows = [row(e) for e in events]
     if rows:  # the table, not the ORM entity: a plain executemany, no per-row ORM work
-        session.execute(insert(MessageEvent.__table__), rows)
+        session.execute(insert(_TABLE), rows)
 
 
 def timeline(session: Session, msgid: str) -> list[Event]:
