@@ -45,6 +45,7 @@ COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.wiring:delivery_component",
     "appliance.queue.sweep:component",  # spool repair at start and hourly (housekeeping)
     "appliance.alerts.runner:component",  # saved queries' alert thresholds (housekeeping)
+    "appliance.queue.retention:component",  # message timelines kept queue.timeline_days
     "appliance.commands.component:component",  # after stats (statd's sampler); sets node.commands
     "appliance.soap.server:component",
 )

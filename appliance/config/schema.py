@@ -80,6 +80,7 @@ class QueueSection(_Section):
     lifetime: int = Field(default=5 * 86400, ge=60)  # older entries bounce
     lease: int = Field(default=600, ge=10)  # how long a worker may hold an entry
     poll_interval: float = Field(default=1.0, gt=0, le=60)
+    timeline_days: int = Field(default=30, ge=1, le=3650)  # message events (mailTimeline) kept
 
     @field_validator("retry_schedule")
     @classmethod

@@ -57,6 +57,7 @@ ROLE_FACTORIES: dict[str, tuple[str, ...]] = {
         "appliance.process.roles:listener_check",
         "appliance.queue.sweep:component",  # spool repair at start and hourly
         "appliance.alerts.runner:component",  # saved queries' thresholds
+        "appliance.queue.retention:component",  # message timelines kept queue.timeline_days
         "appliance.process.roles:wake_sender",
     ),
 }

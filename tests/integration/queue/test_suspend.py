@@ -94,3 +94,17 @@ def test_bad_suspensions_are_refused_and_change_nothing(store: Store) -> None:
             suspend.create(s, filter="to~y", ttl=10, reason="", author="a", now=0.0, suspension_id="one")
     with store.transaction(read_only=True) as s:
         assert [r.id for r, _ in suspend.listing(s, now=1.0)] == ["one"]
+
+
+def test_old_events_and_ended_suspensions_are_purged(store: Store) -> None:
+    from appliance.queue.retention import purge
+
+    with store.transaction() as s:
+        events.add(s, [events.Event(msgid="m", kind="queued", ts=float(t)) for t in (10, 20, 30)])
+        suspend.create(s, filter="to~x", ttl=5, reason="", author="a", now=0.0, suspension_id="old")
+        suspend.create(s, filter="to~y", ttl=500, reason="", author="a", now=0.0, suspension_id="live")
+        suspend.expire_due(s, now=6.0, spread=0)
+    assert purge(store, before=25.0) == 2
+    with store.transaction(read_only=True) as s:
+        assert [e.ts for e in events.timeline(s, "m")] == [30.0]
+        assert [r.id for r, _ in suspend.listing(s, now=7.0, include_ended=True)] == ["live"]
