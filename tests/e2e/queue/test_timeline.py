@@ -83,10 +83,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     thread.start()
     with Sink() as sink:
         b = RunningNode(tmp_path_factory.mktemp("b"), relay=("127.0.0.1", sink.port),
-                        config_text=CONFIG.format(name="b", policy=POLICY, script="main"))
+                        config_text=CONFIG.format(name="b", policy=POLICY, script="main"),
+                        ready_timeout=300)
         with b:
             a = RunningNode(tmp_path_factory.mktemp("a"), relay=("127.0.0.1", b.smtp_port),
-                            config_text=CONFIG.format(name="a", policy="", script=""))
+                            config_text=CONFIG.format(name="a", policy="", script=""),
+                            ready_timeout=300)
             with a:
                 cluster = Cluster([_spec(a, "a"), _spec(b, "b")])
                 try:
