@@ -15,7 +15,10 @@ from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.errors import ApplianceError
 from appliance.hql import compile_filter
+from appliance.policy.component import default_transport
+from appliance.policy.queue import QueueMailer
 from appliance.queue import query
+from appliance.queue.spool import Spool
 from appliance.stats.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -111,20 +114,11 @@ def _payload(change: rules.Transition, node: str) -> dict[str, Any]:
             "minutes": change.minutes, "filter": change.filter, "node": node}
 
 
-def component(node: Any) -> AlertRunner:
-    """Housekeeping's evaluator (appliance.process.child ROLE_FACTORIES); alert mails are
-    queued like mail() of a script and wake delivery."""
-    from appliance.policy.queue import QueueMailer
-
-    mailer = QueueMailer(
-        node.store, node.spool, transport=lambda: _default_transport(node.config),
-        hostname=lambda: node.config.node.hostname, clock=time.time,
-        on_enqueued=node.notify_enqueued,
-    )
-    return AlertRunner(node.store, config=node.config_provider, mailer=mailer,
-                       node_name=lambda: node.config.node.name)
-
-
-def _default_transport(config: Config) -> str:
-    ids = [t.id for t in config.transports]
-    return "default" if "default" in ids or not ids else ids[0]
+def build_alerts(store: Store, spool: Spool, config: Callable[[], Config], *,
+                 on_enqueued: Callable[[], None]) -> AlertRunner:
+    """Housekeeping's evaluator; alert mails are queued like a script's mail() and wake
+    delivery (`on_enqueued` is called from the evaluator's thread)."""
+    mailer = QueueMailer(store, spool, transport=lambda: default_transport(config()),
+                         hostname=lambda: config().node.hostname, clock=time.time,
+                         on_enqueued=on_enqueued)
+    return AlertRunner(store, config=config, mailer=mailer, node_name=lambda: config().node.name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import delete, select
 
@@ -63,8 +62,3 @@ class TimelinePurge(Periodic):
         if removed:
             log.info("timeline: removed %d events older than %d days", removed, days)
         return removed
-
-
-def component(node: Any) -> TimelinePurge:
-    """Housekeeping's timeline retention (appliance.process.child ROLE_FACTORIES)."""
-    return TimelinePurge(node.store, config=node.config_provider)
