@@ -23,7 +23,9 @@ from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.errors import StoreUnavailable
 from appliance.queue.spool import Spool
+from appliance.queue import events
 from appliance.queue.store import enqueue, finish, get_entry
+from appliance.queue.suspend import Holds
 from appliance.types import Action, NewMessage
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class Intake:
         self._thread: threading.Thread | None = None
         self._writers_count = writers
         self._writers: ThreadPoolExecutor | None = None
+        self._holds = Holds()  # suspensions that hold new mail (their filters compiled once)
         self.batches = 0  # how many transactions; with `submitted`, the batching achieved
         self.submitted = 0
 
@@ -170,7 +173,13 @@ class Intake:
         now = self._clock()
         with self._store.transaction() as session:
             session.connection()  # BEGIN (IMMEDIATE on SQLite): waits for the write lock
-            return [_store_one(session, item, now) for item in items]
+            self._holds.refresh(session, now=now)
+            timeline: list[events.Event] = []
+            results = [_store_one(session, item, now, timeline) for item in items]
+            events.add(session, timeline)  # the whole batch's events in one statement
+            if self._holds.active:
+                self._holds.mark_new(session, [i for r in results for i in r.queue_ids], now=now)
+            return results
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
         if self._metrics is not None:
@@ -182,9 +191,18 @@ class Intake:
             item.future.set_exception(exc)
 
 
-def _store_one(session: Session, item: _Item, now: float) -> Accepted:
+def _store_one(session: Session, item: _Item, now: float, timeline: list[events.Event]) -> Accepted:
+    """Queue one submission; its timeline events are appended to `timeline` for the caller."""
     msg = item.message
     ids = enqueue(session, msg, now=now) if msg.envelope.recipients else []
+    timeline += [events.Event(msgid=msg.msgid, kind=n.kind, ts=n.ts, detail=n.detail, ref=n.ref)
+                for n in msg.notes]
+    timeline += [events.Event(msgid=msg.msgid, kind="queued", ts=now, queueid=qid, detail={
+        "rcpt": rcpt, "transport": msg.transports.get(rcpt, msg.transport), "state": msg.state.value,
+        **({"quarantine": msg.quarantine} if msg.quarantine else {})})
+        for qid, rcpt in zip(ids, msg.envelope.recipients)]
+    timeline += [events.Event(msgid=msg.msgid, kind="deleted", ts=now, detail={
+        "rcpt": rcpt, "reason": "deleted by policy at reception"}) for rcpt in item.deleted]
     if item.deleted:
         # A DELETE verdict: the message is accepted and its recipients go straight to history.
         gone = dataclasses.replace(

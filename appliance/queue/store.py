@@ -74,24 +74,26 @@ def get_entry(session: Session, entry_id: int, *, where: ColumnElement[bool] | N
 
 
 def due_condition(now: float) -> ColumnElement[bool]:
-    """Entries a worker may take now: ACTIVE, or DEFER whose retry time has come; not leased."""
+    """Entries a worker may take now: ACTIVE or DEFER whose retry time has come (an ACTIVE
+    entry has none, unless a suspension that held it spread its release); not leased."""
     return and_(
-        or_(
-            QueueEntry.state == QueueState.ACTIVE.value,
-            and_(QueueEntry.state == QueueState.DEFER.value, QueueEntry.next_retry <= now),
-        ),
+        QueueEntry.state.in_([QueueState.ACTIVE.value, QueueState.DEFER.value]),
+        QueueEntry.next_retry <= now,
         QueueEntry.lease_until < now,
     )
 
 
 def claim(
     session: Session, *, owner: str, now: float, lease: float, limit: int,
-    transport: str | None = None,
+    transport: str | None = None, exclude: ColumnElement[bool] | None = None,
 ) -> list[QueueEntry]:
-    """Lease up to `limit` due entries to `owner` until `now + lease`, oldest first."""
+    """Lease up to `limit` due entries to `owner` until `now + lease`, oldest first; never
+    entries matching `exclude`'s negation (what active suspensions hold)."""
     stmt = select(QueueEntry.id).where(due_condition(now)).order_by(QueueEntry.id).limit(limit)
     if transport is not None:
         stmt = stmt.where(QueueEntry.transport == transport)
+    if exclude is not None:
+        stmt = stmt.where(exclude)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     ids = list(session.scalars(stmt))
