@@ -23,7 +23,7 @@ from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.errors import StoreUnavailable
 from appliance.queue.spool import Spool
-from appliance.queue.store import enqueue, finish, get_entry
+from appliance.queue.store import enqueue, enqueue_batch, finish, get_entry
 from appliance.types import Action, NewMessage
 
 if TYPE_CHECKING:
@@ -170,7 +170,10 @@ class Intake:
         now = self._clock()
         with self._store.transaction() as session:
             session.connection()  # BEGIN (IMMEDIATE on SQLite): waits for the write lock
-            return [_store_one(session, item, now) for item in items]
+            queued = [item for item in items if item.message.envelope.recipients]
+            ids = dict(zip((id(item) for item in queued),
+                           enqueue_batch(session, [item.message for item in queued], now=now)))
+            return [_store_one(session, item, ids.get(id(item), []), now) for item in items]
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
         if self._metrics is not None:
@@ -182,9 +185,9 @@ class Intake:
             item.future.set_exception(exc)
 
 
-def _store_one(session: Session, item: _Item, now: float) -> Accepted:
+def _store_one(session: Session, item: _Item, ids: list[int], now: float) -> Accepted:
+    """What one submission became; its kept recipients' entries are in already (`ids`)."""
     msg = item.message
-    ids = enqueue(session, msg, now=now) if msg.envelope.recipients else []
     if item.deleted:
         # A DELETE verdict: the message is accepted and its recipients go straight to history.
         gone = dataclasses.replace(

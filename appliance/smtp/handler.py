@@ -20,7 +20,7 @@ from appliance.config.schema import Listener
 from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdict
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
-from appliance.smtp.fastinit import Members, fast_init
+from appliance.smtp.fastinit import Members, fast_init, simple_path
 from appliance.smtp.limits import SessionLimits
 from appliance.stats.metrics import Instruments
 from appliance.smtp.message import (
@@ -87,6 +87,10 @@ class Protocol(SMTP):
             super().__init__(handler, **options)
         else:  # the listener's later connections: skip aiosmtpd's introspection (fastinit)
             fast_init(self, handler, members, **options)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        fast = simple_path(arg, self.local_part_limit)
+        return super()._getaddr(arg) if fast is None else fast
 
     def _create_session(self) -> ClientSession:
         return ClientSession(self.loop)
