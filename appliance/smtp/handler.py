@@ -389,9 +389,8 @@ class Handler:
             log.info("deferred %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)
             return replies.verdict_reply(verdict.code, verdict.text, replies.DATA_DEFERRED)
         message, body, deleted = self._build(server, session, envelope, msgid, content, result)
-        future = self.intake.submit(message, body, deleted=deleted)
         # shield: a client vanishing now must not abandon a commit already under way.
-        accepted = await asyncio.shield(asyncio.wrap_future(future))
+        accepted = await asyncio.shield(self.intake.submit_async(message, body, deleted=deleted))
         self.on_enqueued()
         pairs = " ".join(f"{msgid}:{qid} <{rcpt}>" for qid, rcpt in
                          zip(accepted.queue_ids, message.envelope.recipients))
