@@ -7,8 +7,9 @@ leave a spool file unreferenced return its path, to be removed only after the co
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
@@ -34,8 +35,8 @@ def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
     return [e.id for e in entries]
 
 
-_QUEUE = QueueEntry.__table__
-_QUEUE_METADATA = QueueMetadata.__table__
+_QUEUE = cast(Table, QueueEntry.__table__)
+_QUEUE_METADATA = cast(Table, QueueMetadata.__table__)
 # One multi-row INSERT per call (SQLAlchemy's insertmanyvalues): RETURNING in no particular
 # order, so each row says which (message, recipient) it was.
 _INSERT_RETURNING = insert(_QUEUE).returning(_QUEUE.c.id, _QUEUE.c.msgid, _QUEUE.c.rcpt)
