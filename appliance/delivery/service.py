@@ -263,7 +263,7 @@ class DeliveryService:
         out: list[bytes | None] = []
         for path in paths:
             try:
-                out.append(self._spool.read(path))
+                out.append(self._spool.read_own(path))
             except (NotFound, InvalidInput, FileNotFoundError):  # gone, or a path the spool refuses
                 out.append(None)
         return out
@@ -302,8 +302,7 @@ class DeliveryService:
             return record(s, self._spool, outcomes, owner=self.owner, now=self._clock(), hostname=hostname)
 
     def _remove(self, paths: list[str]) -> None:
-        for path in paths:  # only after the commit: a rollback must still find its body
-            self._spool.remove(path)
+        self._spool.remove_many(paths)  # only after the commit: a rollback must still find its body
 
     def _release_all(self) -> int:
         with self._store.transaction() as s:
