@@ -276,7 +276,7 @@ class DeliveryService:
         out: list[bytes | None] = []
         for path in paths:
             try:
-                body = self._spool.read(path)
+                body = self._spool.read_own(path)
             except (NotFound, InvalidInput, FileNotFoundError):  # gone, or a path the spool refuses
                 out.append(None)
                 continue
@@ -318,7 +318,7 @@ class DeliveryService:
         made: dict[str, bytes] = {}
         for msgid, entry in todo.items():
             try:
-                body = self._spool.read(entry.path)
+                body = self._spool.read_own(entry.path)
             except (NotFound, InvalidInput, FileNotFoundError):
                 continue  # the attempt reports the missing body
             choice = parse_choice(meta.get(entry.id, {}).get(CHOICE_KEY, ""))
@@ -374,8 +374,7 @@ class DeliveryService:
             return record(s, self._spool, outcomes, owner=self.owner, now=self._clock(), hostname=hostname)
 
     def _remove(self, paths: list[str]) -> None:
-        for path in paths:  # only after the commit: a rollback must still find its body
-            self._spool.remove(path)
+        self._spool.remove_many(paths)  # only after the commit: a rollback must still find its body
 
     def _release_all(self) -> int:
         with self._store.transaction() as s:

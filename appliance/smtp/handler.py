@@ -20,7 +20,7 @@ from appliance.config.schema import Listener
 from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdict
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
-from appliance.smtp.fastinit import Members, fast_init
+from appliance.smtp.fastinit import Members, fast_init, simple_path
 from appliance.smtp.limits import SessionLimits
 from appliance.stats.metrics import Instruments
 from appliance.smtp.message import (
@@ -89,6 +89,10 @@ class Protocol(SMTP):
             super().__init__(handler, **options)
         else:  # the listener's later connections: skip aiosmtpd's introspection (fastinit)
             fast_init(self, handler, members, **options)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        fast = simple_path(arg, self.local_part_limit)
+        return super()._getaddr(arg) if fast is None else fast
 
     def _create_session(self) -> ClientSession:
         return ClientSession(self.loop)
@@ -392,9 +396,8 @@ class Handler:
             log.info("deferred %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)
             return replies.verdict_reply(verdict.code, verdict.text, replies.DATA_DEFERRED)
         message, body, deleted = self._build(server, session, envelope, msgid, content, result)
-        future = self.intake.submit(message, body, deleted=deleted)
         # shield: a client vanishing now must not abandon a commit already under way.
-        accepted = await asyncio.shield(asyncio.wrap_future(future))
+        accepted = await asyncio.shield(self.intake.submit_async(message, body, deleted=deleted))
         self.on_enqueued()
         pairs = " ".join(f"{msgid}:{qid} <{rcpt}>" for qid, rcpt in
                          zip(accepted.queue_ids, message.envelope.recipients))
