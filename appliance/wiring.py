@@ -44,6 +44,7 @@ COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.smtp.server:component",
     "appliance.wiring:delivery_component",
     "appliance.queue.sweep:component",  # spool repair at start and hourly (housekeeping)
+    "appliance.mailauth.reports:component",  # DMARC aggregate reports (housekeeping)
     "appliance.commands.component:component",  # after stats (statd's sampler); sets node.commands
     "appliance.soap.server:component",
 )

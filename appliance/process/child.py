@@ -56,6 +56,7 @@ ROLE_FACTORIES: dict[str, tuple[str, ...]] = {
         "appliance.process.roles:rate_server",
         "appliance.process.roles:listener_check",
         "appliance.queue.sweep:component",  # spool repair at start and hourly
+        "appliance.mailauth.reports:component",  # DMARC aggregate reports, once per period
         "appliance.process.roles:wake_sender",
     ),
 }

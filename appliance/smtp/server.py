@@ -19,6 +19,8 @@ from appliance.access.users import authenticate
 from appliance.config.schema import Config, Listener
 from appliance.connlimits import ConditionLog
 from appliance.db.engine import Store
+from appliance.mailauth.reports import EvaluationRecorder
+from appliance.policy.authflow import AuthenticatedData
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
@@ -45,11 +47,13 @@ class SmtpServer:
                  clock: Callable[[], float] = time.time, reuse_port: bool = False,
                  flow_threads: int = 8, throttle: ThrottlePolicy = ThrottlePolicy(),
                  processes: int = 1, sockets: dict[str, socket.socket] | None = None,
-                 metrics: Instruments | None = None) -> None:
+                 metrics: Instruments | None = None,
+                 mailauth: AuthenticatedData | None = None) -> None:
         """`sockets`: listening sockets bound by the supervisor, by listener id; this server
         then accepts on them and leaves binding (and rebinding on change) to it."""
         self.store = store
         self.metrics = metrics
+        self.mailauth = mailauth
         self.intake = intake
         self.listeners = listeners
         self.hostname = hostname
@@ -91,6 +95,8 @@ class SmtpServer:
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         raise_descriptor_limit()
         self.intake.start()
+        if self.mailauth is not None:
+            self.mailauth.start()
         self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
         try:
             for listener in self.listeners:
@@ -174,6 +180,8 @@ class SmtpServer:
             self._flow_threads.shutdown(wait=False, cancel_futures=True)
             self._flow_threads = None
         await asyncio.to_thread(self.intake.stop)
+        if self.mailauth is not None:
+            await asyncio.to_thread(self.mailauth.stop)
 
     def _factory(self, listener: Listener) -> Callable[[], Protocol]:
         handler = Handler(
@@ -182,7 +190,7 @@ class SmtpServer:
             # A listener without a script runs the built-in DefaultFlow, which never blocks:
             # calling it inline spares a thread hand-off per stage.
             flow_threads=self._flow_threads if listener.script else None,
-            metrics=self.metrics,
+            metrics=self.metrics, mailauth=self.mailauth, check_threads=self._flow_threads,
         )
         context = self._tls_context(listener) if listener.starttls else None
         excluded = [] if listener.auth else ["PLAIN", "LOGIN"]
@@ -272,6 +280,7 @@ def component(node: Node) -> SmtpServer:
     config = node.config
     smtp_role = getattr(node, "role", "node") == "smtp"
     metrics = node.metrics
+    mailauth = AuthenticatedData(config, recorder=EvaluationRecorder(node.store))
     server = SmtpServer(
         store=node.store, intake=Intake(node.store, node.spool, metrics=metrics),
         listeners=list(config.listeners), metrics=metrics,
@@ -283,6 +292,8 @@ def component(node: Node) -> SmtpServer:
         throttle=ThrottlePolicy(per_user=config.api.auth_failures_before_throttle,
                                 per_address=config.api.auth_failures_per_address,
                                 window=config.api.auth_window, block=config.api.auth_block),
+        mailauth=mailauth,
     )
     node.subscribe(server)
+    node.subscribe(mailauth)
     return server

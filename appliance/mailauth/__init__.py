@@ -1,0 +1,1 @@
+"""Inbound mail authentication: DKIM, SPF, DMARC and ARC checks, their results and DMARC reports."""
