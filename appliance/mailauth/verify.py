@@ -88,7 +88,10 @@ def verify_dkim(message: bytes, budget: Budget, *, max_signatures: int = 5,
             results.append(DkimResult("temperror", tags["d"], tags["s"], f"key lookup: {exc}"))
             continue
         except dkim.DKIMException as exc:
-            results.append(DkimResult("permerror", tags["d"], tags["s"], str(exc)[:200]))
+            # A body that changed is a signature that did not verify (RFC 6376 §6.3), not a
+            # broken one.
+            word = "fail" if "body hash mismatch" in str(exc) else "permerror"
+            results.append(DkimResult(word, tags["d"], tags["s"], str(exc)[:200]))
             continue
         except Exception as exc:  # anything else in a hostile signature: a clear permerror
             results.append(DkimResult("permerror", tags["d"], tags["s"],
