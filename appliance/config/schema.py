@@ -265,7 +265,17 @@ class MailAuthSection(_Section):
     report_from: str = ""  # empty = dmarc-noreply@node.hostname
     report_interval: float = Field(default=86400.0, ge=60)  # seconds per report period
     report_max_records: int = Field(default=10_000, ge=1)  # rows per report
-    forensic_reports: bool = False  # ruf= reports leak list subscribers: only where asked
+    # ruf= (forensic) reports carry message content and leak who is subscribed to a list: this
+    # node does not send them, and refuses a config that asks it to.
+    forensic_reports: bool = False
+
+    @field_validator("forensic_reports")
+    @classmethod
+    def _no_forensic(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("forensic (ruf=) DMARC reports are not sent by this node; "
+                             "only aggregate reports (aggregate_reports = true)")
+        return value
 
     @field_validator("nameservers")
     @classmethod

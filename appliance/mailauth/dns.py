@@ -72,7 +72,10 @@ class DnsPythonLookup:
         import dns.flags
         import dns.resolver
 
-        self._resolver = dns.resolver.Resolver(configure=not nameservers)
+        try:
+            self._resolver = dns.resolver.Resolver(configure=not nameservers)
+        except dns.resolver.NoResolverConfiguration:  # no resolv.conf: every lookup a temperror
+            self._resolver = dns.resolver.Resolver(configure=False)
         if nameservers:
             self._resolver.nameservers = [_nameserver(n) for n in nameservers]
         self._resolver.lifetime = timeout

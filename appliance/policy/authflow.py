@@ -33,10 +33,15 @@ class AuthenticatedData:
                  recorder: EvaluationRecorder | None = None) -> None:
         self._factory = lookup
         self.recorder = recorder
-        self._record: Callable[[AuthResults], None] | None = recorder
+        self._record: Callable[[AuthResults], None] | None = \
+            self._report if recorder is not None else None
         self._lock = threading.Lock()
         self._config = config
         self._checker = Checker(lookup(config.mailauth), record=self._record)
+
+    def _report(self, results: AuthResults) -> None:
+        if self.recorder is not None and self._config.mailauth.aggregate_reports:
+            self.recorder(results)
 
     def start(self) -> None:
         if self.recorder is not None:
