@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "appliance"
 DOMAIN = ["queue", "hql", "stats", "config", "cluster", "commands", "policy", "delivery",
-          "bounce", "access", "db"]
+          "bounce", "access", "db", "mailauth"]
 ADAPTER_MODULES = ("appliance.soap", "appliance.smtp", "appliance.cli", "appliance.wiring")
 PROTOCOL_LIBRARIES = ("spyne", "aiosmtpd", "pycurl")
 
