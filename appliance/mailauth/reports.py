@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from lxml import etree
 from sqlalchemy import delete, func, select
 
 from appliance.db.engine import Store
@@ -121,6 +120,8 @@ def _ip(text: str) -> str:
 
 
 def _sub(parent: Any, name: str, text: object | None = None) -> Any:
+    from lxml import etree
+
     element = etree.SubElement(parent, f"{{{NAMESPACE}}}{name}")
     if text is not None:
         element.text = str(text)
@@ -130,6 +131,8 @@ def _sub(parent: Any, name: str, text: object | None = None) -> Any:
 def build_report(rows: Sequence[DmarcEvaluation], *, policy_domain: str, meta: ReportMeta) -> bytes:
     """The aggregate report of one reporting domain (RFC 7489 Appendix C), one record per set
     of identical (source, identifiers, results)."""
+    from lxml import etree
+
     root = etree.Element(f"{{{NAMESPACE}}}feedback", nsmap={None: NAMESPACE})
     _sub(root, "version", "1.0")
     md = _sub(root, "report_metadata")

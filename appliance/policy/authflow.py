@@ -8,12 +8,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from appliance.config.schema import Config, MailAuthSection
-from appliance.mailauth.check import Checker, default_decision
 from appliance.mailauth.dns import Lookup, system_lookup
-from appliance.mailauth.reports import EvaluationRecorder
-from appliance.mailauth.results import HEADER, AuthResults, strip_own
 from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdict
+
+if TYPE_CHECKING:
+    from appliance.db.engine import Store
+    from appliance.mailauth.check import Checker
+    from appliance.mailauth.reports import EvaluationRecorder
+    from appliance.mailauth.results import AuthResults
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +32,58 @@ def _resolver_settings(section: MailAuthSection) -> tuple[Any, ...]:
 
 class AuthenticatedData:
     """Follows config revisions (`apply`): a changed resolver setting builds a new lookup (and
-    cache); the other settings are read per message."""
+    cache); the other settings are read per message. The checkers' libraries are loaded when
+    the first message is checked, so a node that does not check never pays for them.
+
+    With a `store`, evaluations are recorded for the aggregate reports (`aggregate_reports`)."""
 
     def __init__(self, config: Config, *, lookup: LookupFactory = system_lookup,
-                 recorder: EvaluationRecorder | None = None) -> None:
+                 store: Store | None = None) -> None:
         self._factory = lookup
-        self.recorder = recorder
-        self._record: Callable[[AuthResults], None] | None = \
-            self._report if recorder is not None else None
+        self._store = store
+        self.recorder: EvaluationRecorder | None = None
         self._lock = threading.Lock()
         self._config = config
-        self._checker = Checker(lookup(config.mailauth), record=self._record)
+        self._checker: Checker | None = None
+        self._running = False
 
     def _report(self, results: AuthResults) -> None:
         if self.recorder is not None and self._config.mailauth.aggregate_reports:
             self.recorder(results)
 
     def start(self) -> None:
-        if self.recorder is not None:
-            self.recorder.start()
+        self._running = True
 
     def stop(self) -> None:
-        if self.recorder is not None:
-            self.recorder.stop()
+        self._running = False
+        with self._lock:
+            recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.stop()
 
     @property
     def checker(self) -> Checker:
-        return self._checker
+        with self._lock:
+            if self._checker is None:
+                from appliance.mailauth.check import Checker
+
+                if self._store is not None and self.recorder is None and self._running:
+                    from appliance.mailauth.reports import EvaluationRecorder
+
+                    self.recorder = EvaluationRecorder(self._store)
+                    self.recorder.start()
+                self._checker = Checker(self._factory(self._config.mailauth),
+                                        record=self._report)
+            return self._checker
 
     def apply(self, old: Config, new: Config) -> None:
         with self._lock:
-            if _resolver_settings(old.mailauth) != _resolver_settings(new.mailauth):
+            if _resolver_settings(old.mailauth) != _resolver_settings(new.mailauth) \
+                    and self._checker is not None:
+                from appliance.mailauth.check import Checker
+
                 self._checker = Checker(self._factory(new.mailauth), orgs=self._checker.orgs,
-                                        record=self._record)
+                                        record=self._report)
             self._config = new
 
     def applies(self, session: SessionInfo) -> bool:
@@ -77,10 +101,12 @@ class AuthenticatedData:
 
     def run(self, flow: Flow, session: SessionInfo, content: bytes) -> tuple[DataResult, bytes]:
         """The DATA stage of a checked message, and the message without forged results."""
+        from appliance.mailauth.results import HEADER, strip_own
+
         section = self._config.mailauth
         authserv = self.authserv_id()
         content = strip_own(content, authserv)
-        results = self._checker.check(content, client_ip=session.client_ip,
+        results = self.checker.check(content, client_ip=session.client_ip,
                                       sender=session.sender or "", helo=session.helo,
                                       settings=section)
         session.auth = results.lua()
@@ -104,6 +130,8 @@ class AuthenticatedData:
 
 
 def _verdict(results: AuthResults, section: MailAuthSection) -> Verdict | None:
+    from appliance.mailauth.check import default_decision
+
     decision = default_decision(results, section)
     if decision.action == "reject":
         return Verdict(decision=Decision.REJECT, code=550, text=decision.text)

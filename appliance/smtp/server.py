@@ -19,7 +19,6 @@ from appliance.access.users import authenticate
 from appliance.config.schema import Config, Listener
 from appliance.connlimits import ConditionLog
 from appliance.db.engine import Store
-from appliance.mailauth.reports import EvaluationRecorder
 from appliance.policy.authflow import AuthenticatedData
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
@@ -280,7 +279,7 @@ def component(node: Node) -> SmtpServer:
     config = node.config
     smtp_role = getattr(node, "role", "node") == "smtp"
     metrics = node.metrics
-    mailauth = AuthenticatedData(config, recorder=EvaluationRecorder(node.store))
+    mailauth = AuthenticatedData(config, store=node.store)
     server = SmtpServer(
         store=node.store, intake=Intake(node.store, node.spool, metrics=metrics),
         listeners=list(config.listeners), metrics=metrics,

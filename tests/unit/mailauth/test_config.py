@@ -48,7 +48,8 @@ def test_revisions_apply_without_restart() -> None:
     assert not part.applies(session)
     on = old.model_copy(update={"mailauth": MailAuthSection(enabled=True, listeners=["inbound"])})
     part.apply(old, on)
-    assert part.applies(session) and factory.made == 1  # resolver settings unchanged: kept
+    assert part.applies(session) and factory.made == 0  # nothing built before the first check
+    assert part.checker is part.checker and factory.made == 1
     assert not part.applies(SessionInfo(listener="submission", client_ip="192.0.2.1"))
     session.authenticated = True
     assert not part.applies(session)  # submission clients are not checked by default
