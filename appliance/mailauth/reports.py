@@ -385,10 +385,3 @@ def pending(store: Store, domains: Iterable[str] | None = None) -> int:
         if domains is not None:
             query = query.where(DmarcEvaluation.policy_domain.in_(list(domains)))
         return int(session.scalar(query) or 0)
-
-
-
-def component(node: Any) -> ReportSender:
-    """Housekeeping's report runs (appliance.wiring): the node's store, spool and queue."""
-    return ReportSender(node.store, node.spool, config=node.config_provider, lookup=system_lookup,
-                        on_enqueued=node.notify_enqueued)
