@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
@@ -23,11 +23,13 @@ from appliance.db.engine import Store
 from appliance.db.models_mailauth import DmarcEvaluation
 from appliance.mailauth.dmarc import OrgDomains
 from appliance.mailauth.dns import Budget, DnsTempError, Lookup, system_lookup, txt_strings
-from appliance.mailauth.results import AuthResults
 from appliance.queue import store as queue_store
 from appliance.queue.spool import Spool
 from appliance.stats.periodic import Periodic
 from appliance.types import Envelope, NewMessage
+
+if TYPE_CHECKING:
+    from appliance.mailauth.results import AuthResults
 
 log = logging.getLogger(__name__)
 
