@@ -72,8 +72,9 @@ class AuthenticatedData:
 
                     self.recorder = EvaluationRecorder(self._store)
                     self.recorder.start()
-                self._checker = Checker(self._factory(self._config.mailauth),
-                                        record=self._report)
+                checker = Checker(self._factory(self._config.mailauth), record=self._report)
+                checker.orgs.of("example.com")  # the suffix list loads now, not in a budget
+                self._checker = checker
             return self._checker
 
     def apply(self, old: Config, new: Config) -> None:

@@ -55,8 +55,8 @@ poll_interval = 0.1
 enabled = true
 authserv_id = "gw.example.net"
 nameservers = ["127.0.0.1:{dns}"]
-dns_timeout = 0.5
-timeout = 2.0
+dns_timeout = 1.0
+timeout = 10.0
 '''
 
 
