@@ -61,8 +61,9 @@ class RunningNode:
 
     def __init__(self, tmp_path: Path, *, database_url: str | None = None,
                  config_text: str | None = None, relay: tuple[str, int] | str | None = None,
-                 extra_args: tuple[str, ...] | list[str] = ()) -> None:
+                 extra_args: tuple[str, ...] | list[str] = (), ready_timeout: float = 90.0) -> None:
         self.data_dir = Path(tmp_path) / "node"
+        self.ready_timeout = ready_timeout  # how long start() waits for every child to be ready
         self.database_url = database_url
         self.config_path: Path | None = None
         if config_text is not None:
@@ -114,7 +115,7 @@ class RunningNode:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                          env=self._env(), cwd=REPO, start_new_session=True)
         try:
-            self.ports = read_ports(self.data_dir, proc=self.proc)
+            self.ports = read_ports(self.data_dir, proc=self.proc, timeout=self.ready_timeout)
             smtp = self.ports["smtp"]
             assert isinstance(smtp, dict)
             self.smtp_port = int(next(iter(smtp.values())))
