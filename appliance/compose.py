@@ -63,7 +63,10 @@ from appliance.db.schema import ensure_schema
 from appliance.delivery.service import DeliveryService
 from appliance.mailauth.keys import KeyStore
 from appliance.mailauth.sign import Signer
+from appliance.mailauth.dns import system_lookup
+from appliance.mailauth.reports import ReportSender
 from appliance.nodelog import NodeLog, syslog_address
+from appliance.policy.authflow import AuthenticatedData
 from appliance.policy.component import PolicyComponent, node_functions
 from appliance.process.roles import ListenerCheck
 from appliance.process.wake import WakeListener, WakeSender, wake_path
@@ -324,6 +327,7 @@ class HousekeepingParts(Parts):
     sweeper: SpoolSweeper
     alerts: AlertRunner
     timeline_purge: TimelinePurge
+    dmarc_reports: ReportSender
     wake: WakeSender
 
 
@@ -340,11 +344,12 @@ def build_housekeeping(core: Core) -> HousekeepingParts:
     timeline_purge = TimelinePurge(core.store, config=core.config)
     wake = WakeSender(wake_path(core.settings.data_dir))
     core.enqueued.subscribe(wake.wake)
+    dmarc_reports = build_dmarc_reports(core)
     return HousekeepingParts(
         core=core, rate_server=rate_server, listener_check=listener_check, sweeper=sweeper,
-        alerts=alerts, timeline_purge=timeline_purge, wake=wake,
+        alerts=alerts, timeline_purge=timeline_purge, dmarc_reports=dmarc_reports, wake=wake,
         startables=(*core.startables, rate_server, listener_check, sweeper, alerts,
-                    timeline_purge, wake))
+                    timeline_purge, dmarc_reports, wake))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -356,6 +361,7 @@ class SingleParts(Parts):
     sweeper: SpoolSweeper
     alerts: AlertRunner
     timeline_purge: TimelinePurge
+    dmarc_reports: ReportSender
     commands: Runner
     soap: SoapServer
 
@@ -371,13 +377,15 @@ def build_single(core: Core) -> SingleParts:
     sweeper = SpoolSweeper(core.store, core.spool, grace=core.settings.spool_grace)
     alerts = build_alerts(core.store, core.spool, core.config, on_enqueued=core.enqueued.notify_threadsafe)
     timeline_purge = TimelinePurge(core.store, config=core.config)
+    dmarc_reports = build_dmarc_reports(core)
     commands = build_commands(core)
     soap = build_soap_server(core, policy, commands)
     return SingleParts(
         core=core, nodelog=nodelog, policy=policy, smtp=smtp, delivery=delivery,
-        sweeper=sweeper, alerts=alerts, timeline_purge=timeline_purge, commands=commands,
-        soap=soap, startables=(nodelog, *core.startables, policy, smtp, delivery, sweeper,
-                               alerts, timeline_purge, commands, soap))
+        sweeper=sweeper, alerts=alerts, timeline_purge=timeline_purge,
+        dmarc_reports=dmarc_reports, commands=commands, soap=soap,
+        startables=(nodelog, *core.startables, policy, smtp, delivery, sweeper, alerts,
+                    timeline_purge, dmarc_reports, commands, soap))
 
 
 def build_child(role: str, core: Core, sockets: dict[str, socket.socket]) -> Parts:
@@ -409,15 +417,25 @@ def build_smtp_server(core: Core, policy: PolicyComponent, metrics: Instruments,
     None binds the listeners itself."""
     config = core.config()
     receiver = sockets is not None
+    # Inbound checks at DATA ([mailauth]); evaluations recorded for the DMARC reports.
+    mailauth = AuthenticatedData(config, store=core.store)
+    core.config.subscribe(mailauth)
     server = SmtpServer(
         store=core.store, intake=Intake(core.store, core.spool, metrics=metrics),
         listeners=list(config.listeners), metrics=metrics, hostname=config.node.hostname,
         tls_dir=core.settings.tls_dir, flow=policy,
         on_enqueued=CoalescedKick(core.enqueued.notify), sockets=sockets,
         processes=(config.smtp.processes or os.cpu_count() or 1) if receiver else 1,
-        throttle=throttle_policy(config.api))  # AUTH failures, shared with the API
+        throttle=throttle_policy(config.api),  # AUTH failures, shared with the API
+        mailauth=mailauth)
     core.config.subscribe(server)
     return server
+
+
+def build_dmarc_reports(core: Core) -> ReportSender:
+    """DMARC aggregate reports ([mailauth] aggregate_reports): once per period, queued here."""
+    return ReportSender(core.store, core.spool, config=core.config, lookup=system_lookup,
+                        on_enqueued=core.enqueued.notify_threadsafe)
 
 
 def build_delivery_service(core: Core, policy: PolicyComponent,

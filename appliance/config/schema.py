@@ -306,6 +306,57 @@ class DkimSection(_Section):
         if "from" not in self.headers:
             raise ValueError("dkim headers must include from (RFC 6376 section 5.4)")
         return self
+class MailAuthSection(_Section):
+    """Inbound checks at DATA (SPF, DKIM, DMARC, ARC) and DMARC reports. Off by default: the
+    checks look up DNS for every message."""
+
+    enabled: bool = False
+    listeners: list[str] = []  # listener ids that check; empty = every listener
+    skip_authenticated: bool = True  # SMTP AUTH clients (submission) are not checked
+    skip_mynetworks: bool = False  # relay.mynetworks clients are not checked
+    authserv_id: str = ""  # of Authentication-Results; empty = node.hostname
+    timeout: float = Field(default=10.0, gt=0, le=120)  # all lookups of one message, in total
+    dns_timeout: float = Field(default=3.0, gt=0, le=60)  # one lookup
+    nameservers: list[str] = []  # "ADDRESS" or "ADDRESS:PORT" ("[v6]:PORT"); empty = the system's
+    cache_entries: int = Field(default=10_000, ge=0, le=10_000_000)
+    cache_max_ttl: float = Field(default=3600.0, ge=0)
+    max_signatures: int = Field(default=5, ge=1, le=50)  # DKIM-Signature fields verified
+    min_key_bits: int = Field(default=1024, ge=512, le=16384)
+    arc: bool = True  # verify ARC chains (RFC 8617)
+    # The default policy when no script decides at DATA (RFC 7489 §6.7):
+    reject: bool = True  # p=reject -> 550 5.7.1
+    quarantine: bool = True  # p=quarantine (and p=reject when reject = false) -> quarantine
+    quarantine_name: str = Field(default="dmarc", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    temperror: Literal["accept", "defer"] = "accept"
+    arc_override: bool = False  # accept DMARC failures that carry a passing ARC chain
+    # DMARC reports (RFC 7489 §7): aggregate once a day per reporting domain, through the queue.
+    aggregate_reports: bool = False
+    report_org_name: str = ""  # empty = node.hostname
+    report_from: str = ""  # empty = dmarc-noreply@node.hostname
+    report_interval: float = Field(default=86400.0, ge=60)  # seconds per report period
+    report_max_records: int = Field(default=10_000, ge=1)  # rows per report
+    # ruf= (forensic) reports carry message content and leak who is subscribed to a list: this
+    # node does not send them, and refuses a config that asks it to.
+    forensic_reports: bool = False
+
+    @field_validator("forensic_reports")
+    @classmethod
+    def _no_forensic(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("forensic (ruf=) DMARC reports are not sent by this node; "
+                             "only aggregate reports (aggregate_reports = true)")
+        return value
+
+    @field_validator("nameservers")
+    @classmethod
+    def _nameservers(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, sep, port = entry.rpartition(":")
+            if sep and port.isdigit() and (host.startswith("[") or "." in host):
+                ipaddress.ip_address(host.strip("[]"))
+            else:
+                ipaddress.ip_address(entry)
+        return value
 
 
 class Config(_Section):
@@ -322,6 +373,7 @@ class Config(_Section):
     policy: PolicySection = PolicySection()
     relay: RelaySection = RelaySection()
     dkim: DkimSection = DkimSection()
+    mailauth: MailAuthSection = MailAuthSection()
     scripts: dict[str, str] = {}  # policy script id -> Lua source; `listeners[].script` names one
 
     @field_validator("scripts")

@@ -154,3 +154,4 @@ import appliance.db.models_config  # noqa: E402,F401  (config tables, migration 
 import appliance.db.models_hql  # noqa: E402,F401  (HQL search indexes, migrations 0004 and 0007)
 import appliance.db.models_access  # noqa: E402,F401  (login throttle, migration 0005)
 import appliance.db.models_timeline  # noqa: E402,F401  (events, suspensions, alerts, migration 0010)
+import appliance.db.models_mailauth  # noqa: E402,F401  (DMARC evaluations, migration 0011)

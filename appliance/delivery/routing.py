@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 from typing import Protocol
 
 from appliance.delivery.grouping import Destination
+from appliance.mailauth.dns import Answer, DnsTempError, Lookup
 
 
 class RouteError(Exception):
@@ -113,4 +115,31 @@ class DnsResolver:
             except dns.exception.DNSException as exc:
                 raise RouteError(f"address lookup for {host} failed: {exc}", permanent=False) from exc
             out.extend(r.to_text() for r in answer)
+        return out
+
+
+class LookupResolver:
+    """Delivery's Resolver over the mail-auth DNS seam (appliance.mailauth.dns.Lookup): one
+    resolver, with its TTL cache and AD bits, can answer routing and the inbound checks alike.
+    Lookups run in a thread (the seam is synchronous)."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+
+    async def _query(self, name: str, rdtype: str) -> Answer:
+        try:
+            return await asyncio.to_thread(self.lookup.query, name, rdtype)
+        except DnsTempError as exc:
+            raise RouteError(f"{rdtype} lookup for {name} failed: {exc}", permanent=False) from exc
+
+    async def mx(self, domain: str) -> list[tuple[int, str]]:
+        answer = await self._query(domain, "MX")
+        if not answer.exists:
+            raise RouteError(f"domain {domain} does not exist", permanent=True)
+        return [(int(pref), str(host)) for pref, host in answer.records]
+
+    async def addresses(self, host: str) -> list[str]:
+        out: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            out.extend(str(a) for a in (await self._query(host, rdtype)).records)
         return out

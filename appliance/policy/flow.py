@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from appliance.policy.relay import RelayRules
 
@@ -59,6 +59,9 @@ class SessionInfo:
     # Metadata a scripted flow set at MAIL/RCPT, kept until its data() returns it in
     # DataResult.metadata (reset by its mail_from); the caller only keeps passing this object.
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The message's authentication results at DATA (appliance.mailauth), as the script sees them
+    # in `message.auth`; None when the listener does not check.
+    auth: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -70,6 +73,8 @@ class DataResult:
     remove_headers: list[str] = dataclasses.field(default_factory=list)
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     recipient_transports: dict[str, str] = dataclasses.field(default_factory=dict)
+    # A script returned a decision (else the node's defaults, such as the DMARC policy, apply).
+    decided: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

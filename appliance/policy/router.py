@@ -47,7 +47,7 @@ class FailedFlow:
         return self._fail("rcpt_to", f"[{session.client_ip}]")  # type: ignore[no-any-return]
 
     def data(self, session: SessionInfo, message: bytes) -> DataResult:
-        return DataResult(verdict=self._fail("data", f"[{session.client_ip}]"))
+        return DataResult(verdict=self._fail("data", f"[{session.client_ip}]"), decided=True)
 
     def pre_delivery(self, entry: DeliveryInfo) -> Verdict:
         return self._fail("pre_delivery", f"<{entry.msgid}>:{entry.queueid}")  # type: ignore[no-any-return]

@@ -210,9 +210,13 @@ class ScriptedFlow:
         if "data" not in self.handlers:
             return result
         ctx = _ctx("data", session)
-        verdict = self._decide("data", ctx, session_vars(session), message_table(message),
+        table = message_table(message)
+        if session.auth is not None:
+            table["auth"] = session.auth
+        verdict = self._decide("data", ctx, session_vars(session), table,
                                extra_memory=4 * len(message))
         result.verdict = verdict or ACCEPT
+        result.decided = verdict is not None
         if result.verdict.decision not in (Decision.REJECT, Decision.DEFER):
             result.add_headers, result.remove_headers = ctx.add_headers, ctx.remove_headers
             result.metadata = ctx.metadata

@@ -17,6 +17,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from appliance.config.schema import Listener
+from appliance.policy.authflow import AuthenticatedData
 from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdict
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
@@ -201,7 +202,9 @@ class Handler:
     def __init__(self, *, listener: Listener, hostname: str, flow: Flow, intake: Intake,
                  authenticate: Authenticate, on_enqueued: Callable[[], None],
                  clock: Callable[[], float] = time.time,
-                 flow_threads: Executor | None = None, metrics: Instruments | None = None) -> None:
+                 flow_threads: Executor | None = None, metrics: Instruments | None = None,
+                 mailauth: AuthenticatedData | None = None, check_threads: Executor | None = None,
+                 ) -> None:
         self.listener = listener
         self.metrics = metrics
         self.hostname = hostname
@@ -211,6 +214,9 @@ class Handler:
         self.on_enqueued = on_enqueued
         self.clock = clock
         self.flow_threads = flow_threads
+        # Mail authentication at DATA waits on DNS: it always runs in `check_threads`.
+        self.mailauth = mailauth
+        self.check_threads = check_threads
 
     async def _ask(self, stage: Callable[..., T], *args: Any) -> T:
         """One policy stage. With `flow_threads` (a listener running a script) it runs there, so
@@ -387,7 +393,12 @@ class Handler:
                 log.info("refused %s from [%s]: bare CR or LF", msgid, session.info.client_ip)
                 return replies.BARE_NEWLINE
             content = crlf_lines(content)  # a trusted host's script: lines as it meant them
-        result: DataResult = await self._ask(self.flow.data, session.info, content)
+        result: DataResult
+        if self.mailauth is not None and self.mailauth.applies(session.info):
+            result, content = await asyncio.get_running_loop().run_in_executor(
+                self.check_threads, self.mailauth.run, self.flow, session.info, content)
+        else:
+            result = await self._ask(self.flow.data, session.info, content)
         verdict = result.verdict
         if verdict.decision is Decision.REJECT:
             log.info("rejected %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)

@@ -18,6 +18,7 @@ from appliance.access.users import authenticate
 from appliance.config.schema import Config, Listener
 from appliance.connlimits import ConditionLog
 from appliance.db.engine import Store
+from appliance.policy.authflow import AuthenticatedData
 from appliance.policy.flow import Flow
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
@@ -41,11 +42,13 @@ class SmtpServer:
                  clock: Callable[[], float] = time.time, reuse_port: bool = False,
                  flow_threads: int = 8, throttle: ThrottlePolicy = ThrottlePolicy(),
                  processes: int = 1, sockets: dict[str, socket.socket] | None = None,
-                 metrics: Instruments | None = None) -> None:
+                 metrics: Instruments | None = None,
+                 mailauth: AuthenticatedData | None = None) -> None:
         """`sockets`: listening sockets bound by the supervisor, by listener id; this server
         then accepts on them and leaves binding (and rebinding on change) to it."""
         self.store = store
         self.metrics = metrics
+        self.mailauth = mailauth
         self.intake = intake
         self.listeners = listeners
         self.hostname = hostname
@@ -87,6 +90,8 @@ class SmtpServer:
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         raise_descriptor_limit()
         self.intake.start()
+        if self.mailauth is not None:
+            self.mailauth.start()
         self._flow_threads = ThreadPoolExecutor(self._flow_thread_count, thread_name_prefix="smtp-flow")
         try:
             for listener in self.listeners:
@@ -170,6 +175,8 @@ class SmtpServer:
             self._flow_threads.shutdown(wait=False, cancel_futures=True)
             self._flow_threads = None
         await asyncio.to_thread(self.intake.stop)
+        if self.mailauth is not None:
+            await asyncio.to_thread(self.mailauth.stop)
 
     def _factory(self, listener: Listener) -> Callable[[], Protocol]:
         handler = Handler(
@@ -178,7 +185,7 @@ class SmtpServer:
             # A listener without a script runs the built-in DefaultFlow, which never blocks:
             # calling it inline spares a thread hand-off per stage.
             flow_threads=self._flow_threads if listener.script else None,
-            metrics=self.metrics,
+            metrics=self.metrics, mailauth=self.mailauth, check_threads=self._flow_threads,
         )
         context = self._tls_context(listener) if listener.starttls else None
         excluded = [] if listener.auth else ["PLAIN", "LOGIN"]
@@ -261,4 +268,3 @@ class CoalescedKick:
     def _fire(self) -> None:
         self._pending = False
         self._kick()
-
