@@ -44,6 +44,8 @@ COMPONENT_FACTORIES: tuple[str, ...] = (
     "appliance.smtp.server:component",
     "appliance.wiring:delivery_component",
     "appliance.queue.sweep:component",  # spool repair at start and hourly (housekeeping)
+    "appliance.queue.keeper:trash_purger",  # expired trash (housekeeping)
+    "appliance.queue.keeper:drain_runner",  # throttled drain jobs (housekeeping)
     "appliance.commands.component:component",  # after stats (statd's sampler); sets node.commands
     "appliance.soap.server:component",
 )

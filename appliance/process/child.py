@@ -56,6 +56,8 @@ ROLE_FACTORIES: dict[str, tuple[str, ...]] = {
         "appliance.process.roles:rate_server",
         "appliance.process.roles:listener_check",
         "appliance.queue.sweep:component",  # spool repair at start and hourly
+        "appliance.queue.keeper:trash_purger",  # expired trash, every minute at most
+        "appliance.queue.keeper:drain_runner",  # throttled drain jobs, every second
         "appliance.process.roles:wake_sender",
     ),
 }

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 SERVICES: tuple[str, ...] = (
     "appliance.soap.services.node:NodeService",
     "appliance.soap.services.queue:QueueService",
+    "appliance.soap.services.trash:TrashService",
     "appliance.soap.services.users:UserService",
     "appliance.soap.services.stats:StatsService",
     "appliance.soap.services.config:ConfigService",
