@@ -45,8 +45,11 @@ class TrashPurger(Periodic):
         self.purged = 0
 
     def apply(self, old: Config, new: Config) -> None:
-        self.hours = new.queue.trash_hours
-        self.interval = purge_interval(self.hours)
+        hours = new.queue.trash_hours
+        if hours != self.hours:
+            self.hours = hours
+            self.interval = purge_interval(hours)
+            self.wake()  # a shorter grace period takes effect now, not after the old wait
 
     def tick(self) -> int:
         try:
