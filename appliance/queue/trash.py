@@ -14,6 +14,7 @@ from collections.abc import Callable
 from sqlalchemy import ColumnElement, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.db.models import QueueEntry, QueueMetadata
 from appliance.db.models_trash import TrashEntry, TrashMetadata
@@ -111,12 +112,14 @@ def _chunked(store: Store, where: ColumnElement[bool] | None,
                 acted, paths = act(session, locked, now) if locked else (0, [])
                 if in_chunk is not None:
                     in_chunk(session, acted)
+                crashpoint.reached(f"trash.{what}.acted")  # moved, not committed
         except Exception as exc:
             exc.bulk_done = done  # type: ignore[attr-defined]
             exc.add_note(f"trash {what}: {done} entries were handled before this failure")
             raise
         done += acted
         after = ids[-1]
+        crashpoint.reached(f"trash.{what}.committed")
         if paths and on_paths is not None:
             on_paths(paths)
         if acted and after_chunk is not None:
