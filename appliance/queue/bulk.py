@@ -87,7 +87,7 @@ def act_on_matching(
                 ids = next_ids(session, cond, after=after, ceiling=ceiling, limit=chunk)
             if not ids:
                 break
-            with store.transaction() as session, _page_cache(session):
+            with store.transaction() as session, page_cache(session):
                 acted, paths = act_on_chunk(session, ids, cond, action, now=now,
                                              duplicate=duplicate, bounce=bounce,
                                              bounce_many=bounce_many, trash_by=trash_by)
@@ -118,7 +118,7 @@ def _check(action: str, chunk: int, bounce: object) -> None:
 
 
 @contextlib.contextmanager
-def _page_cache(session: Session) -> Iterator[None]:
+def page_cache(session: Session) -> Iterator[None]:
     if session.get_bind().dialect.name != "sqlite":
         yield
         return

@@ -20,7 +20,8 @@ from appliance.db.models import QueueEntry, QueueMetadata
 from appliance.db.models_trash import TrashEntry, TrashMetadata
 from appliance.errors import InvalidInput
 from appliance.queue import store as queue_store
-from appliance.queue.bulk import DEFAULT_CHUNK, MAX_CHUNK, in_ids, to_trash, write_history_many
+from appliance.queue.bulk import (DEFAULT_CHUNK, MAX_CHUNK, in_ids, page_cache, to_trash,
+                                  write_history_many)
 from appliance.types import Action
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def _chunked(store: Store, where: ColumnElement[bool] | None,
                 ids = list(session.scalars(stmt if where is None else stmt.where(where)))
             if not ids:
                 break
-            with store.transaction() as session:
+            with store.transaction() as session, page_cache(session):
                 # Re-checked under the write lock: another call may have taken some meanwhile.
                 cond = [in_ids(session, TrashEntry.id, ids)] + ([where] if where is not None else [])
                 locked = list(session.scalars(
