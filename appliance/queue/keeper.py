@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -109,24 +108,14 @@ def _drain_deleter(job: QueueJob) -> str:
     return f"{job.createdby} (drain {job.id})"
 
 
-def trash_purger(node: Any) -> TrashPurger:
-    """Housekeeping's trash purge (appliance.process.child ROLE_FACTORIES)."""
-    purger = TrashPurger(node.store, node.spool, hours=node.config.queue.trash_hours)
-    node.subscribe(purger)
-    return purger
-
-
-def drain_runner(node: Any) -> DrainRunner:
-    """Housekeeping's drain jobs; released entries wake delivery."""
+def drain_runner(store: Store, spool: Spool, *, hostname: Callable[[], str],
+                 kick: Callable[[], None]) -> DrainRunner:
+    """Housekeeping's drain jobs: bounces name the node's current host name, released
+    entries wake delivery (`kick` is called from the runner's thread)."""
     from appliance.bounce.handling import bounce_all
 
     def bounce_many(session: Session, entries: Sequence[QueueEntry]) -> list[str]:
-        return bounce_all(session, node.spool, entries, reason=DRAIN_BOUNCE_REASON,
-                          now=time.time(), hostname=node.config.node.hostname)
+        return bounce_all(session, spool, entries, reason=DRAIN_BOUNCE_REASON,
+                          now=time.time(), hostname=hostname())
 
-    def kick() -> None:  # from the runner's thread to the node's event loop
-        loop = node.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(node.notify_enqueued)
-
-    return DrainRunner(node.store, node.spool, bounce_many=bounce_many, kick=kick)
+    return DrainRunner(store, spool, bounce_many=bounce_many, kick=kick)
