@@ -71,6 +71,7 @@ from appliance.policy.component import PolicyComponent, node_functions
 from appliance.process.roles import ListenerCheck
 from appliance.process.wake import WakeListener, WakeSender, wake_path
 from appliance.queue.intake import Intake
+from appliance.queue.keeper import DrainRunner, TrashPurger, drain_runner
 from appliance.queue.spool import Spool
 from appliance.queue.store import release_all_leases
 from appliance.queue.retention import TimelinePurge
@@ -328,12 +329,23 @@ class HousekeepingParts(Parts):
     alerts: AlertRunner
     timeline_purge: TimelinePurge
     dmarc_reports: ReportSender
+    trash: TrashPurger
+    drains: DrainRunner
     wake: WakeSender
+
+
+def build_queue_keepers(core: Core) -> tuple[TrashPurger, DrainRunner]:
+    """The trash purge (follows `queue.trash_hours`) and the drain jobs' runner."""
+    purger = TrashPurger(core.store, core.spool, hours=core.config().queue.trash_hours)
+    core.config.subscribe(purger)
+    drains = drain_runner(core.store, core.spool, hostname=lambda: core.config().node.hostname,
+                          kick=core.enqueued.notify_threadsafe)
+    return purger, drains
 
 
 def build_housekeeping(core: Core) -> HousekeepingParts:
     """Stats flush and graphs, the config watcher that speaks for the node, the rate() owner,
-    spool sweeps, saved queries' alerts, timeline retention."""
+    spool sweeps, saved queries' alerts, timeline retention, expired trash, drain jobs."""
     rates = core.stats.rates
     assert isinstance(rates, Rates), "housekeeping owns the rate() windows"
     rate_server = RateServer(rates, rates_path(core.settings.data_dir))
@@ -342,14 +354,16 @@ def build_housekeeping(core: Core) -> HousekeepingParts:
     sweeper = SpoolSweeper(core.store, core.spool, grace=core.settings.spool_grace)
     alerts = build_alerts(core.store, core.spool, core.config, on_enqueued=core.enqueued.notify_threadsafe)
     timeline_purge = TimelinePurge(core.store, config=core.config)
+    trash, drains = build_queue_keepers(core)
     wake = WakeSender(wake_path(core.settings.data_dir))
     core.enqueued.subscribe(wake.wake)
     dmarc_reports = build_dmarc_reports(core)
     return HousekeepingParts(
         core=core, rate_server=rate_server, listener_check=listener_check, sweeper=sweeper,
-        alerts=alerts, timeline_purge=timeline_purge, dmarc_reports=dmarc_reports, wake=wake,
+        alerts=alerts, timeline_purge=timeline_purge, dmarc_reports=dmarc_reports,
+        trash=trash, drains=drains, wake=wake,
         startables=(*core.startables, rate_server, listener_check, sweeper, alerts,
-                    timeline_purge, dmarc_reports, wake))
+                    timeline_purge, dmarc_reports, trash, drains, wake))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -362,6 +376,8 @@ class SingleParts(Parts):
     alerts: AlertRunner
     timeline_purge: TimelinePurge
     dmarc_reports: ReportSender
+    trash: TrashPurger
+    drains: DrainRunner
     commands: Runner
     soap: SoapServer
 
@@ -378,14 +394,15 @@ def build_single(core: Core) -> SingleParts:
     alerts = build_alerts(core.store, core.spool, core.config, on_enqueued=core.enqueued.notify_threadsafe)
     timeline_purge = TimelinePurge(core.store, config=core.config)
     dmarc_reports = build_dmarc_reports(core)
+    trash, drains = build_queue_keepers(core)
     commands = build_commands(core)
     soap = build_soap_server(core, policy, commands)
     return SingleParts(
         core=core, nodelog=nodelog, policy=policy, smtp=smtp, delivery=delivery,
         sweeper=sweeper, alerts=alerts, timeline_purge=timeline_purge,
-        dmarc_reports=dmarc_reports, commands=commands, soap=soap,
+        dmarc_reports=dmarc_reports, trash=trash, drains=drains, commands=commands, soap=soap,
         startables=(nodelog, *core.startables, policy, smtp, delivery, sweeper, alerts,
-                    timeline_purge, dmarc_reports, commands, soap))
+                    timeline_purge, dmarc_reports, trash, drains, commands, soap))
 
 
 def build_child(role: str, core: Core, sockets: dict[str, socket.socket]) -> Parts:

@@ -22,6 +22,7 @@ class Action(str, enum.Enum):
     ERROR = "ERROR"
     QUARANTINE = "QUARANTINE"
     DEFER = "DEFER"
+    RESTORE = "RESTORE"  # a deleted entry put back from the trash (history only)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

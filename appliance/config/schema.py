@@ -83,6 +83,9 @@ class QueueSection(_Section):
     lease: int = Field(default=600, ge=10)  # how long a worker may hold an entry
     poll_interval: float = Field(default=1.0, gt=0, le=60)
     timeline_days: int = Field(default=30, ge=1, le=3650)  # message events (mailTimeline) kept
+    # Deleted entries stay restorable (mailTrashRestore) this long; housekeeping purges them
+    # after it. 0 purges them at housekeeping's next pass (about a minute).
+    trash_hours: float = Field(default=24.0, ge=0, le=24 * 365)
 
     @field_validator("retry_schedule")
     @classmethod

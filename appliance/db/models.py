@@ -153,5 +153,6 @@ import appliance.db.models_stats  # noqa: E402,F401  (stats tables, migration 00
 import appliance.db.models_config  # noqa: E402,F401  (config tables, migration 0003)
 import appliance.db.models_hql  # noqa: E402,F401  (HQL search indexes, migrations 0004 and 0007)
 import appliance.db.models_access  # noqa: E402,F401  (login throttle, migration 0005)
+import appliance.db.models_trash  # noqa: E402,F401  (trash and queue jobs, migration 0009)
 import appliance.db.models_timeline  # noqa: E402,F401  (events, suspensions, alerts, migration 0010)
 import appliance.db.models_mailauth  # noqa: E402,F401  (DMARC evaluations, migration 0011)

@@ -18,12 +18,15 @@ from appliance.replies import Kind, Reply, dsn_status
 from appliance.delivery.retry import expired, retry_at
 from appliance.queue import events
 from appliance.queue import store as q
+from appliance.queue.bulk import to_trash
 from appliance.queue.spool import Spool
 from appliance.types import Action, QueueState
 
 
 # Columns a history row copies from its queue entry (as appliance.queue.store does).
 _SHARED = [c.key for c in HistoryEntry.__table__.columns if c.key not in ("id", "queueid", "transfertime")]
+# Who deleted an entry that a policy script's verdict deleted (the trash's `deletedby`).
+POLICY_DELETER = "policy"
 
 
 class Fate(str, enum.Enum):
@@ -95,9 +98,14 @@ def record(
         elif out.fate is Fate.BOUNCE:
             bounces.append(BounceItem(entry=entry, reason=out.reason, status=out.status or None,
                                       remote_mta=out.peer.partition("[")[0]))
-        elif out.fate in (Fate.DELETE, Fate.ERROR):
-            action = Action.DELETE if out.fate is Fate.DELETE else Action.ERROR
-            q.finish(session, entry, action, now=now, error=out.reason)
+        elif out.fate is Fate.DELETE:
+            # A script's delete goes to the trash like an operator's (undo within the grace period).
+            entry.error = out.reason
+            session.flush()
+            to_trash(session, [entry.id], now=now, by=POLICY_DELETER)
+            session.expunge(entry)
+        elif out.fate is Fate.ERROR:
+            q.finish(session, entry, Action.ERROR, now=now, error=out.reason)
     if bounces:
         bounce_entries(session, spool, bounces, now=now, hostname=hostname)
     events.add(session, [e for out in written for e in timeline_events(out, entries[out.entry.id], now)])
@@ -203,7 +211,5 @@ def _delivered(session: Session, entries: list[QueueEntry], outs: list[Outcome],
 
 def _unreferenced(session: Session, paths: set[str]) -> list[str]:
     candidates = sorted(p for p in paths if p)
-    still: set[str] = set()
-    for chunk in _chunks(candidates):
-        still.update(session.scalars(select(QueueEntry.path).where(QueueEntry.path.in_(chunk)).distinct()))
+    still = q.paths_in_use(session, candidates)
     return [p for p in candidates if p not in still]

@@ -11,6 +11,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.db.models_hql import SUBJECT_FTS
+from appliance.db.models_trash import TrashEntry, TrashMetadata
 from appliance.errors import FilterError
 from appliance.hql import fields
 from appliance.hql.ast import And, Condition, Node, Not, Or
@@ -27,7 +28,7 @@ _COLUMNS = {
     "action": "action", "quarantine": "quarantine", "server": "listener",
     "transport": "transport", "from": "sender", "to": "rcpt", "ip": "fromserver",
     "helo": "helo", "sasl": "sasl", "subject": "subject", "error": "error", "time": "ts0",
-    "size": "size", "retries": "retries",
+    "size": "size", "retries": "retries", "deleted": "deleted", "deletedby": "deletedby",
 }
 _DOMAIN_COLUMNS = {"from": "sender_domain", "to": "rcpt_domain"}
 
@@ -131,12 +132,13 @@ def _like(column: Any, value: str) -> ColumnElement[bool]:
     return ci_like(column, literal(like_pattern(value)))
 
 
-def compile_filter(text: str, *, history: bool = False) -> ColumnElement[bool]:
-    """The condition `text` means on QueueEntry (HistoryEntry with `history`); true() if empty."""
+def compile_filter(text: str, *, history: bool = False, trash: bool = False) -> ColumnElement[bool]:
+    """The condition `text` means on QueueEntry (HistoryEntry with `history`, TrashEntry with
+    `trash`: the queue's fields plus `deleted` and `deletedby`); true() if empty."""
     node = parse(text)
     if node is None:
         return true()
-    return _Compiler(history).node(node)
+    return _Compiler(history, trash=trash).node(node)
 
 
 def like_pattern(value: str) -> str:
@@ -159,10 +161,11 @@ def domain_of_pattern(value: str) -> str | None:
 
 
 class _Compiler:
-    def __init__(self, history: bool) -> None:
-        self.history = history
-        self.model: Any = HistoryEntry if history else QueueEntry
-        self.meta: Any = HistoryMetadata if history else QueueMetadata
+    def __init__(self, history: bool, *, trash: bool = False) -> None:
+        self.history = history and not trash
+        self.trash = trash
+        self.model: Any = TrashEntry if trash else HistoryEntry if history else QueueEntry
+        self.meta: Any = TrashMetadata if trash else HistoryMetadata if history else QueueMetadata
 
     def node(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, Condition):
@@ -189,6 +192,8 @@ class _Compiler:
             raise FilterError(c.pos, f"field '{c.field}' does not apply to history")
         if field.history_only and not self.history:
             raise FilterError(c.pos, f"field '{c.field}' applies to history only")
+        if field.trash_only and not self.trash:
+            raise FilterError(c.pos, f"field '{c.field}' applies to the trash only")
         if c.field == "queueid":
             return _compare(self._queue_id_column(), c.op, c.value)
         if c.field == "historyid":
@@ -199,7 +204,7 @@ class _Compiler:
             return and_(column == msgid, self._queue_id_column() == qid)
         if field.type is Type.ADDRESS:
             return self._address(c, column)
-        if c.field == "subject" and c.op == "~" and not self.history:
+        if c.field == "subject" and c.op == "~" and self.model is QueueEntry:
             value = str(c.value)
             return subject_like(self.model.id, column, literal(like_pattern(value)),
                                 literal(fts_query(value)))

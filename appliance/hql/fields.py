@@ -29,6 +29,7 @@ class Field:
     ops: frozenset[str]
     queue_only: bool = False
     history_only: bool = False
+    trash_only: bool = False
 
 
 _TEXT_OPS = frozenset({"=", "~"})
@@ -65,6 +66,8 @@ FIELDS: dict[str, Field] = {
         _f("time", Type.SECONDS),
         _f("size", Type.INTEGER),
         _f("retries", Type.INTEGER),
+        _f("deleted", Type.SECONDS, trash_only=True),  # when it went to the trash
+        _f("deletedby", Type.TEXT, trash_only=True),  # who deleted it
     )
 }
 # Names the old API's clients send (halonctl's own help shows `id=5`), kept beside today's.

@@ -16,6 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
+from appliance.db.models_trash import TrashEntry, TrashMetadata
 from appliance.errors import InvalidInput, NotFound
 from appliance.queue import store as queue_store
 from appliance.queue.query import Where, as_condition
@@ -56,7 +57,7 @@ def act_on_matching(
     store: Store, where: Where, action: str, *, now: float, duplicate: bool = False,
     chunk: int = DEFAULT_CHUNK, bounce: Bouncer | None = None,
     on_paths: Callable[[list[str]], None] | None = None, bounce_many: BulkBouncer | None = None,
-    in_chunk: Callable[[Session, int], None] | None = None,
+    in_chunk: Callable[[Session, int], None] | None = None, trash_by: str | None = None,
 ) -> int:
     """Apply `action` (retry, hold, delete, bounce) to every queue entry matching `where`.
 
@@ -69,6 +70,7 @@ def act_on_matching(
     unreferenced go to `on_paths` after its commit. Returns how many entries were acted on; if a
     chunk fails, the exception propagates with `.bulk_done` set to the entries already committed.
     A bounce uses `bounce_many` (one call per chunk) if given, else `bounce` per entry.
+    A delete with `trash_by` (who deletes) moves the entries to the trash (`to_trash`).
     `in_chunk(session, acted)` runs inside each chunk's transaction (the audit row's progress,
     committed with the chunk or not at all).
     """
@@ -83,13 +85,13 @@ def act_on_matching(
             # and an SMTP intake commit must not wait behind a filter scan (only the short
             # act-and-commit below holds the write lock).
             with store.transaction(read_only=True) as session:
-                ids = _next_ids(session, cond, after=after, ceiling=ceiling, limit=chunk)
+                ids = next_ids(session, cond, after=after, ceiling=ceiling, limit=chunk)
             if not ids:
                 break
-            with store.transaction() as session, _page_cache(session):
-                acted, paths = _act_on_chunk(session, ids, cond, action, now=now,
+            with store.transaction() as session, page_cache(session):
+                acted, paths = act_on_chunk(session, ids, cond, action, now=now,
                                              duplicate=duplicate, bounce=bounce,
-                                             bounce_many=bounce_many)
+                                             bounce_many=bounce_many, trash_by=trash_by)
                 if in_chunk is not None:
                     in_chunk(session, acted)
                 crashpoint.reached("bulk.chunk.acted")  # DSNs written, chunk not committed
@@ -117,7 +119,7 @@ def _check(action: str, chunk: int, bounce: object) -> None:
 
 
 @contextlib.contextmanager
-def _page_cache(session: Session) -> Iterator[None]:
+def page_cache(session: Session) -> Iterator[None]:
     if session.get_bind().dialect.name != "sqlite":
         yield
         return
@@ -131,7 +133,7 @@ def _page_cache(session: Session) -> Iterator[None]:
             session.execute(text(f"PRAGMA cache_size={int(before)}"))
 
 
-def _in_ids(session: Session, column: InstrumentedAttribute[int], ids: list[int]) -> ColumnElement[bool]:
+def in_ids(session: Session, column: InstrumentedAttribute[int], ids: list[int]) -> ColumnElement[bool]:
     """`column IN ids` as ONE bound parameter (a JSON array on SQLite, an array on PostgreSQL):
     rendering thousands of bind parameters per statement cost more than running it."""
     if session.get_bind().dialect.name == "postgresql":
@@ -140,7 +142,7 @@ def _in_ids(session: Session, column: InstrumentedAttribute[int], ids: list[int]
     return column.in_(select(values.c.value))
 
 
-def _next_ids(
+def next_ids(
     session: Session, cond: ColumnElement[bool] | None, *, after: int, ceiling: int, limit: int
 ) -> list[int]:
     stmt = (
@@ -154,9 +156,10 @@ def _next_ids(
     return list(session.scalars(stmt))
 
 
-def _act_on_chunk(
+def act_on_chunk(
     session: Session, ids: list[int], cond: ColumnElement[bool] | None, action: str, *,
     now: float, duplicate: bool, bounce: Bouncer | None, bounce_many: BulkBouncer | None = None,
+    trash_by: str | None = None,
 ) -> tuple[int, list[str]]:
     """Act on the chunk's ids, each re-checked against `cond` (another writer may have changed it).
 
@@ -165,13 +168,13 @@ def _act_on_chunk(
     (P4: 100,000 entries in under 20 s). A bounce hands the whole chunk to `bounce_many` if
     given; retry with duplicate and a per-entry bounce go entry by entry.
     """
-    where = [_in_ids(session, QueueEntry.id, ids)] + ([cond] if cond is not None else [])
+    where = [in_ids(session, QueueEntry.id, ids)] + ([cond] if cond is not None else [])
     if action == "hold":
         return _update(session, where, state=QueueState.HOLD.value, ts=now), []
     if action == "retry" and not duplicate:
         return _update(session, where, state=QueueState.ACTIVE.value, next_retry=0.0, ts=now), []
     if action == "delete":
-        return _delete_chunk(session, where, now=now)
+        return _delete_chunk(session, where, now=now, trash_by=trash_by)
     if action == "bounce" and bounce_many is not None:
         # Plain rows, not ORM objects: a chunk of thousands is only read, and loading it into
         # the identity map cost more than the DSNs built from it.
@@ -217,13 +220,39 @@ def _update(session: Session, where: list[ColumnElement[bool]], **values: object
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _delete_chunk(session: Session, where: list[ColumnElement[bool]], *, now: float) -> tuple[int, list[str]]:
-    """Write a DELETE history row (with metadata) per entry, remove the entries, return orphans."""
+def _delete_chunk(session: Session, where: list[ColumnElement[bool]], *, now: float,
+                  trash_by: str | None) -> tuple[int, list[str]]:
+    """Write a DELETE history row (with metadata) per entry, remove the entries (to the trash
+    with `trash_by`), return orphans."""
     # FOR UPDATE (PostgreSQL): a delivery finishing one of these at the same time waits for us.
     ids = list(session.scalars(select(QueueEntry.id).where(*where).with_for_update()))
     if not ids:
         return 0, []
+    if trash_by is not None:
+        return len(ids), to_trash(session, ids, now=now, by=trash_by)
     return len(ids), finish_many(session, ids, Action.DELETE, now=now)
+
+
+# Columns a trash row copies from its queue entry (all but the lease, which a restore resets).
+TRASHED = [c.key for c in TrashEntry.__table__.columns if c.key not in ("deleted", "deletedby")]
+
+
+def to_trash(session: Session, ids: list[int], *, now: float, by: str) -> list[str]:
+    """Delete queue entries into the trash: each copied whole (same id, state, retries, body
+    path, metadata) with when and by whom, a DELETE history row written as for any delete, the
+    entry removed, all in the caller's transaction, so a crash leaves each entry in the queue
+    or in the trash. The caller has locked `ids`. Returns spool paths no longer used (none
+    normally: the trash keeps the bodies)."""
+    if not ids:
+        return []
+    chosen = in_ids(session, QueueEntry.id, ids)
+    source = select(*[getattr(QueueEntry, c) for c in TRASHED], literal(now), literal(by[:128]))
+    session.execute(insert(TrashEntry).from_select([*TRASHED, "deleted", "deletedby"],
+                                                   source.where(chosen)))
+    meta = select(QueueMetadata.entry_id, QueueMetadata.key, QueueMetadata.value).where(
+        in_ids(session, QueueMetadata.entry_id, ids))
+    session.execute(insert(TrashMetadata).from_select(["entry_id", "key", "value"], meta))
+    return finish_many(session, ids, Action.DELETE, now=now)
 
 
 def finish_many(
@@ -234,8 +263,21 @@ def finish_many(
     `ids` (FOR UPDATE on PostgreSQL) and checked they may be acted on."""
     if not ids:
         return []
-    chosen = _in_ids(session, QueueEntry.id, ids)
+    chosen = in_ids(session, QueueEntry.id, ids)
     paths = set(session.scalars(select(QueueEntry.path).where(chosen).distinct())) - {""}
+    write_history_many(session, ids, action, now=now, error=error)
+    # queue_metadata rows go with their entry (ON DELETE CASCADE).
+    session.execute(delete(QueueEntry).where(chosen).execution_options(synchronize_session=False))
+    # One query for the paths other entries (other recipients, the trash) still use.
+    return sorted(paths - queue_store.paths_in_use(session, paths))
+
+
+def write_history_many(
+    session: Session, ids: list[int], action: Action, *, now: float, error: str | None = None,
+) -> None:
+    """A history row (with the entry's metadata) for each queue entry of `ids`, as
+    queue.store.write_history writes one."""
+    chosen = in_ids(session, QueueEntry.id, ids)
     copied = [c for c in _COPIED if error is None or c != "error"]
     extra = {"queueid": QueueEntry.id, "action": literal(action.value), "ts": literal(now),
              "transfertime": literal(0.0), **({} if error is None else {"error": literal(error)})}
@@ -245,10 +287,16 @@ def finish_many(
     ))
     meta = (select(HistoryEntry.id, QueueMetadata.key, QueueMetadata.value)
             .join(QueueMetadata, QueueMetadata.entry_id == HistoryEntry.queueid)
-            .where(_in_ids(session, HistoryEntry.id, history_ids)))
+            .where(in_ids(session, HistoryEntry.id, history_ids)))
     session.execute(insert(HistoryMetadata).from_select(["entry_id", "key", "value"], meta))
-    # queue_metadata rows go with their entry (ON DELETE CASCADE).
-    session.execute(delete(QueueEntry).where(chosen).execution_options(synchronize_session=False))
-    # One query for the paths other entries (other recipients) still use.
-    still = set(session.scalars(select(QueueEntry.path).where(QueueEntry.path.in_(paths)).distinct()))
-    return sorted(paths - still)
+
+
+def preview(session: Session, where: Where, *, limit: int = 10) -> tuple[int, list[QueueEntry]]:
+    """What a bulk action over `where` would take, changing nothing: how many entries match
+    now, and the first `limit` of them in the order the action takes them (id)."""
+    cond = as_condition(where, False)
+    stmt = select(QueueEntry).order_by(QueueEntry.id).limit(limit)
+    total = select(func.count()).select_from(QueueEntry)
+    if cond is not None:
+        stmt, total = stmt.where(cond), total.where(cond)
+    return int(session.scalar(total) or 0), list(session.scalars(stmt)) if limit else []

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, up
 from sqlalchemy.orm import Session
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
+from appliance.db.models_trash import TrashEntry
 from appliance.errors import InvalidInput, NotFound
 from appliance.types import Action, NewMessage, QueueState, domain_of
 
@@ -204,10 +205,22 @@ def finish(
 
 
 def unreferenced_path(session: Session, path: str) -> str | None:
+    """`path` if no queue entry and no trashed entry refers to it any more, else None."""
     if not path:
         return None
-    left = session.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.path == path))
-    return path if not left else None
+    return None if paths_in_use(session, {path}) else path
+
+
+def paths_in_use(session: Session, paths: Iterable[str]) -> set[str]:
+    """Those of `paths` a queue entry or an entry in the trash (which keeps its body for a
+    restore) still refers to."""
+    wanted = sorted(set(paths) - {""})
+    used: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        part = wanted[start:start + 500]
+        for model in (QueueEntry, TrashEntry):
+            used.update(session.scalars(select(model.path).where(model.path.in_(part)).distinct()))
+    return used
 
 
 def record_delivered(
@@ -321,7 +334,9 @@ def metadata_of(session: Session, entry_ids: Iterable[int], *, history: bool = F
 
 
 def referenced_paths(session: Session) -> set[str]:
-    return set(session.scalars(select(QueueEntry.path).distinct()))
+    """Spool paths the queue or the trash refers to."""
+    return (set(session.scalars(select(QueueEntry.path).distinct()))
+            | set(session.scalars(select(TrashEntry.path).distinct())))
 
 
 def counts_by_state(session: Session, *, where: ColumnElement[bool] | None = None

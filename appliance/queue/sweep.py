@@ -73,7 +73,8 @@ def bodiless(entries: Iterable[tuple[int, str]], exists: Callable[[str], bool]) 
 
 # -- the loop ---------------------------------------------------------------------------------
 def sweep(store: Store, spool: Spool, *, now: float, grace: float = DEFAULT_GRACE) -> SweepReport:
-    """Remove orphaned spool files older than `grace`; set aside entries whose body is missing."""
+    """Remove orphaned spool files older than `grace` (a body the trash refers to is not an
+    orphan); set aside entries whose body is missing."""
     report = SweepReport()
     for bucket in spool.buckets():
         files = list(spool.scan(bucket))
@@ -82,8 +83,8 @@ def sweep(store: Store, spool: Spool, *, now: float, grace: float = DEFAULT_GRAC
         for start in range(0, len(candidates), _LOOKUP):
             part = candidates[start:start + _LOOKUP]
             with store.transaction(read_only=True) as session:
-                referenced = set(session.scalars(
-                    select(QueueEntry.path).where(QueueEntry.path.in_(part)).distinct()))
+                # A trashed entry keeps its body until it is purged (restore needs it).
+                referenced = queue_store.paths_in_use(session, part)
             # An old unreferenced file never becomes referenced again (a body is referenced
             # only by the commit that follows its write), so it is safe to remove now.
             for path in orphans(part, referenced):

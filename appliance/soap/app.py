@@ -38,10 +38,11 @@ def default_services() -> tuple[type[ServiceBase], ...]:
     from appliance.soap.services.scripts import ScriptService
     from appliance.soap.services.stats import StatsService
     from appliance.soap.services.timeline import TimelineService
+    from appliance.soap.services.trash import TrashService
     from appliance.soap.services.update import UpdateService
     from appliance.soap.services.users import UserService
 
-    return (NodeService, QueueService, UserService, StatsService, ConfigService,
+    return (NodeService, QueueService, TrashService, UserService, StatsService, ConfigService,
             ClusterService, CommandService, ScriptService, UpdateService, TimelineService,
             DkimService)
 

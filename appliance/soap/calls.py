@@ -108,17 +108,20 @@ class Call:
         with self.node.store.transaction(read_only=True) as session:
             yield session
 
-    def where(self, text: str | None, *, history: bool = False) -> ColumnElement[bool]:
-        """The caller's filter compiled, joined with `&&` to its level's restriction."""
-        compiled = hql.compile_filter(text or "", history=history)
-        restriction = self.restriction(history=history)
+    def where(self, text: str | None, *, history: bool = False,
+              trash: bool = False) -> ColumnElement[bool]:
+        """The caller's filter compiled, joined with `&&` to its level's restriction (on the
+        queue, the history with `history`, or the trash with `trash`)."""
+        compiled = hql.compile_filter(text or "", history=history, trash=trash)
+        restriction = self.restriction(history=history, trash=trash)
         return compiled if restriction is None else and_(restriction, compiled)
 
-    def restriction(self, *, history: bool = False) -> ColumnElement[bool] | None:
+    def restriction(self, *, history: bool = False,
+                    trash: bool = False) -> ColumnElement[bool] | None:
         """The level's restriction alone (None when unrestricted): single-id calls use it."""
         if not self.level.restriction:
             return None
-        return hql.compile_filter(self.level.restriction, history=history)
+        return hql.compile_filter(self.level.restriction, history=history, trash=trash)
 
     def mutate(self, arguments: Mapping[str, Any], body: Callable[[Session], Done[T]]) -> T:
         try:

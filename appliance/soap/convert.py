@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from appliance.soap.wire import HistoryItem, Pair, QueueItem, filler
+from appliance.soap.wire import HistoryItem, JobItem, Pair, QueueItem, TrashItem, filler
 
 # QueueItem(**fields) without Spyne's per-field init walk (see wire.filler).
 _new_queue_item = filler(QueueItem)
 _new_history_item = filler(HistoryItem)
 _new_pair = filler(Pair)
+_new_trash_item = filler(TrashItem)
+_new_job_item = filler(JobItem)
 
 
 def queue_item(entry: Any, metadata: Mapping[str, str], serial: str) -> QueueItem:
@@ -18,6 +20,26 @@ def queue_item(entry: Any, metadata: Mapping[str, str], serial: str) -> QueueIte
     fields["msgqueue"] = entry.state
     fields["msgnextretry"] = int(entry.next_retry)
     return _new_queue_item(fields)
+
+
+def trash_item(entry: Any, metadata: Mapping[str, str], serial: str) -> TrashItem:
+    fields = _message_fields(entry, metadata, serial)
+    fields["msgqueue"] = entry.state
+    fields["msgnextretry"] = int(entry.next_retry)
+    fields["msgdeleted"] = int(entry.deleted)
+    fields["msgdeletedby"] = entry.deletedby
+    return _new_trash_item(fields)
+
+
+def job_item(job: Any, serial: str) -> JobItem:
+    """A queue job's progress (appliance.queue.jobs.Progress)."""
+    return _new_job_item({
+        "id": job.id, "action": job.action, "filter": job.filter, "per_minute": job.per_minute,
+        "state": job.state, "done": job.done, "remaining": job.remaining,
+        "rate": float(job.rate), "eta": float(job.eta), "created": int(job.created),
+        "createdby": job.createdby, "finished": int(job.finished), "error": job.error,
+        "serialno": serial,
+    })
 
 
 def history_item(row: Any, metadata: Mapping[str, str], serial: str) -> HistoryItem:

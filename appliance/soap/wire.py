@@ -107,7 +107,48 @@ class HistoryItem(ComplexModel):
     ]
 
 
+class TrashItem(ComplexModel):
+    """A deleted queue entry in the trash: the queue item's fields, when and by whom."""
+
+    __namespace__ = TNS
+    __type_name__ = "trashItem"
+    _type_info = [
+        *_MESSAGE_FIELDS,
+        ("msgqueue", Unicode),
+        ("msgnextretry", Long),
+        ("msgdeleted", Long),
+        ("msgdeletedby", Unicode),
+        ("msgmetadata", Pairs),
+        ("serialno", Unicode),
+    ]
+
+
+class JobItem(ComplexModel):
+    """One throttled queue job (mailQueueDrain) and its progress."""
+
+    __namespace__ = TNS
+    __type_name__ = "queueJobItem"
+    _type_info = [
+        ("id", Long),
+        ("action", Unicode),
+        ("filter", Unicode),
+        ("per_minute", Long),
+        ("state", Unicode),  # RUNNING | DONE | CANCELLED | FAILED
+        ("done", Long),
+        ("remaining", Long),
+        ("rate", Double),  # entries per minute since it started
+        ("eta", Double),  # seconds left at per_minute
+        ("created", Long),
+        ("createdby", Unicode),
+        ("finished", Long),
+        ("error", Unicode),
+        ("serialno", Unicode),
+    ]
+
+
 QueueItems = items(QueueItem, "queueItemArray")
+TrashItems = items(TrashItem, "trashItemArray")
+JobItems = items(JobItem, "queueJobItemArray")
 HistoryItems = items(HistoryItem, "historyItemArray")
 
 

@@ -19,6 +19,7 @@ class Periodic(abc.ABC):
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @abc.abstractmethod
@@ -37,12 +38,21 @@ class Periodic(abc.ABC):
         if self._thread is None:
             return False
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         self._thread = None
         return True
 
+    def wake(self) -> None:
+        """Tick now instead of at the end of the current wait (e.g. the interval changed)."""
+        self._wake.set()
+
     def _run(self) -> None:
         if self.tick_at_start:
             self.tick()
-        while not self._stop.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.tick()

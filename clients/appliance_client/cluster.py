@@ -38,6 +38,15 @@ class Page:
 
 
 @dataclasses.dataclass
+class Preview:
+    """One node's answer to a bulk preview."""
+
+    node: str
+    count: int
+    sample: list[Any]
+
+
+@dataclasses.dataclass
 class GroupRow:
     key: str
     count: int
@@ -112,8 +121,13 @@ class Cluster:
         Each node is asked for `limit` items from its own offset; the page takes the newest
         `limit` of the union and every node's offset advances by what it contributed.
         """
+        return self._merged_page("mailHistory" if history else "mailQueue", filter=filter,
+                                 limit=limit, cursor=cursor,
+                                 key=lambda item: (item.msgts0, item.id))
+
+    def _merged_page(self, op: str, *, filter: str, limit: int, cursor: dict[str, int] | None,
+                     key: Callable[[Any], Any]) -> Page:
         cursor = dict(cursor or {label: 0 for label in self.nodes})
-        op = "mailHistory" if history else "mailQueue"
         result = self.call_each(
             {label: {"filter": filter, "offset": off, "limit": limit, "options": {"totalhits": True}}
              for label, off in cursor.items()}, op,
@@ -126,7 +140,7 @@ class Cluster:
                 totals[label] = int(total)
         merged = heapq.merge(
             *[[(label, item) for item in items] for label, items in streams.items()],
-            key=lambda pair: (pair[1].msgts0, pair[1].id), reverse=True,
+            key=lambda pair: key(pair[1]), reverse=True,
         )
         page = [pair for _, pair in zip(range(limit), merged)]
         taken: dict[str, int] = {}
@@ -151,12 +165,17 @@ class Cluster:
                 row.buckets = [a + b for a, b in zip(row.buckets, buckets)] if row.buckets else buckets
         return sorted(rows.values(), key=lambda r: (-r.count, r.key)), result
 
-    def bulk(self, action: str, *, filter: str, duplicate: bool = False) -> ClusterResult:
+    def bulk(self, action: str, *, filter: str, duplicate: bool = False,
+             preview: bool = False) -> ClusterResult:
+        """A bulk action on every node; with `preview`, each node's count of what it would
+        take, nothing changed."""
         if action not in BULK_OPERATIONS:
             raise ValueError(f"bulk action must be one of {', '.join(BULK_OPERATIONS)}")
         kwargs: dict[str, Any] = {"filter": filter}
         if action == "retry" and duplicate:
             kwargs["duplicate"] = True
+        if preview:
+            kwargs["preview"] = True
         return self.call(BULK_OPERATIONS[action], **kwargs)
 
     def dkim_keys(self) -> ClusterResult:
@@ -172,6 +191,47 @@ class Cluster:
 
     def dkim_delete(self, domain: str, selector: str) -> ClusterResult:
         return self.call("dkimKeyDelete", domain=domain, selector=selector)
+    def bulk_preview(self, action: str, *, filter: str, limit: int = 10) -> tuple[list[Preview], dict[str, NodeError]]:
+        """What a bulk action would take on each node: the count and the first entries."""
+        if action not in BULK_OPERATIONS:
+            raise ValueError(f"bulk action must be one of {', '.join(BULK_OPERATIONS)}")
+        result = self.call("mailQueueBulkPreview", filter=filter, action=action, limit=limit)
+        previews = [Preview(node=label, count=int(value.result or 0),
+                            sample=_items(value.sample))
+                    for label, value in sorted(result.values.items())]
+        return previews, result.errors
+
+    # -- the trash ------------------------------------------------------------------------
+    def trash(self, *, filter: str = "", limit: int = 100,
+              cursor: dict[str, int] | None = None) -> Page:
+        """A merged page of trashed entries, most recently deleted first across nodes (the
+        same per-node paging as `search`)."""
+        return self._merged_page("mailTrash", filter=filter, limit=limit, cursor=cursor,
+                                 key=lambda item: (item.msgdeleted, item.id))
+
+    def trash_restore(self, *, filter: str, preview: bool = False) -> ClusterResult:
+        """Restore matching trashed entries on every node (each node restores its own)."""
+        return self.call("mailTrashRestore", filter=filter, **({"preview": True} if preview else {}))
+
+    def trash_purge(self, *, filter: str, preview: bool = False) -> ClusterResult:
+        return self.call("mailTrashPurge", filter=filter, **({"preview": True} if preview else {}))
+
+    # -- throttled drains -------------------------------------------------------------------
+    def drain(self, *, filter: str, action: str, per_minute: int) -> ClusterResult:
+        """Start a drain job on every node (each at `per_minute`); values are job ids."""
+        return self.call("mailQueueDrain", filter=filter, action=action, per_minute=per_minute)
+
+    def jobs(self) -> tuple[list[tuple[str, Any]], dict[str, NodeError]]:
+        """Every node's queue jobs as (node label, job), newest first per node."""
+        result = self.call("mailQueueJobList")
+        rows = [(label, job) for label, value in sorted(result.values.items())
+                for job in _items(value)]
+        return rows, result.errors
+
+    def job_cancel(self, ids: dict[str, int]) -> ClusterResult:
+        """Cancel a job per node: {node label: job id}."""
+        return self.call_each({label: {"id": job_id} for label, job_id in ids.items()},
+                              "mailQueueJobCancel")
 
     def graphs(self, name: str) -> ClusterResult:
         return self.call("graphFile", name=name)

@@ -134,7 +134,26 @@ def _queue_shape(cluster: Cluster, args: argparse.Namespace, out: Output) -> Non
     out.emit([vars(r) for r in rows], table)
 
 
+def _queue_preview(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    """`--preview`: what a bulk action would take on each node, nothing changed."""
+    previews, errors = cluster.bulk_preview(args.action, filter=args.filter, limit=args.sample)
+    out.errors(errors)
+    samples = {p.node: [plain(i) for i in p.sample] for p in previews}
+    data = {p.node: {"count": p.count, "sample": samples[p.node]} for p in previews}
+    table = Table(title=f"{args.action} would take {sum(p.count for p in previews)} entries")
+    for col in ("node", *QUEUE_COLUMNS):
+        table.add_column(col)
+    for p in previews:
+        table.add_row(p.node, f"({p.count} entries)", *[""] * (len(QUEUE_COLUMNS) - 1))
+        for item in samples[p.node]:
+            table.add_row(p.node, *[str(item.get(c, "")) for c in QUEUE_COLUMNS])
+    out.emit({"preview": data, "errors": {k: e.message for k, e in errors.items()}}, table)
+
+
 def _queue_action(cluster: Cluster, args: argparse.Namespace, out: Output) -> int | None:
+    if args.preview:
+        _queue_preview(cluster, args, out)
+        return None
     if not args.yes and args.action in ("bounce", "delete"):
         total, _ = cluster.count(filter=args.filter)
         if not sys.stdin.isatty():
@@ -149,6 +168,109 @@ def _queue_action(cluster: Cluster, args: argparse.Namespace, out: Output) -> in
     out.per_node(args.action, result, column="affected",
                  total=sum(int(v) for v in result.values.values()))
     return None
+
+
+TRASH_COLUMNS = ("id", "msgid", "msgfrom", "msgto", "msgqueue", "msgretries", "msgdeleted",
+                 "msgdeletedby")
+JOB_COLUMNS = ("node", "id", "action", "filter", "per_minute", "state", "done", "remaining",
+               "rate", "eta", "createdby")
+
+
+def _trash_list(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    cursor = json.loads(args.cursor) if args.cursor else None
+    page = cluster.trash(filter=args.filter, limit=args.limit, cursor=cursor)
+    out.errors(page.errors)
+    rows = [{"node": label, **plain(item)} for label, item in page.items]
+    table = Table(title=f"trash ({sum(page.totals.values())} matches)")
+    for col in ("node", *TRASH_COLUMNS):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(row.get(c, "")) for c in ("node", *TRASH_COLUMNS)])
+    out.emit({"items": rows, "cursor": page.cursor, "totals": page.totals}, table)
+    if not out.as_json:
+        out.console.print(f"next page: --cursor '{json.dumps(page.cursor)}'")
+
+
+def _trash_action(cluster: Cluster, args: argparse.Namespace, out: Output) -> int | None:
+    act = cluster.trash_restore if args.trash_action == "restore" else cluster.trash_purge
+    if args.trash_action == "purge" and not args.yes and not args.preview:
+        if not sys.stdin.isatty():
+            print("appliancectl: refusing to purge without --yes", file=sys.stderr)
+            return EXIT_NOT_CONFIRMED
+        answer = input(f"purge matching trash on {len(cluster.nodes)} node(s) for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return EXIT_NOT_CONFIRMED
+    result = act(filter=args.filter, preview=args.preview)
+    title = f"{args.trash_action}{' (preview)' if args.preview else ''}"
+    out.per_node(title, result, column="entries", total=sum(int(v) for v in result.values.values()))
+    return None
+
+
+def _queue_drain(cluster: Cluster, args: argparse.Namespace, out: Output) -> int | None:
+    if args.per_minute < 1:
+        raise ValueError("--per-minute must be 1 or more")
+    result = cluster.drain(filter=args.filter, action=args.drain_action, per_minute=args.per_minute)
+    out.per_node(f"drain ({args.drain_action}, {args.per_minute}/min per node)", result,
+                 column="job id")
+    if args.follow and result.values:
+        _follow_jobs(cluster, out, only={label: int(v) for label, v in result.values.items()},
+                     interval=args.interval)
+    return None
+
+
+def _queue_jobs(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    if args.cancel is not None:
+        result = cluster.job_cancel({label: args.cancel for label in cluster.nodes})
+        out.per_node(f"cancel job {args.cancel}", result, column="cancelled")
+        return
+    if args.follow:
+        _follow_jobs(cluster, out, only=None, interval=args.interval)
+        return
+    rows, errors = cluster.jobs()
+    out.errors(errors)
+    data = [{"node": label, **plain(job)} for label, job in rows]
+    table = Table(title="queue jobs")
+    for col in JOB_COLUMNS:
+        table.add_column(col)
+    for row in data:
+        table.add_row(*[str(row.get(c, "")) for c in JOB_COLUMNS])
+    out.emit(data, table)
+
+
+def _follow_jobs(cluster: Cluster, out: Output, *, only: dict[str, int] | None,
+                 interval: float) -> None:
+    """A progress bar per running job (done of done + remaining, rate, ETA) until none runs."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    tasks: dict[tuple[str, int], Any] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}/min"), TimeRemainingColumn())
+    with Progress(*columns, console=out.console, disable=out.as_json) as progress:
+        while True:
+            rows, errors = cluster.jobs()
+            out.errors(errors)
+            running = 0
+            for label, job in rows:
+                if only is not None and only.get(label) != int(job.id):
+                    continue
+                if only is None and job.state != "RUNNING" and (label, int(job.id)) not in tasks:
+                    continue
+                key = (label, int(job.id))
+                total = int(job.done) + int(job.remaining)
+                if key not in tasks:
+                    tasks[key] = progress.add_task(f"{label} #{job.id} {job.action}", total=total,
+                                                   rate=job.rate)
+                progress.update(tasks[key], completed=int(job.done), total=max(total, 1),
+                                rate=job.rate, description=f"{label} #{job.id} {job.action} "
+                                                            f"{job.state.lower()}")
+                if out.as_json:
+                    print(json.dumps({"node": label, **plain(job)}, sort_keys=True), flush=True)
+                running += job.state == "RUNNING"
+            if not running:
+                return
+            time.sleep(interval)
 
 
 def _log_search(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
@@ -397,6 +519,9 @@ def _parser() -> argparse.ArgumentParser:
         a.add_argument("--filter", required=True)
         a.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         a.add_argument("--duplicate", action="store_true", help="retry: deliver a copy, keep the original")
+        a.add_argument("--preview", action="store_true",
+                       help="show what it would take (count and first entries), change nothing")
+        a.add_argument("--sample", type=int, default=10, help="entries a preview shows per node")
         a.set_defaults(handler=_queue_action, action=action)
     sus = q.add_parser("suspend", help="hold delivery of matching entries (and new mail) for a time")
     sus.add_argument("filter", help="HQL, e.g. to~%%@dst.example")
@@ -413,6 +538,31 @@ def _parser() -> argparse.ArgumentParser:
     ex = q.add_parser("explain", help="why a queue entry is still queued")
     ex.add_argument("id", type=int)
     ex.set_defaults(handler=_explain)
+    tr = q.add_parser("trash", help="deleted entries, restorable for queue.trash_hours").add_subparsers()
+    tl = tr.add_parser("list")
+    tl.add_argument("--filter", default="")
+    tl.add_argument("--limit", type=int, default=50)
+    tl.add_argument("--cursor", help="the cursor a previous page printed")
+    tl.set_defaults(handler=_trash_list)
+    for verb in ("restore", "purge"):
+        t = tr.add_parser(verb)
+        t.add_argument("--filter", required=True)
+        t.add_argument("--preview", action="store_true", help="count only, change nothing")
+        t.add_argument("--yes", action="store_true", help="purge: do not ask for confirmation")
+        t.set_defaults(handler=_trash_action, trash_action=verb)
+    dr = q.add_parser("drain", help="retry, bounce or delete matching entries at a bounded rate")
+    dr.add_argument("filter")
+    dr.add_argument("--action", dest="drain_action", required=True,
+                    choices=("retry", "bounce", "delete"))
+    dr.add_argument("--per-minute", dest="per_minute", type=int, required=True)
+    dr.add_argument("--follow", action="store_true", help="show progress until it is done")
+    dr.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    dr.set_defaults(handler=_queue_drain)
+    jb = q.add_parser("jobs", help="drain jobs and their progress")
+    jb.add_argument("--follow", action="store_true", help="progress bars until none runs")
+    jb.add_argument("--cancel", type=int, metavar="ID", help="cancel job ID (use --node)")
+    jb.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    jb.set_defaults(handler=_queue_jobs)
 
     h = sub.add_parser("history", help="the history of final actions")
     h.add_argument("--filter", default="")

@@ -12,12 +12,15 @@ from sqlalchemy.orm import Session
 from appliance.access.levels import spool_path_visible
 from appliance.bounce.handling import bounce_all, bounce_entry
 from appliance.errors import InvalidInput
-from appliance.queue import bulk, query
+from appliance.queue import bulk, query, trash
 from appliance.queue import store as queue_store
 from appliance.soap.app import MUTATING
 from appliance.soap.calls import Call, Done
 from appliance.soap.convert import history_item, queue_item
 from appliance.soap.wire import GroupItem, GroupItems, HistoryItems, QueueItems, SearchOptions
+
+PREVIEW_SAMPLE = 10  # entries a bulk preview shows by default
+MAX_PREVIEW_SAMPLE = 1000
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +89,9 @@ class QueueService(ServiceBase):  # type: ignore[misc]
     def mailQueueDelete(ctx: Any, id: int | None) -> None:
         call: Call = ctx.udc
         entry_id = _id(id)
-        _single(call, {"id": entry_id}, lambda s, where: queue_store.delete(
-            s, entry_id, now=call.now(), where=where))
+        # Into the trash (mailTrashRestore undoes it) with a DELETE history row, as before.
+        _single(call, {"id": entry_id}, lambda s, where: trash.delete_one(
+            s, entry_id, now=call.now(), by=call.principal.user, where=where))
 
     @rpc(Long, _udd=MUTATING)
     def mailQueueHold(ctx: Any, id: int | None) -> None:
@@ -104,29 +108,49 @@ class QueueService(ServiceBase):  # type: ignore[misc]
                 lambda s, where: queue_store.set_metadata(
                     s, entry_id, key or "", value or "", where=where))
 
-    @rpc(Unicode, Boolean, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
-         _udd=MUTATING)
-    def mailQueueRetryBulk(ctx: Any, filter_: str | None, duplicate: bool | None) -> int:
+    @rpc(Unicode, Boolean, Boolean, _in_arg_names=_FILTER, _returns=Long,
+         _out_variable_name="result", _udd=MUTATING)
+    def mailQueueRetryBulk(ctx: Any, filter_: str | None, duplicate: bool | None,
+                           preview: bool | None) -> int:
         call: Call = ctx.udc
-        affected = _bulk(call, filter_, "retry", duplicate=bool(duplicate))
+        affected = _bulk(call, filter_, "retry", duplicate=bool(duplicate), preview=preview)
+        if preview:
+            return affected
         if affected and call.node.kick_delivery is not None:
             call.node.kick_delivery()
         return affected
 
-    @rpc(Unicode, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
+    @rpc(Unicode, Boolean, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
          _udd=MUTATING)
-    def mailQueueBounceBulk(ctx: Any, filter_: str | None) -> int:
-        return _bulk(ctx.udc, filter_, "bounce")
+    def mailQueueBounceBulk(ctx: Any, filter_: str | None, preview: bool | None) -> int:
+        return _bulk(ctx.udc, filter_, "bounce", preview=preview)
 
-    @rpc(Unicode, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
+    @rpc(Unicode, Boolean, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
          _udd=MUTATING)
-    def mailQueueDeleteBulk(ctx: Any, filter_: str | None) -> int:
-        return _bulk(ctx.udc, filter_, "delete")
+    def mailQueueDeleteBulk(ctx: Any, filter_: str | None, preview: bool | None) -> int:
+        return _bulk(ctx.udc, filter_, "delete", preview=preview)
 
-    @rpc(Unicode, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
+    @rpc(Unicode, Boolean, _in_arg_names=_FILTER, _returns=Long, _out_variable_name="result",
          _udd=MUTATING)
-    def mailQueueHoldBulk(ctx: Any, filter_: str | None) -> int:
-        return _bulk(ctx.udc, filter_, "hold")
+    def mailQueueHoldBulk(ctx: Any, filter_: str | None, preview: bool | None) -> int:
+        return _bulk(ctx.udc, filter_, "hold", preview=preview)
+
+    @rpc(Unicode, Unicode, Long, _in_arg_names=_FILTER, _returns=(Long, QueueItems),
+         _out_variable_names=("result", "sample"))
+    def mailQueueBulkPreview(ctx: Any, filter_: str | None, action: str | None,
+                             limit: int | None) -> tuple[int, list[Any]]:
+        """What the bulk `action` over `filter` would take (the count and its first entries),
+        changing nothing; the same as calling that bulk operation with `preview`."""
+        call: Call = ctx.udc
+        if (action or "") not in bulk.ACTIONS:
+            raise InvalidInput(f"action must be one of {', '.join(bulk.ACTIONS)}")
+        _, count = _page(0, limit, default=PREVIEW_SAMPLE, maximum=MAX_PREVIEW_SAMPLE,
+                         what="limit")
+        where = call.where(filter_)
+        with call.read() as session:
+            total, rows = bulk.preview(session, where, limit=count)
+            meta = queue_store.metadata_of(session, [r.id for r in rows])
+        return total, [queue_item(r, meta.get(r.id, {}), call.node.serial) for r in rows]
 
     @rpc(Unicode, Long, Long, _returns=(ByteArray, Long, Long),
          _out_variable_names=("data", "size", "offset"))
@@ -162,21 +186,26 @@ def _search(call: Call, text: str | None, offset: int | None, limit: int | None,
 
 
 def _single(call: Call, arguments: dict[str, Any],
-            act: Callable[[Session, Any], str | None]) -> None:
+            act: Callable[[Session, Any], str | list[str] | None]) -> None:
     """One entry, found only inside the caller's restriction; orphaned spool files go after commit."""
     where = call.restriction()
 
     def body(session: Session) -> Done[None]:
         orphan = act(session, where)
-        return Done(value=None, orphans=[orphan] if isinstance(orphan, str) else [])
+        orphans = [orphan] if isinstance(orphan, str) else list(orphan or [])
+        return Done(value=None, orphans=orphans)
 
     call.mutate(arguments, body)
     log.info("api %s on queue id %s by %s", call.operation, arguments["id"], call.principal.user)
 
 
-def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False) -> int:
+def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False,
+          preview: bool | None = None) -> int:
     where = call.where(text)
     node = call.node
+    if preview:
+        return _preview(call, where, {"filter": text or "", "duplicate": duplicate,
+                                      "preview": True})
 
     now = call.now()
 
@@ -189,10 +218,19 @@ def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False)
         return bulk.act_on_matching(
             node.store, where, action, now=now, duplicate=duplicate,
             bounce_many=bounce_many if action == "bounce" else None, on_paths=call.remove_orphans,
-            in_chunk=progress,
+            in_chunk=progress, trash_by=call.principal.user if action == "delete" else None,
         )
 
     return call.mutate_chunked({"filter": text or "", "duplicate": duplicate}, run)
+
+
+def _preview(call: Call, where: Any, arguments: dict[str, Any]) -> int:
+    """A bulk call with `preview`: how many entries it would act on; nothing changes (the
+    audit row says it was a preview, with 0 affected)."""
+    with call.read() as session:
+        total, _ = bulk.preview(session, where, limit=0)
+    call.mutate(arguments, lambda session: Done(value=None, affected=0))
+    return total
 
 
 def _id(value: int | None) -> int:

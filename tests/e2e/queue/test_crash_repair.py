@@ -1,6 +1,8 @@
 """kill -9 of a real node at each step of intake and of bulk delete/bounce: after a restart and
 its spool sweep, no body is orphaned, no entry lacks its body, nothing 250'd is lost, and a
-bulk action's audit row counts exactly the chunks that committed (issue 17, items 11 and 15)."""
+bulk action's audit row counts exactly the chunks that committed (issue 17, items 11 and 15);
+a kill in the middle of a restore from the trash leaves each entry in the queue or in the
+trash, never in both or neither."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from sqlalchemy import func, select
 from appliance.crashpoint import ENV
 from appliance.db.engine import Store
 from appliance.db.models import AuditRecord, HistoryEntry, QueueEntry
+from appliance.db.models_trash import TrashEntry
 from appliance.queue.bulk import DEFAULT_CHUNK
 from appliance.queue.spool import Spool
 from appliance.queue.store import enqueue_many
@@ -56,7 +59,9 @@ def _spool_state(node: RunningNode) -> tuple[set[str], set[str]]:
     store = _store(node)
     try:
         with store.transaction(read_only=True) as s:
-            referenced = set(s.scalars(select(QueueEntry.path).distinct())) - {""}
+            # The trash keeps the bodies of deleted entries (for a restore).
+            referenced = (set(s.scalars(select(QueueEntry.path).distinct()))
+                          | set(s.scalars(select(TrashEntry.path).distinct()))) - {""}
     finally:
         store.dispose()
     root = _spool(node).root
@@ -142,8 +147,8 @@ def _client(node: RunningNode) -> zeep.Client:
 
 
 @pytest.mark.parametrize(("operation", "step", "stray"), [
-    # chunk 1 committed, its bodies not yet unlinked
-    ("mailQueueDeleteBulk", "bulk.chunk.committed:1", DEFAULT_CHUNK),
+    # chunk 1 committed (into the trash, which keeps its bodies)
+    ("mailQueueDeleteBulk", "bulk.chunk.committed:1", 0),
     # chunk 2 acted on in its transaction, never committed: chunk 1 was tidied already
     ("mailQueueDeleteBulk", "bulk.chunk.acted:2", 0),
     # chunk 2's DSN bodies durable (group commit), their entries never committed
@@ -182,9 +187,51 @@ def test_kill_during_bulk_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             dsns = s.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.is_dsn == 1))
             errors = s.scalar(select(func.count()).select_from(HistoryEntry).where(HistoryEntry.action == "ERROR"))
             left = s.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.rcpt_domain == "bulk.test"))
+            trashed = s.scalar(select(func.count()).select_from(TrashEntry))
         store.dispose()
         assert errors == 0 and left == BULK - DEFAULT_CHUNK
         assert dsns == (DEFAULT_CHUNK if action == "BOUNCE" else 0)  # only committed chunks' DSNs
-        assert len(files) == left + dsns
+        assert trashed == (DEFAULT_CHUNK if action == "DELETE" else 0)
+        assert len(files) == left + dsns + trashed
+    finally:
+        node.stop()
+
+
+def test_kill_during_restore_from_the_trash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = RunningNode(tmp_path, relay=("127.0.0.1", _closed_port())).start()
+    try:
+        assert _client(node).service.mailQueueDeleteBulk(filter="") == 0
+    finally:
+        node.stop()
+    _seed(node, BULK)
+    store = _store(node)
+    with store.transaction(read_only=True) as s:
+        ids = set(s.scalars(select(QueueEntry.id)))
+    store.dispose()
+    monkeypatch.setenv(ENV, "trash.restore.acted:2")
+    node.start()
+    client = _client(node)
+    assert client.service.mailQueueDeleteBulk(filter="to~%@bulk.test") == BULK
+    with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        client.service.mailTrashRestore(filter="to~%@bulk.test")
+    _died_by_sigkill(node)
+    store = _store(node)
+    with store.transaction(read_only=True) as s:
+        queued = set(s.scalars(select(QueueEntry.id)))
+        trashed = set(s.scalars(select(TrashEntry.id)))
+        [row] = s.scalars(select(AuditRecord).where(AuditRecord.operation == "mailTrashRestore")).all()
+    store.dispose()
+    # Chunk 1 restored and committed, chunk 2 never committed: still in the trash.
+    assert len(queued) == DEFAULT_CHUNK and queued | trashed == ids and not queued & trashed
+    assert (row.outcome, row.affected) == ("started", DEFAULT_CHUNK)
+    files, referenced = _spool_state(node)
+    assert files == referenced  # every body still there, none orphaned
+    _restart_repairing(node, monkeypatch)
+    try:
+        assert _client(node).service.mailTrashRestore(filter="") == BULK - DEFAULT_CHUNK
+        store = _store(node)
+        with store.transaction(read_only=True) as s:
+            assert set(s.scalars(select(QueueEntry.id))) == ids
+        store.dispose()
     finally:
         node.stop()

@@ -121,3 +121,26 @@ def test_quarantine_holds_the_entry_with_its_body_and_writes_history(store: Stor
     assert hist["ok@d.test"].action == "DELIVER"
     with store.transaction() as s:  # HOLD is not due: no worker takes it again
         assert q.claim(s, owner="w", now=5000.0, lease=600, limit=10) == []
+
+
+def test_a_scripts_delete_goes_to_the_trash_with_its_body(store: Store, spool: Spool) -> None:
+    from appliance.db.models_trash import TrashEntry
+    from appliance.hql import compile_filter
+    from appliance.queue import trash
+
+    path = _enqueue(store, spool, "gone@d.test", "ok@d.test")
+    gone, ok = _claim(store)
+    outs = [Outcome(entry=gone, fate=Fate.DELETE, reply=Reply(0, "policy"), reason="deleted by policy"),
+            decide(ok, Reply(250, "ok"), queue=QUEUE, now=1010.0)]
+    written, orphans = _record(store, spool, outs)
+    assert len(written) == 2 and orphans == []  # the trashed entry keeps the body
+    with store.transaction(read_only=True) as s:
+        [row] = s.scalars(select(TrashEntry)).all()
+        actions = sorted((h.rcpt, h.action) for h in s.scalars(select(HistoryEntry)))
+    assert (row.id, row.rcpt, row.deletedby, row.deleted, row.path) == (
+        gone.id, "gone@d.test", "policy", 1010.0, path)
+    assert actions == [("gone@d.test", "DELETE"), ("ok@d.test", "DELIVER")]
+    assert trash.restore(store, compile_filter("deletedby=policy", trash=True), now=1020.0) == 1
+    with store.transaction(read_only=True) as s:
+        [back] = s.scalars(select(QueueEntry)).all()
+    assert (back.id, back.lease_owner, back.path) == (gone.id, "", path)

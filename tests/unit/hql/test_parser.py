@@ -153,7 +153,7 @@ def test_metadata_key_keeps_its_case() -> None:
         ("time>1e9", 5, "field 'time' needs Unix seconds, not '1e9'"),
         ("queue=LATER", 6, "queue must be ACTIVE, DEFER or HOLD, not 'LATER'"),
         ('queue=""', 6, "queue must be ACTIVE, DEFER or HOLD, not ''"),
-        ("action=explode", 7, "unknown action 'explode' (one of BOUNCE, DEFER, DELETE, DELIVER, ERROR, QUARANTINE, REJECT)"),
+        ("action=explode", 7, "unknown action 'explode' (one of BOUNCE, DEFER, DELETE, DELIVER, ERROR, QUARANTINE, REJECT, RESTORE)"),
         ("messageid=abc:x1", 14, "queue id after ':' must be a whole number, not 'x1'"),
         ('messageid="abc:x1"', 10, "queue id after ':' must be a whole number, not 'x1'"),
         ("metadata.=x", 0, "metadata key must be 1 to 128 characters"),

@@ -53,7 +53,8 @@ def _quote(value: str) -> str:
 @st.composite
 def condition(draw: st.DrawFn, *, history: bool) -> tuple[str, list[str]]:
     """Text of one valid condition and the marked values it carries."""
-    names = [n for n, f in FIELDS.items() if not (f.queue_only and history) and not (f.history_only and not history)]
+    names = [n for n, f in FIELDS.items() if not (f.queue_only and history)
+             and not (f.history_only and not history) and not f.trash_only]
     name = draw(st.sampled_from([*names, "metadata"]))
     if name == "metadata":
         key = draw(marked_text.filter(lambda k: len(k) <= 128))
