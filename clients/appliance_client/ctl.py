@@ -570,9 +570,9 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--cursor")
     h.set_defaults(handler=lambda c, a, o: _queue_list(c, a, o, history=True))
 
-    tr = sub.add_parser("trace", help="every event of a message on every node, in order")
-    tr.add_argument("msgid")
-    tr.set_defaults(handler=_trace)
+    trc = sub.add_parser("trace", help="every event of a message on every node, in order")
+    trc.add_argument("msgid")
+    trc.set_defaults(handler=_trace)
 
     al = sub.add_parser("alerts", help="saved queries with alert thresholds").add_subparsers()
     al.add_parser("list").set_defaults(handler=_alert_list)
