@@ -92,7 +92,7 @@ def _selection() -> dict[str, list[int]]:
     chosen: dict[str, list[int]] = {}
     for value in request.form.getlist("sel"):
         label, _, ident = value.rpartition("|")
-        if label and ident.isdigit():
+        if label and ident.isdigit() and int(ident) not in chosen.get(label, []):
             chosen.setdefault(label, []).append(int(ident))
     return chosen
 
