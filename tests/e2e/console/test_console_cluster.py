@@ -89,7 +89,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
             for i in range(PER_NODE):
                 send(node, [f"defer{i}@dest.example"], f"{name} message {i}")
         wait_until(lambda: all(api.mailQueueCount(filter="queue=DEFER") == PER_NODE
-                               for api in apis.values()), timeout=60, what="mail deferred on every node")
+                               for api in apis.values()), timeout=120, retry=(Exception,),
+                   what="mail deferred on every node")
         yield {"nodes": nodes, "apis": apis}
 
 

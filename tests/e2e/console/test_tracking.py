@@ -41,7 +41,7 @@ def console_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNo
             wait_until(lambda: soap.service.mailHistory(filter="action=DELIVER", offset=0, limit=1,
                                                         options={"totalhits": True}).totalhits == DELIVERED
                        and soap.service.mailQueueCount(filter="queue=DEFER") == DEFERRED + 1,
-                       what="the node to deliver and defer its mail")
+                       timeout=120, retry=(Exception,), what="the node to deliver and defer its mail")
             node.add_user("viewer", "readonly", "viewer-password-1")
             yield node
 
