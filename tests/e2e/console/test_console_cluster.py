@@ -107,8 +107,11 @@ def _base(cluster: dict[str, Any]) -> str:
 
 def test_overview_and_cluster_page_show_every_member(console: Browser, cluster: dict[str, Any]) -> None:
     console.open(_base(cluster), "/?node=")
-    cards = console.wait(lambda: len(console.all(".node-card .node-up")) == 3 and console.all(".node-card"),
-                         what="three answering nodes")
+    try:
+        cards = console.wait(lambda: len(console.all(".node-card .node-up")) == 3
+                             and console.all(".node-card"), timeout=60, what="three answering nodes")
+    except TimeoutError as exc:
+        raise AssertionError(console.css("main").text) from exc
     assert sorted(c.get_attribute("data-node") for c in cards) == sorted(NAMES)
     for card in cards:
         assert card.find_element("css selector", "[data-state=DEFER]").text == str(PER_NODE)
