@@ -69,7 +69,7 @@ def main(names: list[str]) -> int:
         sink.handler.rcpt_replies = {f"defer{i}@dest.example": "451 4.2.0 mailbox busy, try later"
                                      for i in range(20)}
         with RunningNode(Path(tmp), scheme="https", config_text=CONFIG,
-                         relay=("127.0.0.1", sink.port)) as node:
+                         relay=("127.0.0.1", sink.port), ready_timeout=600) as node:
             node.add_user("ops", "readonly", "ops-password-1")
             for i in range(12):
                 send(node, [f"user{i}@dest.example"], f"Invoice {1000 + i} for March",

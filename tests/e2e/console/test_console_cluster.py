@@ -175,7 +175,9 @@ def test_followed_log_search_counts_up_on_the_receiving_node(console: Browser,
     send(cluster["nodes"]["gamma"], [f"{token}@dest.example"], "while stopped")
     console.css("#resume").click()
     console.wait(lambda: count("gamma") > 0, what="the resumed search to find gamma's line")
-    assert count("beta") == seen  # nothing shown twice
+    assert count("beta") >= seen
+    shown = [line.text for line in console.all("#log-view .line")]
+    assert len(shown) == sum(count(n) for n in NAMES) and len(set(shown)) == len(shown)  # none twice
     console.css("#stop").click()
 
 
