@@ -44,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.access.users import add_user, list_users
+from appliance.alerts.runner import AlertRunner, build_alerts
 from appliance.cluster.component import join_from_config, public_url
 from appliance.cluster.configservice import ConfigService
 from appliance.cluster.service import ClusterService
@@ -67,6 +68,7 @@ from appliance.process.wake import WakeListener, WakeSender, wake_path
 from appliance.queue.intake import Intake
 from appliance.queue.spool import Spool
 from appliance.queue.store import release_all_leases
+from appliance.queue.retention import TimelinePurge
 from appliance.queue.sweep import SpoolSweeper
 from appliance.settings import Settings
 from appliance.smtp.server import CoalescedKick, SmtpServer
@@ -321,23 +323,29 @@ class HousekeepingParts(Parts):
     rate_server: RateServer
     listener_check: ListenerCheck
     sweeper: SpoolSweeper
+    alerts: AlertRunner
+    timeline_purge: TimelinePurge
     wake: WakeSender
 
 
 def build_housekeeping(core: Core) -> HousekeepingParts:
     """Stats flush and graphs, the config watcher that speaks for the node, the rate() owner,
-    spool sweeps."""
+    spool sweeps, saved queries' alerts, timeline retention."""
     rates = core.stats.rates
     assert isinstance(rates, Rates), "housekeeping owns the rate() windows"
     rate_server = RateServer(rates, rates_path(core.settings.data_dir))
     listener_check = ListenerCheck(core.settings.data_dir)
     core.config.subscribe(listener_check)
     sweeper = SpoolSweeper(core.store, core.spool, grace=core.settings.spool_grace)
+    alerts = build_alerts(core.store, core.spool, core.config, on_enqueued=core.enqueued.notify_threadsafe)
+    timeline_purge = TimelinePurge(core.store, config=core.config)
     wake = WakeSender(wake_path(core.settings.data_dir))
     core.enqueued.subscribe(wake.wake)
     return HousekeepingParts(
         core=core, rate_server=rate_server, listener_check=listener_check, sweeper=sweeper,
-        wake=wake, startables=(*core.startables, rate_server, listener_check, sweeper, wake))
+        alerts=alerts, timeline_purge=timeline_purge, wake=wake,
+        startables=(*core.startables, rate_server, listener_check, sweeper, alerts,
+                    timeline_purge, wake))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -347,6 +355,8 @@ class SingleParts(Parts):
     smtp: SmtpServer
     delivery: DeliveryService
     sweeper: SpoolSweeper
+    alerts: AlertRunner
+    timeline_purge: TimelinePurge
     commands: Runner
     soap: SoapServer
 
@@ -360,12 +370,15 @@ def build_single(core: Core) -> SingleParts:
     smtp = build_smtp_server(core, policy, metrics, sockets=None)
     delivery = build_delivery_service(core, policy, metrics)
     sweeper = SpoolSweeper(core.store, core.spool, grace=core.settings.spool_grace)
+    alerts = build_alerts(core.store, core.spool, core.config, on_enqueued=core.enqueued.notify_threadsafe)
+    timeline_purge = TimelinePurge(core.store, config=core.config)
     commands = build_commands(core)
     soap = build_soap_server(core, policy, commands)
     return SingleParts(
         core=core, nodelog=nodelog, policy=policy, smtp=smtp, delivery=delivery,
-        sweeper=sweeper, commands=commands, soap=soap,
-        startables=(nodelog, *core.startables, policy, smtp, delivery, sweeper, commands, soap))
+        sweeper=sweeper, alerts=alerts, timeline_purge=timeline_purge, commands=commands,
+        soap=soap, startables=(nodelog, *core.startables, policy, smtp, delivery, sweeper,
+                               alerts, timeline_purge, commands, soap))
 
 
 def build_child(role: str, core: Core, sockets: dict[str, socket.socket]) -> Parts:

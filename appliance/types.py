@@ -34,6 +34,18 @@ class Envelope:
     client_ip: str = ""
     helo: str = ""
     sasl: str = ""
+    tls: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Note:
+    """An event of a message known before it is queued (its reception, policy decisions),
+    written to its timeline in the transaction that queues it."""
+
+    kind: str
+    ts: float
+    detail: dict[str, str] = dataclasses.field(default_factory=dict)
+    ref: str = ""  # the msgid this message had on the node that relayed it here
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,6 +64,7 @@ class NewMessage:
     quarantine: str = ""
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     is_dsn: bool = False
+    notes: tuple[Note, ...] = ()
 
 
 def domain_of(address: str) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,7 @@ _HEADER_READS = 256
 class BounceItem:
     """One entry to bounce and why; `status` defaults to the reason's 5.x.x code or 5.0.0."""
 
-    entry: QueueEntry
+    entry: Any  # a QueueEntry, or a row with the queue table's columns
     reason: str
     status: str | None = None
     remote_mta: str = ""
@@ -70,10 +71,11 @@ def bounce_entries(
 
 
 def bounce_all(
-    session: Session, spool: Spool, entries: Sequence[QueueEntry], *, reason: str, now: float,
+    session: Session, spool: Spool, entries: Sequence[Any], *, reason: str, now: float,
     hostname: str,
 ) -> list[str]:
-    """Bounce `entries` (a bulk bounce's chunk, locked by the caller) for one `reason`.
+    """Bounce `entries` (a bulk bounce's chunk, locked by the caller) for one `reason`: queue
+    entries, or rows with the queue table's columns (queue.bulk reads them so).
 
     Recipients of one message get ONE DSN listing them all. The chunk's DSNs are written
     through group commit: every body first, then one concurrent fsync pass over the bodies and

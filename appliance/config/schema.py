@@ -80,6 +80,7 @@ class QueueSection(_Section):
     lifetime: int = Field(default=5 * 86400, ge=60)  # older entries bounce
     lease: int = Field(default=600, ge=10)  # how long a worker may hold an entry
     poll_interval: float = Field(default=1.0, gt=0, le=60)
+    timeline_days: int = Field(default=30, ge=1, le=3650)  # message events (mailTimeline) kept
 
     @field_validator("retry_schedule")
     @classmethod
@@ -87,6 +88,15 @@ class QueueSection(_Section):
         if any(v <= 0 for v in value):
             raise ValueError("retry intervals must be positive seconds")
         return value
+
+
+class AlertsSection(_Section):
+    """Saved queries with alert thresholds, evaluated by housekeeping."""
+
+    interval: float = Field(default=30.0, ge=0.2, le=3600)  # seconds between evaluations
+    mail_to: str = ""  # where alert mails go (a saved query may name its own); "" = no mail
+    mail_from: str = ""  # envelope sender of alert mails; "" = the null sender <>
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
 
 
 class ApiSection(_Section):
@@ -251,6 +261,7 @@ class Config(_Section):
     listeners: list[Listener] = [Listener(id="inbound", port=2525)]
     transports: list[Transport] = [Transport(id="default")]
     queue: QueueSection = QueueSection()
+    alerts: AlertsSection = AlertsSection()
     api: ApiSection = ApiSection()
     console: ConsoleSection = ConsoleSection()
     cluster: ClusterSection = ClusterSection()

@@ -27,6 +27,7 @@ class Result:
     peer: str = ""
     transfertime: float = 0.0
     missing_body: bool = False
+    started: float = dataclasses.field(default=0.0, compare=False)  # wall clock at the attempt's start
 
 
 @dataclasses.dataclass
@@ -161,6 +162,7 @@ class Lanes:
             if not ready:
                 continue
             started = time.monotonic()
+            began = time.time()
             try:
                 done = await conn.session.send_many([out for _, out in ready])
                 error: SessionError | None = None
@@ -171,7 +173,7 @@ class Lanes:
             share = (time.monotonic() - started) / max(1, len(done))
             for (tx, _), replies in zip(ready, done):
                 for e in tx.entries:
-                    self.results[e.id] = Result(replies[e.rcpt], conn.session.peer, share)
+                    self.results[e.id] = Result(replies[e.rcpt], conn.session.peer, share, started=began)
             if error is not None:
                 for tx, _ in ready[len(done):]:
                     self._fail(tx, error.reply, conn.session.peer)

@@ -16,6 +16,7 @@ from appliance.config.schema import QueueSection
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.replies import Kind, Reply, dsn_status
 from appliance.delivery.retry import expired, retry_at
+from appliance.queue import events
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
 from appliance.types import Action, QueueState
@@ -47,14 +48,17 @@ class Outcome:
     status: str = ""  # DSN status for bounces
     reason: str = ""  # msgerror / history error text
     quarantine: str = ""  # the quarantine name for Fate.QUARANTINE
+    script: str = ""  # the pre-delivery script that decided this fate, if one did
+    rates: tuple[str, ...] = ()  # rate() buckets that script found over their limit
+    started: float = dataclasses.field(default=0.0, compare=False)  # the attempt's start (wall clock)
 
 
 def decide(
     entry: QueueEntry, reply: Reply, *, queue: QueueSection, now: float, peer: str = "",
-    transfertime: float = 0.0,
+    transfertime: float = 0.0, started: float = 0.0,
 ) -> Outcome:
     """2xx delivered; 5xx bounces; anything else is retried until the queue lifetime ends."""
-    common = dict(entry=entry, reply=reply, peer=peer, transfertime=transfertime)
+    common = dict(entry=entry, reply=reply, peer=peer, transfertime=transfertime, started=started)
     kind = reply.kind
     if kind is Kind.SUCCESS:
         return Outcome(fate=Fate.DELIVER, reason=str(reply), **common)  # type: ignore[arg-type]
@@ -96,7 +100,46 @@ def record(
             q.finish(session, entry, action, now=now, error=out.reason)
     if bounces:
         bounce_entries(session, spool, bounces, now=now, hostname=hostname)
+    events.add(session, [e for out in written for e in timeline_events(out, entries[out.entry.id], now)])
     return written, _unreferenced(session, removed)
+
+
+_FATE_KIND = {
+    Fate.DELIVER: "delivered", Fate.DEFER: "deferred", Fate.BOUNCE: "bounced",
+    Fate.DELETE: "deleted", Fate.ERROR: "error", Fate.QUARANTINE: "quarantined",
+}
+
+
+def timeline_events(out: Outcome, entry: QueueEntry, now: float) -> list[events.Event]:
+    """The attempt (when there was one) and the fate of one entry, for its timeline."""
+    e = out.entry
+    made: list[events.Event] = []
+    if out.script:
+        made.append(events.Event(msgid=e.msgid, queueid=e.id, kind="policy", ts=now, detail={
+            k: v for k, v in {"script": out.script, "stage": "pre_delivery",
+                              "decision": out.fate.value.lower(), "reason": str(out.reply),
+                              "rates": ", ".join(out.rates)}.items() if v}))
+    elif out.peer or out.reply.code or out.fate in (Fate.DEFER, Fate.BOUNCE):
+        # Stamped when it began: a next hop of this product receives the message meanwhile.
+        began = out.started if 0 < out.started <= now else now
+        made.append(events.Event(msgid=e.msgid, queueid=e.id, kind="attempt", ts=began, detail={
+            "peer": out.peer, "reply": str(out.reply), "rcpt": e.rcpt, "transport": e.transport,
+            "seconds": f"{out.transfertime:.3f}"}))
+    detail = {"rcpt": e.rcpt, "reply": str(out.reply), "peer": out.peer}
+    if out.fate is Fate.DEFER:
+        detail.update(next_retry=f"{out.next_retry:.0f}", retries=str(e.retries + 1))
+        if out.rates:
+            detail["rates"] = ", ".join(out.rates)
+            detail["script"] = out.script
+    elif out.fate is Fate.BOUNCE:
+        detail.update(status=out.status, reason=out.reason)
+    elif out.fate is Fate.QUARANTINE:
+        detail.update(quarantine=out.quarantine, reason=out.reason)
+    elif out.fate in (Fate.DELETE, Fate.ERROR):
+        detail["reason"] = out.reason
+    made.append(events.Event(msgid=e.msgid, queueid=e.id, kind=_FATE_KIND[out.fate], ts=now,
+                             detail={k: v for k, v in detail.items() if v}))
+    return made
 
 
 def _quarantine(session: Session, entry: QueueEntry, out: Outcome, *, now: float) -> None:

@@ -31,3 +31,18 @@ def retry_at(retries: int, schedule: Sequence[int], now: float, *, received: flo
     """The next attempt, but never later than the end of the lifetime, so that the last attempt
     happens when the lifetime ends (as Postfix's maximal_queue_lifetime) and not a step after."""
     return max(now, min(next_retry(retries, schedule, now), received + lifetime))
+
+
+def attempts_left(retries: int, schedule: Sequence[int], next_attempt: float, *, received: float,
+                  lifetime: float, cap: int = 10_000) -> int:
+    """How many attempts an entry still gets if each one fails temporarily: the next one (at
+    `next_attempt`) and every retry the schedule fits before the lifetime ends; a failure at
+    or after the end bounces."""
+    left, at, failed = 0, next_attempt, retries
+    while left < cap:
+        left += 1
+        if expired(received, lifetime, at):
+            break
+        at = retry_at(failed, schedule, at, received=received, lifetime=lifetime)
+        failed += 1
+    return left

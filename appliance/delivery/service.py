@@ -24,6 +24,7 @@ from appliance.errors import InvalidInput, NotFound, StoreUnavailable
 from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
+from appliance.queue.suspend import Holds
 from appliance.stats.metrics import Instruments, reply_class
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class DeliveryService:
         self._reaper_task: asyncio.Task[None] | None = None
         self._seen: Config | None = None  # the config the pools and workers were set up for
         self._inflight: set[int] = set()
+        self.holds = Holds()  # active suspensions: never leased; filters compiled per change
         self._cleanups: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
@@ -236,7 +238,7 @@ class DeliveryService:
                     outcomes.append(Outcome(entry=entry, fate=Fate.ERROR, reply=r.reply, reason=str(r.reply)))
                 else:
                     outcomes.append(decide(entry, r.reply, queue=cfg.queue, now=now, peer=r.peer,
-                                           transfertime=r.transfertime))
+                                           transfertime=r.transfertime, started=r.started))
         return outcomes
 
     async def _deliver(self, dest: Destination, entries: list[QueueEntry], cfg: Config) -> dict[int, Result]:
@@ -261,7 +263,7 @@ class DeliveryService:
         out: list[bytes | None] = []
         for path in paths:
             try:
-                out.append(self._spool.read(path))
+                out.append(self._spool.read_own(path))
             except (NotFound, InvalidInput, FileNotFoundError):  # gone, or a path the spool refuses
                 out.append(None)
         return out
@@ -285,7 +287,13 @@ class DeliveryService:
     # -- store work (in threads) ------------------------------------------------------------
     def _claim(self, cfg: Config) -> tuple[list[QueueEntry], dict[int, dict[str, str]]]:
         with self._store.transaction() as s:
-            entries = q.claim(s, owner=self.owner, now=self._clock(), lease=cfg.queue.lease, limit=self._batch)
+            now = self._clock()
+            ended = self.holds.refresh(s, now=now, spread=float(cfg.queue.retry_schedule[0]))
+            if ended:
+                log.info("delivery: suspension %s ended; its entries are released over %d s",
+                         ", ".join(ended), cfg.queue.retry_schedule[0])
+            entries = q.claim(s, owner=self.owner, now=now, lease=cfg.queue.lease, limit=self._batch,
+                              exclude=self.holds.exclusion())
             meta = q.metadata_of(s, [e.id for e in entries]) if entries else {}
         return entries, meta
 
@@ -294,8 +302,7 @@ class DeliveryService:
             return record(s, self._spool, outcomes, owner=self.owner, now=self._clock(), hostname=hostname)
 
     def _remove(self, paths: list[str]) -> None:
-        for path in paths:  # only after the commit: a rollback must still find its body
-            self._spool.remove(path)
+        self._spool.remove_many(paths)  # only after the commit: a rollback must still find its body
 
     def _release_all(self) -> int:
         with self._store.transaction() as s:
@@ -340,6 +347,13 @@ def _info(entry: QueueEntry, meta: dict[int, dict[str, str]]) -> DeliveryInfo:
 
 def _policy_outcome(entry: QueueEntry, verdict: Verdict, cfg: Config, now: float) -> Outcome | None:
     """A pre-delivery verdict that settles the entry without an attempt, or None to deliver."""
+    decided = _settled(entry, verdict, cfg, now)
+    if decided is None or not verdict.script:
+        return decided
+    return dataclasses.replace(decided, script=verdict.script, rates=verdict.rates)
+
+
+def _settled(entry: QueueEntry, verdict: Verdict, cfg: Config, now: float) -> Outcome | None:
     if verdict.decision is Decision.REJECT:
         reply = Reply(verdict.code or 550, verdict.text or "5.7.1 rejected by delivery policy")
         return decide(entry, reply, queue=cfg.queue, now=now)

@@ -32,6 +32,9 @@ class Verdict:
     transport: str = ""  # route to this transport id
     nexthop: str = ""  # pre-delivery: HOST:PORT override
     source_ip: str = ""  # pre-delivery: bind to this local address
+    # Where the decision came from, for the message's timeline (not part of what it decides).
+    script: str = dataclasses.field(default="", compare=False)  # "" when no script decided
+    rates: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # "ns:entry n/Ts" over their limit
 
 
 ACCEPT = Verdict()

@@ -79,6 +79,7 @@ class RunContext:
     output: list[str] = dataclasses.field(default_factory=list)
     calls: list[str] = dataclasses.field(default_factory=list)
     record_calls: bool = False  # scriptTest wants the call log; the mail path does not pay for it
+    rate_limited: list[str] = dataclasses.field(default_factory=list)  # buckets found over their limit
 
     def note(self, line: Callable[[], str]) -> None:
         if self.record_calls and len(self.calls) < MAX_OUTPUT_LINES:
@@ -146,6 +147,8 @@ class Bindings:
         args = (_text(ns, "rate namespace"), _text(entry, "rate entry"),
                 _int(count, "rate count"), _int(interval, "rate interval"))
         allowed = bool(self._need(self.functions.rates, "rate").rate(*args))
+        if not allowed:
+            self.ctx.rate_limited.append(f"{args[0]}:{args[1]} {args[2]}/{args[3]}s")
         self.ctx.note(lambda: f"rate({args[0]!r}, {args[1]!r}, {args[2]}, {args[3]}) -> {str(allowed).lower()}")
         return allowed
 

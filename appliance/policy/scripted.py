@@ -170,9 +170,13 @@ class ScriptedFlow:
             fallback = SAFE_DEFAULTS[flow]
             log.error("policy %s %s %s failed, %s: %s", self.name, ctx.label, flow,
                       _describe(fallback), exc)
-            return fallback
+            if fallback is None:
+                return None
+            return dataclasses.replace(fallback, script=self.name)
         log.info("policy %s %s %s: %s", self.name, ctx.label, flow, _describe(verdict))
-        return verdict
+        if verdict is None:
+            return None
+        return dataclasses.replace(verdict, script=self.name, rates=tuple(ctx.rate_limited))
 
     # -- the Flow protocol ----------------------------------------------------------------
     def connect(self, session: SessionInfo) -> Verdict:

@@ -9,13 +9,15 @@ concurrent fsyncs share journal commits; the store commit is the single serial s
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import queue
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from sqlalchemy.orm import Session
 
@@ -23,7 +25,9 @@ from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.errors import StoreUnavailable
 from appliance.queue.spool import Spool
-from appliance.queue.store import enqueue, finish, get_entry
+from appliance.queue import events
+from appliance.queue.store import enqueue, enqueue_batch, finish, get_entry
+from appliance.queue.suspend import Holds
 from appliance.types import Action, NewMessage
 
 if TYPE_CHECKING:
@@ -41,16 +45,25 @@ class Accepted:
     deleted: list[str]
 
 
-@dataclasses.dataclass
+# How a submission learns its outcome: (result, None) or (None, error), called once, from
+# the committer or a spool writer thread.
+Done = Callable[[Accepted | None, BaseException | None], None]
+
+
+@dataclasses.dataclass(slots=True)
 class _Item:
     message: NewMessage
     body: bytes | None
     deleted: tuple[str, ...]
-    future: Future[Accepted]
+    done: Done
+
+
+_STOP = object()  # a spool writer's last item
 
 
 class Intake:
-    """The committer: `submit()` from any thread, `start()`/`stop()` around the node's life."""
+    """The committer: `submit()` from any thread (or `submit_async()` on an event loop),
+    `start()`/`stop()` around the node's life."""
 
     def __init__(self, store: Store, spool: Spool, *, clock: Callable[[], float] = time.time,
                  max_batch: int = 256, writers: int = 32,
@@ -62,24 +75,37 @@ class Intake:
         self._max_batch = max_batch
         self._pending: list[_Item] = []
         self._cond = threading.Condition()
-        self._stopping = False
+        self._stopping = True
         self._thread: threading.Thread | None = None
         self._writers_count = writers
-        self._writers: ThreadPoolExecutor | None = None
+        # Spool writers take bodies from a plain queue: an executor's submit() would make a
+        # Future (and its Condition) per message that nothing waits on.
+        self._bodies: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._writers: list[threading.Thread] = []
+        self._holds = Holds()  # suspensions that hold new mail (their filters compiled once)
         self.batches = 0  # how many transactions; with `submitted`, the batching achieved
         self.submitted = 0
 
     def start(self) -> None:
         self._stopping = False
-        self._writers = ThreadPoolExecutor(self._writers_count, thread_name_prefix="intake-spool")
+        self._writers = [threading.Thread(target=self._write_bodies, daemon=True,
+                                          name=f"intake-spool-{i}")
+                         for i in range(self._writers_count)]
+        for writer in self._writers:
+            writer.start()
         self._thread = threading.Thread(target=self._run, name="intake-committer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Commit what is pending, then end the threads."""
-        if self._writers is not None:
-            self._writers.shutdown(wait=True)  # every body written reaches the committer
-            self._writers = None
+        if self._writers:
+            self._stopping = True
+            for _ in self._writers:
+                self._bodies.put(_STOP)
+            for writer in self._writers:  # every body written reaches the committer
+                writer.join()
+            self._writers = []
+            self._refuse_leftovers()
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -92,15 +118,51 @@ class Intake:
         """Queue `message` (its envelope's recipients) with `body`; `deleted` recipients are
         accepted and recorded as DELETE in history instead. `message.path` is filled in here."""
         future: Future[Accepted] = Future()
-        item = _Item(message, body, deleted, future)
-        writers = self._writers
-        try:
-            if self._stopping or writers is None:
-                raise RuntimeError("stopped")
-            writers.submit(self._spool_and_hand_over, item)
-        except RuntimeError:
-            future.set_exception(StoreUnavailable("the queue is not accepting mail"))
+
+        def done(result: Accepted | None, error: BaseException | None) -> None:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        self._enter(_Item(message, body, deleted, done))
         return future
+
+    def submit_async(self, message: NewMessage, body: bytes | None, *,
+                     deleted: tuple[str, ...] = ()) -> asyncio.Future[Accepted]:
+        """`submit()` for a caller on an event loop: an asyncio future of that loop, resolved
+        there (one wake-up of the loop per committed batch, not per message)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Accepted] = loop.create_future()
+        self._enter(_Item(message, body, deleted, _LoopDone(loop, future)))
+        return future
+
+    def _enter(self, item: _Item) -> None:
+        if self._stopping:
+            item.done(None, StoreUnavailable("the queue is not accepting mail"))
+            return
+        self._bodies.put(item)
+
+    def _refuse_leftovers(self) -> None:
+        """Submissions that raced with stop() and found no writer any more."""
+        while True:
+            try:
+                item = self._bodies.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Item):
+                item.done(None, StoreUnavailable("the queue is not accepting mail"))
+
+    def _write_bodies(self) -> None:
+        while True:
+            item = self._bodies.get()
+            if not isinstance(item, _Item):
+                return
+            try:
+                self._spool_and_hand_over(item)
+            except BaseException as exc:  # never leave a sender waiting for ever
+                item.done(None, exc)
+                _LoopDone.flush()
 
     def _spool_and_hand_over(self, item: _Item) -> None:
         if not self._spool_body(item):
@@ -138,7 +200,8 @@ class Intake:
             self._metrics.intake_batch.observe(len(ready))
         crashpoint.reached("intake.committed")  # entries committed, no 250 sent yet
         for item, result in zip(ready, results):
-            item.future.set_result(result)
+            item.done(result, None)
+        _LoopDone.flush()
 
     def _commit_batch_one(self, item: _Item) -> None:
         try:
@@ -147,7 +210,8 @@ class Intake:
             self._fail([item], exc)
             return
         self.batches += 1
-        item.future.set_result(result)
+        item.done(result, None)
+        _LoopDone.flush()
 
     def _spool_body(self, item: _Item) -> bool:
         if item.body is None or not item.message.envelope.recipients:
@@ -159,7 +223,8 @@ class Intake:
             if self._metrics is not None:
                 self._metrics.store_errors.labels("smtp").inc()
             log.error("spooling %s failed: %s", item.message.msgid, exc)
-            item.future.set_exception(exc)
+            item.done(None, exc)
+            _LoopDone.flush()
             return False
         if self._metrics is not None:
             self._metrics.spool_fsync_seconds.observe(time.perf_counter() - started)
@@ -170,7 +235,17 @@ class Intake:
         now = self._clock()
         with self._store.transaction() as session:
             session.connection()  # BEGIN (IMMEDIATE on SQLite): waits for the write lock
-            return [_store_one(session, item, now) for item in items]
+            self._holds.refresh(session, now=now)
+            timeline: list[events.Event] = []
+            queued = [item for item in items if item.message.envelope.recipients]
+            ids = dict(zip((id(item) for item in queued),
+                           enqueue_batch(session, [item.message for item in queued], now=now)))
+            results = [_store_one(session, item, ids.get(id(item), []), now, timeline)
+                       for item in items]
+            events.add(session, timeline)  # the whole batch's events in one statement
+            if self._holds.active:
+                self._holds.mark_new(session, [i for r in results for i in r.queue_ids], now=now)
+            return results
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
         if self._metrics is not None:
@@ -179,12 +254,66 @@ class Intake:
         for item in items:
             if item.message.path:
                 self._spool.remove(item.message.path)  # never committed: nothing refers to it
-            item.future.set_exception(exc)
+            item.done(None, exc)
+        _LoopDone.flush()
 
 
-def _store_one(session: Session, item: _Item, now: float) -> Accepted:
+class _LoopDone:
+    """Resolves an asyncio future from another thread. Outcomes are gathered per thread and
+    handed to each loop in one call_soon_threadsafe by `flush()` (after a batch), so a batch
+    of a hundred messages wakes the loop once."""
+
+    _local = threading.local()
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Accepted]) -> None:
+        self.loop = loop
+        self.future = future
+
+    def __call__(self, result: Accepted | None, error: BaseException | None) -> None:
+        waiting: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] | None = \
+            getattr(self._local, "waiting", None)
+        if waiting is None:
+            waiting = self._local.waiting = {}
+        waiting.setdefault(self.loop, []).append((self.future, result, error))
+
+    @classmethod
+    def flush(cls) -> None:
+        waiting = getattr(cls._local, "waiting", None)
+        if not waiting:
+            return
+        cls._local.waiting = {}
+        for loop, outcomes in waiting.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, outcomes)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+
+def _resolve(outcomes: list[tuple[Any, ...]]) -> None:
+    for future, result, error in outcomes:
+        if future.done():  # cancelled: the session went away
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _store_one(session: Session, item: _Item, ids: list[int], now: float,
+               timeline: list[events.Event]) -> Accepted:
+    """What one submission became; its kept recipients' entries are in already (`ids`); its
+    timeline events are appended to `timeline` for the caller."""
     msg = item.message
-    ids = enqueue(session, msg, now=now) if msg.envelope.recipients else []
+    timeline += [events.Event(msgid=msg.msgid, kind=n.kind, ts=n.ts, detail=n.detail, ref=n.ref)
+                for n in msg.notes]
+    timeline += [events.Event(msgid=msg.msgid, kind="queued", ts=now, queueid=qid, detail={
+        "rcpt": rcpt, "transport": msg.transports.get(rcpt, msg.transport), "state": msg.state.value,
+        **({"quarantine": msg.quarantine} if msg.quarantine else {})})
+        for qid, rcpt in zip(ids, msg.envelope.recipients)]
+    timeline += [events.Event(msgid=msg.msgid, kind="deleted", ts=now, detail={
+        "rcpt": rcpt, "reason": "deleted by policy at reception"}) for rcpt in item.deleted]
     if item.deleted:
         # A DELETE verdict: the message is accepted and its recipients go straight to history.
         gone = dataclasses.replace(

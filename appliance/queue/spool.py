@@ -108,6 +108,22 @@ class Spool:
     def read(self, rel: str) -> bytes:
         return self.resolve(rel).read_bytes()
 
+    def read_own(self, rel: str) -> bytes:
+        """A whole body by one of the node's own paths (a queue entry's, read for delivery):
+        checked lexically like `read_headers`, without `resolve()`'s realpath per message."""
+        target = self._own(rel)
+        try:
+            with open(target, "rb") as fh:
+                return fh.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFound(f"no such spool file: {rel!r}") from exc
+
+    def _own(self, rel: str) -> Path:
+        if not rel or "\x00" in rel or os.path.isabs(rel) or ".." in rel.split("/") \
+                or rel.split("/", 1)[0] == "tmp":
+            raise InvalidInput(f"not a spool path: {rel!r}")
+        return self.root / rel
+
     def read_headers(self, rel: str, *, limit: int = 256 * 1024) -> bytes:
         """The header block of a message (up to the first blank line, at most `limit` bytes).
 

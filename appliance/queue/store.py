@@ -7,8 +7,9 @@ leave a spool file unreferenced return its path, to be removed only after the co
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
@@ -34,6 +35,43 @@ def enqueue(session: Session, msg: NewMessage, *, now: float) -> list[int]:
     return [e.id for e in entries]
 
 
+_QUEUE = cast(Table, QueueEntry.__table__)
+_QUEUE_METADATA = cast(Table, QueueMetadata.__table__)
+# One multi-row INSERT per call (SQLAlchemy's insertmanyvalues): RETURNING in no particular
+# order, so each row says which (message, recipient) it was.
+_INSERT_RETURNING = insert(_QUEUE).returning(_QUEUE.c.id, _QUEUE.c.msgid, _QUEUE.c.rcpt)
+
+
+def enqueue_batch(session: Session, messages: Sequence[NewMessage], *, now: float) -> list[list[int]]:
+    """`enqueue` for many messages at once (a group commit's batch): one INSERT for all their
+    entries and one for all their metadata, through SQLAlchemy Core rather than the ORM's
+    unit of work. Returns each message's queue ids, in recipient order."""
+    if len({msg.msgid for msg in messages}) != len(messages):
+        # Rows are told apart by (msgid, rcpt): a repeated msgid goes one message at a time.
+        return [enqueue(session, msg, now=now) for msg in messages]
+    rows: list[dict[str, object]] = []
+    for msg in messages:
+        if not msg.envelope.recipients:
+            raise InvalidInput("a message needs at least one recipient")
+        rows.extend(_entry_values(msg, rcpt, now) for rcpt in msg.envelope.recipients)
+    if not rows:
+        return []
+    conn = session.connection()
+    ids_of: dict[tuple[str, str], list[int]] = {}
+    for entry_id, msgid, rcpt in conn.execute(_INSERT_RETURNING, rows):
+        ids_of.setdefault((msgid, rcpt), []).append(entry_id)
+    for same in ids_of.values():  # a recipient given twice: ids in the order they were made
+        same.sort(reverse=True)
+    out = [[ids_of[(msg.msgid, rcpt)].pop() for rcpt in msg.envelope.recipients]
+           for msg in messages]
+    meta = [{"entry_id": entry_id, "key": k, "value": v}
+            for msg, ids in zip(messages, out) if msg.metadata
+            for entry_id in ids for k, v in msg.metadata.items()]
+    if meta:
+        conn.execute(insert(_QUEUE_METADATA), meta)
+    return out
+
+
 def enqueue_many(session: Session, messages: Sequence[NewMessage], *, now: float) -> None:
     """`enqueue` for many messages without metadata (DSNs of a bulk bounce) in one statement."""
     rows: list[dict[str, object]] = []
@@ -43,8 +81,8 @@ def enqueue_many(session: Session, messages: Sequence[NewMessage], *, now: float
         if msg.metadata:
             raise InvalidInput("enqueue_many takes messages without metadata")
         rows.extend(_entry_values(msg, rcpt, now) for rcpt in msg.envelope.recipients)
-    if rows:
-        session.execute(insert(QueueEntry), rows)
+    if rows:  # Core, not the ORM's bulk insert: nothing here needs an object back
+        session.connection().execute(insert(_QUEUE), rows)
 
 
 def _entry_values(msg: NewMessage, rcpt: str, now: float) -> dict[str, object]:
@@ -74,24 +112,26 @@ def get_entry(session: Session, entry_id: int, *, where: ColumnElement[bool] | N
 
 
 def due_condition(now: float) -> ColumnElement[bool]:
-    """Entries a worker may take now: ACTIVE, or DEFER whose retry time has come; not leased."""
+    """Entries a worker may take now: ACTIVE or DEFER whose retry time has come (an ACTIVE
+    entry has none, unless a suspension that held it spread its release); not leased."""
     return and_(
-        or_(
-            QueueEntry.state == QueueState.ACTIVE.value,
-            and_(QueueEntry.state == QueueState.DEFER.value, QueueEntry.next_retry <= now),
-        ),
+        QueueEntry.state.in_([QueueState.ACTIVE.value, QueueState.DEFER.value]),
+        QueueEntry.next_retry <= now,
         QueueEntry.lease_until < now,
     )
 
 
 def claim(
     session: Session, *, owner: str, now: float, lease: float, limit: int,
-    transport: str | None = None,
+    transport: str | None = None, exclude: ColumnElement[bool] | None = None,
 ) -> list[QueueEntry]:
-    """Lease up to `limit` due entries to `owner` until `now + lease`, oldest first."""
+    """Lease up to `limit` due entries to `owner` until `now + lease`, oldest first; never
+    entries matching `exclude`'s negation (what active suspensions hold)."""
     stmt = select(QueueEntry.id).where(due_condition(now)).order_by(QueueEntry.id).limit(limit)
     if transport is not None:
         stmt = stmt.where(QueueEntry.transport == transport)
+    if exclude is not None:
+        stmt = stmt.where(exclude)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     ids = list(session.scalars(stmt))

@@ -20,14 +20,14 @@ from appliance.config.schema import Listener
 from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdict
 from appliance.queue.intake import Intake
 from appliance.smtp import replies
-from appliance.smtp.fastinit import Members, fast_init
+from appliance.smtp.fastinit import Members, fast_init, simple_path
 from appliance.smtp.limits import SessionLimits
 from appliance.stats.metrics import Instruments
 from appliance.smtp.message import (
     command_problem, crlf_lines, edit_headers, has_bare_newline, is_address, protocol_name, received_header,
-    subject_of,
+    relayed_from, subject_of,
 )
-from appliance.types import Envelope, NewMessage, QueueState
+from appliance.types import Envelope, NewMessage, Note, QueueState
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class MessageEnvelope(SmtpEnvelope):
         self.deleted: list[str] = []
         self.quarantine = ""
         self.delete_all = False
+        self.notes: list[Note] = []  # policy decisions of this transaction, for the timeline
 
 
 class ClientSession(SmtpSession):
@@ -57,6 +58,7 @@ class ClientSession(SmtpSession):
         self.info = SessionInfo(listener="", client_ip="")
         self.quarantine = ""
         self.delete_all = False
+        self.notes: list[Note] = []  # connect-stage decisions, for every message's timeline
 
 
 def _help_of(base: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -88,6 +90,10 @@ class Protocol(SMTP):
         else:  # the listener's later connections: skip aiosmtpd's introspection (fastinit)
             fast_init(self, handler, members, **options)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        fast = simple_path(arg, self.local_part_limit)
+        return super()._getaddr(arg) if fast is None else fast
+
     def _create_session(self) -> ClientSession:
         return ClientSession(self.loop)
 
@@ -112,6 +118,7 @@ class Protocol(SMTP):
             self.session.info = info
             self.session.quarantine = before.quarantine
             self.session.delete_all = before.delete_all
+            self.session.notes = before.notes
 
     async def push(self, status: AnyStr) -> None:
         """Every reply goes out here: 4xx and 5xx are counted by their code (the reason)."""
@@ -225,6 +232,7 @@ class Handler:
         session.info = SessionInfo(listener=self.listener.id, client_ip=str(peer[0]),
                                    client_port=int(peer[1]))
         verdict = await self._ask(self.flow.connect, session.info)
+        _note(session.notes, "connect", verdict, self.clock())
         if verdict.decision is Decision.REJECT:
             return replies.verdict_reply(verdict.code, verdict.text, replies.CONNECT_REJECTED)
         if verdict.decision is Decision.DEFER:
@@ -317,6 +325,8 @@ class Handler:
         if reply is not None:
             session.info.sender = None
             return reply
+        envelope.notes = []
+        _note(envelope.notes, "mail_from", verdict, self.clock())
         envelope.mail_from = address  # '<>' stays truthy, so aiosmtpd refuses a nested MAIL
         envelope.mail_options.extend(options)
         envelope.sender = sender
@@ -336,6 +346,7 @@ class Handler:
             return replies.TOO_MANY_RECIPIENTS
         verdict = await self._ask(self.flow.rcpt_to, session.info, address)
         reply = _envelope_reply(verdict, replies.RCPT_REJECTED, replies.RCPT_DEFERRED)
+        _note(envelope.notes, "rcpt_to", verdict, self.clock(), rcpt=address)
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)
@@ -385,9 +396,8 @@ class Handler:
             log.info("deferred %s from [%s]: %s", msgid, session.info.client_ip, verdict.text)
             return replies.verdict_reply(verdict.code, verdict.text, replies.DATA_DEFERRED)
         message, body, deleted = self._build(server, session, envelope, msgid, content, result)
-        future = self.intake.submit(message, body, deleted=deleted)
         # shield: a client vanishing now must not abandon a commit already under way.
-        accepted = await asyncio.shield(asyncio.wrap_future(future))
+        accepted = await asyncio.shield(self.intake.submit_async(message, body, deleted=deleted))
         self.on_enqueued()
         pairs = " ".join(f"{msgid}:{qid} <{rcpt}>" for qid, rcpt in
                          zip(accepted.queue_ids, message.envelope.recipients))
@@ -409,6 +419,15 @@ class Handler:
         quarantine = envelope.quarantine or (
             _quarantine_name(verdict) if verdict.decision is Decision.QUARANTINE else "")
         info = session.info
+        tls = bool(info.tls or session.ssl is not None)
+        upstream = relayed_from(content)
+        notes = [Note(kind="received", ts=now, ref=upstream, detail={
+            "client": info.client_ip, "helo": info.helo, "sasl": info.sasl,
+            "tls": "yes" if tls else "no", "listener": self.listener.id, "sender": envelope.sender,
+            "recipients": str(len(recipients)), "size": str(len(content)),
+            **({"relayed_from": upstream} if upstream else {})})]
+        notes += session.notes + envelope.notes
+        _note(notes, "data", verdict, now)
         trace = received_header(
             helo=info.helo, client_ip=info.client_ip, hostname=self.hostname, msgid=msgid,
             protocol=protocol_name(esmtp=session.extended_smtp, tls=session.ssl is not None,
@@ -420,12 +439,12 @@ class Handler:
         message = NewMessage(
             msgid=msgid,
             envelope=Envelope(sender=envelope.sender, recipients=kept, listener=self.listener.id,
-                              client_ip=info.client_ip, helo=info.helo, sasl=info.sasl),
+                              client_ip=info.client_ip, helo=info.helo, sasl=info.sasl, tls=tls),
             path="", size=len(body), subject=subject_of(content), received=now,
             transport=verdict.transport or envelope.transport or self.listener.transport,
             transports=transports,
             state=QueueState.HOLD if quarantine else QueueState.ACTIVE,
-            quarantine=quarantine, metadata=dict(result.metadata),
+            quarantine=quarantine, metadata=dict(result.metadata), notes=tuple(notes),
         )
         return message, (body if kept else None), deleted
 
@@ -445,6 +464,18 @@ def _envelope_reply(verdict: Verdict, rejected: str, deferred: str) -> str | Non
     if verdict.decision is Decision.DEFER:
         return replies.verdict_reply(verdict.code, verdict.text, deferred)
     return None
+
+
+def _note(notes: list[Note], stage: str, verdict: Verdict, now: float, *, rcpt: str = "") -> None:
+    """A policy script's decision at one stage, for the message's timeline."""
+    if not verdict.script:
+        return
+    detail = {"script": verdict.script, "stage": stage, "decision": verdict.decision.value}
+    extra = {"code": str(verdict.code) if verdict.code else "", "reason": verdict.text,
+             "quarantine": verdict.quarantine, "transport": verdict.transport, "rcpt": rcpt,
+             "rates": ", ".join(verdict.rates)}
+    detail.update({k: v for k, v in extra.items() if v})
+    notes.append(Note(kind="policy", ts=now, detail=detail))
 
 
 def _quarantine_name(verdict: Verdict) -> str:

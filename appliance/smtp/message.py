@@ -170,6 +170,22 @@ def received_header(
     return f"Received: {value}\r\n".encode("utf-8", errors="replace")
 
 
+_TRACE_ID = re.compile(rb"\bid ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b",
+                       re.IGNORECASE)
+
+
+def relayed_from(data: bytes) -> str:
+    """The msgid another node of this product gave the message, from the newest Received
+    header it wrote (`by HOST (appliance) ... id MSGID`), or ''. Linear in the header block."""
+    head, _ = split_headers(data)
+    for field in _FIELD_END.split(_FOLD.sub(b" ", head[:64 * 1024])):
+        if field[:9].lower() == b"received:" and b"(appliance)" in field:
+            match = _TRACE_ID.search(field)
+            if match:
+                return match.group(1).decode("ascii").lower()
+    return ""
+
+
 def protocol_name(*, esmtp: bool, tls: bool, authenticated: bool) -> str:
     """The `with` keyword of RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA."""
     if not esmtp:

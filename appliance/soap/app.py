@@ -36,11 +36,12 @@ def default_services() -> tuple[type[ServiceBase], ...]:
     from appliance.soap.services.queue import QueueService
     from appliance.soap.services.scripts import ScriptService
     from appliance.soap.services.stats import StatsService
+    from appliance.soap.services.timeline import TimelineService
     from appliance.soap.services.update import UpdateService
     from appliance.soap.services.users import UserService
 
     return (NodeService, QueueService, UserService, StatsService, ConfigService,
-            ClusterService, CommandService, ScriptService, UpdateService)
+            ClusterService, CommandService, ScriptService, UpdateService, TimelineService)
 
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.

@@ -163,3 +163,63 @@ class UserItem(ComplexModel):
 
 
 UserItems = items(UserItem, "userItemArray")
+
+
+class SuspensionItem(ComplexModel):
+    """One mailQueueSuspendList row: who held what, why, until when, and how much it holds now."""
+
+    __namespace__ = TNS
+    __type_name__ = "suspensionItem"
+    _type_info = [
+        ("id", Unicode), ("filter", Unicode), ("reason", Unicode), ("author", Unicode),
+        ("created", Long), ("expires", Long), ("state", Unicode), ("ended", Long),
+        ("held", Long), ("serialno", Unicode),
+    ]
+
+
+SuspensionItems = items(SuspensionItem, "suspensionItemArray")
+
+
+class TimelineEvent(ComplexModel):
+    """One mailTimeline event; `time` is `ts` with its fraction, to order events of one second."""
+
+    __namespace__ = TNS
+    __type_name__ = "timelineEvent"
+    _type_info = [
+        ("ts", Long), ("time", Double), ("msgid", Unicode), ("queueid", Long), ("kind", Unicode),
+        ("summary", ByteArray), ("detail", Pairs), ("serialno", Unicode),
+    ]
+
+
+TimelineEvents = items(TimelineEvent, "timelineEventArray")
+
+
+class ExplainInfo(ComplexModel):
+    """mailQueueExplain: what holds one queue entry, as fields and as one `summary` text."""
+
+    __namespace__ = TNS
+    __type_name__ = "explainInfo"
+    _type_info = [
+        ("id", Long), ("msgid", Unicode), ("msgqueue", Unicode), ("waitson", Unicode),
+        ("lastreply", ByteArray), ("enhancedcode", Unicode), ("meaning", Unicode),
+        ("suspension", Unicode), ("suspensionreason", Unicode), ("suspensionuntil", Long),
+        ("quarantine", Unicode), ("ratelimit", Unicode), ("destination", Unicode),
+        ("destinationlimit", Long), ("inflight", Long), ("nextretry", Long), ("retries", Long),
+        ("retriesleft", Long), ("age", Long), ("lifetime", Long), ("summary", ByteArray),
+        ("serialno", Unicode),
+    ]
+
+
+class AlertItem(ComplexModel):
+    """One saved query with its alert threshold and its state (ok or firing, since when)."""
+
+    __namespace__ = TNS
+    __type_name__ = "alertItem"
+    _type_info = [
+        ("name", Unicode), ("owner", Unicode), ("filter", Unicode), ("threshold", Long),
+        ("minutes", Double), ("mailto", Unicode), ("webhook", Unicode), ("state", Unicode),
+        ("since", Long), ("lastcount", Long), ("lastchecked", Long),
+    ]
+
+
+AlertItems = items(AlertItem, "alertItemArray")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -42,6 +43,31 @@ class GroupRow:
     count: int
     buckets: list[int]
     per_node: dict[str, int]
+
+
+@dataclasses.dataclass
+class SuspensionRow:
+    """One suspension as the cluster holds it: the same id on every node it was set on."""
+
+    id: str
+    filter: str
+    reason: str
+    author: str
+    created: int
+    expires: int
+    state: str
+    held: int
+    per_node: dict[str, int]
+
+
+@dataclasses.dataclass
+class TimelineEntry:
+    node: str
+    event: Any
+
+    @property
+    def time(self) -> float:
+        return float(self.event.time)
 
 
 def _items(value: Any) -> list[Any]:
@@ -171,6 +197,80 @@ class Cluster:
                 return
             if running:
                 time.sleep(poll_interval)
+
+    def suspend(self, *, filter: str, ttl: int, reason: str = "", id: str | None = None
+                ) -> tuple[str, ClusterResult]:
+        """Hold delivery of `filter` on every node under one id (so one removal ends it everywhere)."""
+        sid = id or secrets.token_hex(6)
+        return sid, self.call("mailQueueSuspend", filter=filter, ttl=ttl, reason=reason, id=sid)
+
+    def unsuspend(self, id: str) -> ClusterResult:
+        return self.call("mailQueueSuspendRemove", id=id)
+
+    def suspensions(self, *, ended: bool = False) -> tuple[list[SuspensionRow], ClusterResult]:
+        result = self.call("mailQueueSuspendList", ended=ended)
+        rows: dict[str, SuspensionRow] = {}
+        for label, value in result.values.items():
+            for item in _items(value):
+                row = rows.setdefault(item.id, SuspensionRow(
+                    id=item.id, filter=item.filter, reason=item.reason or "", author=item.author,
+                    created=int(item.created), expires=int(item.expires), state=item.state,
+                    held=0, per_node={}))
+                row.held += int(item.held)
+                row.per_node[label] = int(item.held)
+                row.expires = max(row.expires, int(item.expires))
+        return sorted(rows.values(), key=lambda r: (-r.created, r.id)), result
+
+    def explain(self, id: int) -> ClusterResult:
+        """mailQueueExplain on every node; queue ids are per node, so the nodes that do not
+        have the entry answer NotFound (in `errors`)."""
+        return self.call("mailQueueExplain", id=id)
+
+    def timeline(self, msgid: str, *, rounds: int = 4) -> tuple[list[TimelineEntry], ClusterResult]:
+        """Every node's events of `msgid` merged by time, each tagged with its node. A message
+        relayed between nodes has one msgid per node: the ids each answer names are asked for
+        in a further round, until no new one turns up."""
+        asked: set[str] = set()
+        wanted = {msgid.lower()}
+        seen: dict[tuple[str, str, int, str, float], TimelineEntry] = {}
+        errors: dict[str, NodeError] = {}
+        values: dict[str, Any] = {}
+        for _ in range(rounds):
+            todo = sorted(wanted - asked)
+            if not todo:
+                break
+            for one in todo:
+                asked.add(one)
+                result = self.call("mailTimeline", msgid=one)
+                for label, err in result.errors.items():
+                    if not (isinstance(err, NodeFault) and "NotFound" in (err.code or "")):
+                        errors[label] = err
+                for label, value in result.values.items():
+                    values.setdefault(label, [])
+                    for event in _items(value):
+                        key = (label, event.msgid, int(event.queueid), event.kind, float(event.time))
+                        seen.setdefault(key, TimelineEntry(node=label, event=event))
+                        wanted.add(str(event.msgid).lower())
+                        for pair in _items(getattr(event, "detail", None)):
+                            if pair.first == "relayed_from" and pair.second:
+                                wanted.add(str(pair.second).lower())
+                        values[label].append(event)
+        merged = sorted(seen.values(), key=lambda e: (e.time, e.node))
+        return merged, ClusterResult(values=values, errors=errors)
+
+    def alerts(self) -> ClusterResult:
+        return self.call("alertList")
+
+    def alert_add(self, *, name: str, filter: str, threshold: int, minutes: float = 0.0,
+                  mailto: str = "", webhook: str = "") -> ClusterResult:
+        return self.call("alertAdd", name=name, filter=filter, threshold=threshold,
+                         minutes=minutes, mailto=mailto, webhook=webhook)
+
+    def alert_delete(self, *, name: str, owner: str | None = None) -> ClusterResult:
+        kwargs: dict[str, Any] = {"name": name}
+        if owner:
+            kwargs["owner"] = owner
+        return self.call("alertDelete", **kwargs)
 
 
 def _collect(calls: dict[str, Call]) -> ClusterResult:

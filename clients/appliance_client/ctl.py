@@ -216,6 +216,116 @@ def _colour(i: int) -> str:
     return ["1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "7f7f7f"][i % 8]
 
 
+def _suspend(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    sid, result = cluster.suspend(filter=args.filter, ttl=_seconds(args.ttl), reason=args.reason,
+                                  id=args.id)
+    out.errors(result.errors)
+    table = Table(title=f"suspension {sid}")
+    table.add_column("node")
+    table.add_column("id")
+    for label, value in sorted(result.values.items()):
+        table.add_row(label, str(value))
+    out.emit({"id": sid, "nodes": {k: str(v) for k, v in result.values.items()},
+              "errors": {k: e.message for k, e in result.errors.items()}}, table)
+
+
+def _suspensions(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    rows, result = cluster.suspensions(ended=args.ended)
+    out.errors(result.errors)
+    table = Table(title="suspensions")
+    for col in ("id", "filter", "reason", "by", "until", "state", "held", "per node"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.id, r.filter, r.reason, r.author, _stamp(r.expires), r.state, str(r.held),
+                      " ".join(f"{k}:{v}" for k, v in sorted(r.per_node.items())))
+    out.emit([vars(r) for r in rows], table)
+
+
+def _unsuspend(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    result = cluster.unsuspend(args.id)
+    out.per_node(f"suspension {args.id} removed", result, column="released",
+                 total=sum(int(v) for v in result.values.values()))
+
+
+def _explain(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    result = cluster.explain(args.id)
+    if not result.values:
+        out.errors(result.errors)
+    data = {label: plain(v) for label, v in result.values.items()}
+    if out.as_json:
+        out.emit(data)
+        return
+    for label, value in sorted(data.items()):
+        out.console.rule(f"queue entry {args.id} on {label}")
+        out.console.print(value.get("summary", ""), markup=False)
+        for key in ("msgqueue", "waitson", "lastreply", "enhancedcode", "meaning", "suspension",
+                    "quarantine", "ratelimit", "destination", "nextretry", "retries", "retriesleft",
+                    "age", "lifetime"):
+            if value.get(key) not in (None, "", 0):
+                out.console.print(f"  {key}: {value[key]}", markup=False)
+
+
+def _trace(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    merged, result = cluster.timeline(args.msgid)
+    out.errors(result.errors)
+    rows = [{"node": e.node, "time": e.time, "msgid": e.event.msgid, "queueid": e.event.queueid,
+             "kind": e.event.kind, "summary": bytes(e.event.summary or b"").decode("utf-8", "replace"),
+             "detail": {p.first: p.second for p in _items(e.event.detail)}} for e in merged]
+    table = Table(title=f"timeline of {args.msgid}")
+    for col in ("time", "node", "entry", "event", "what"):
+        table.add_column(col)
+    for r in rows:
+        entry = f"{r['msgid'][:8]}:{r['queueid']}" if r["queueid"] else r["msgid"][:8]
+        table.add_row(_stamp(r["time"], precise=True), r["node"], entry, r["kind"], r["summary"])
+    out.emit(rows, table)
+
+
+def _alert_list(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    result = cluster.alerts()
+    out.errors(result.errors)
+    rows = [{"node": label, **plain(item)} for label, value in sorted(result.values.items())
+            for item in _items(value)]
+    table = Table(title="alerts")
+    for col in ("node", "owner", "name", "filter", "threshold", "minutes", "state", "since", "lastcount"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[_stamp(r[c]) if c == "since" else str(r.get(c, "")) for c in
+                        ("node", "owner", "name", "filter", "threshold", "minutes", "state", "since",
+                         "lastcount")])
+    out.emit(rows, table)
+
+
+def _alert_add(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    result = cluster.alert_add(name=args.name, filter=args.filter, threshold=args.threshold,
+                               minutes=args.minutes, mailto=args.mailto, webhook=args.webhook)
+    out.per_node(f"alert {args.name} added", result, column="id")
+
+
+def _alert_delete(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
+    result = cluster.alert_delete(name=args.name, owner=args.owner)
+    out.per_node(f"alert {args.name} deleted", result, column="result")
+
+
+def _seconds(text: str) -> int:
+    """`90`, `90s`, `15m`, `2h`, `1d` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    factor = units.get(text[-1:], 0)
+    number = text[:-1] if factor else text
+    if not number.isdigit():
+        raise ValueError(f"--ttl {text!r}: expected seconds, or a number with s, m, h or d")
+    return int(number) * (factor or 1)
+
+
+def _stamp(ts: Any, *, precise: bool = False) -> str:
+    import datetime
+
+    if not ts:
+        return "-"
+    when = datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if precise else when.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _provision(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
     report = provision.apply(cluster, provision.load(args.file))
     out.errors(report.errors)
@@ -248,12 +358,46 @@ def _parser() -> argparse.ArgumentParser:
         a.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         a.add_argument("--duplicate", action="store_true", help="retry: deliver a copy, keep the original")
         a.set_defaults(handler=_queue_action, action=action)
+    sus = q.add_parser("suspend", help="hold delivery of matching entries (and new mail) for a time")
+    sus.add_argument("filter", help="HQL, e.g. to~%%@dst.example")
+    sus.add_argument("--ttl", required=True, help="how long: seconds, or 15m, 2h, 1d")
+    sus.add_argument("--reason", default="")
+    sus.add_argument("--id", help="the suspension id (default: a new one, the same on every node)")
+    sus.set_defaults(handler=_suspend)
+    sl = q.add_parser("suspensions", help="active suspensions and what they hold")
+    sl.add_argument("--ended", action="store_true", help="also those that have ended")
+    sl.set_defaults(handler=_suspensions)
+    un = q.add_parser("unsuspend", help="end a suspension now (its entries are released gradually)")
+    un.add_argument("id")
+    un.set_defaults(handler=_unsuspend)
+    ex = q.add_parser("explain", help="why a queue entry is still queued")
+    ex.add_argument("id", type=int)
+    ex.set_defaults(handler=_explain)
 
     h = sub.add_parser("history", help="the history of final actions")
     h.add_argument("--filter", default="")
     h.add_argument("--limit", type=int, default=50)
     h.add_argument("--cursor")
     h.set_defaults(handler=lambda c, a, o: _queue_list(c, a, o, history=True))
+
+    tr = sub.add_parser("trace", help="every event of a message on every node, in order")
+    tr.add_argument("msgid")
+    tr.set_defaults(handler=_trace)
+
+    al = sub.add_parser("alerts", help="saved queries with alert thresholds").add_subparsers()
+    al.add_parser("list").set_defaults(handler=_alert_list)
+    aa = al.add_parser("add")
+    aa.add_argument("name")
+    aa.add_argument("--filter", required=True)
+    aa.add_argument("--threshold", type=int, required=True, help="alert when the count is above this")
+    aa.add_argument("--minutes", type=float, default=0.0, help="... for this long")
+    aa.add_argument("--mailto", default="", help="mail the alert here (default: [alerts] mail_to)")
+    aa.add_argument("--webhook", default="", help="POST the alert as JSON to this URL")
+    aa.set_defaults(handler=_alert_add)
+    ad = al.add_parser("delete")
+    ad.add_argument("name")
+    ad.add_argument("--owner", help="another user's alert (admins)")
+    ad.set_defaults(handler=_alert_delete)
 
     lg = sub.add_parser("log").add_subparsers()
     s = lg.add_parser("search")

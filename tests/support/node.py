@@ -62,11 +62,11 @@ class RunningNode:
 
     def __init__(self, tmp_path: Path, *, database_url: str | None = None,
                  config_text: str | None = None, relay: tuple[str, int] | str | None = None,
-                 extra_args: tuple[str, ...] | list[str] = (), scheme: str = "http",
-                 ready_timeout: float = 90.0) -> None:
-        self.ready_timeout = ready_timeout  # for run/ports.json (several nodes start at once)
+                 extra_args: tuple[str, ...] | list[str] = (), ready_timeout: float = 90.0,
+                 scheme: str = "http") -> None:
         self.scheme = scheme  # of the API listener: https gets the node's self-signed certificate
         self.data_dir = Path(tmp_path) / "node"
+        self.ready_timeout = ready_timeout  # how long start() waits for every child to be ready
         self.database_url = database_url
         self.config_path: Path | None = None
         if config_text is not None:
@@ -186,8 +186,9 @@ class RunningNode:
         self.proc = None
         return code
 
-    def children(self) -> dict[str, int]:
-        """The node's child processes now: name ("appliance smtp 1", ...) -> pid."""
+    def children(self, *, forkserver: bool = False) -> dict[str, int]:
+        """The node's child processes now: name ("appliance smtp 1", ...) -> pid; the fork
+        server the others are forked from ("appliance forkserver") only when asked for."""
         if self.proc is None:
             return {}
         found: dict[str, int] = {}
@@ -200,8 +201,9 @@ class RunningNode:
             except OSError:
                 continue
             ppid = int(stat.rpartition(")")[2].split()[1])
-            if ppid == self.proc.pid:
-                found[cmdline.replace(b"\0", b" ").decode(errors="replace").strip()] = int(entry.name)
+            name = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+            if ppid == self.proc.pid and (forkserver or name != "appliance forkserver"):
+                found[name] = int(entry.name)
         return found
 
     def kill(self) -> None:

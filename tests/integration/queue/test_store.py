@@ -35,6 +35,37 @@ def test_enqueue_one_entry_per_recipient(store: Store) -> None:
         assert q.metadata_of(s, ids) == {ids[0]: {"k": "v"}, ids[1]: {"k": "v"}}
 
 
+def test_enqueue_batch_gives_each_message_its_own_ids_and_rows(store: Store) -> None:
+    """One INSERT for a group commit's batch: each message gets the ids of its own rows, in
+    recipient order (a recipient given twice included), with its own metadata."""
+    messages = [_msg("x@one.test", "y@two.test", meta={"k": "1"}), _msg("z@three.test"),
+                _msg("d@dup.test", "d@dup.test", meta={"k": "3", "j": "x"})]
+    with store.transaction() as s:
+        ids = q.enqueue_batch(s, messages, now=1000.0)
+    assert [len(i) for i in ids] == [2, 1, 2]
+    assert len({i for group in ids for i in group}) == 5
+    with store.transaction(read_only=True) as s:
+        for msg, group in zip(messages, ids):
+            rows = s.scalars(select(QueueEntry).where(QueueEntry.id.in_(group))
+                             .order_by(QueueEntry.id)).all()
+            assert [r.id for r in rows] == sorted(group) == group
+            assert [(r.msgid, r.rcpt, r.path) for r in rows] == [
+                (msg.msgid, rcpt, msg.path) for rcpt in msg.envelope.recipients]
+        assert q.metadata_of(s, [i for group in ids for i in group]) == {
+            ids[0][0]: {"k": "1"}, ids[0][1]: {"k": "1"},
+            ids[2][0]: {"k": "3", "j": "x"}, ids[2][1]: {"k": "3", "j": "x"}}
+
+
+def test_enqueue_batch_refuses_a_message_without_recipients(store: Store) -> None:
+    from appliance.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        with store.transaction() as s:
+            q.enqueue_batch(s, [_msg("a@x.test"), _msg()], now=1000.0)
+    with store.transaction(read_only=True) as s:
+        assert s.scalars(select(QueueEntry)).all() == []  # nothing half-queued
+
+
 def test_claim_leases_exclusively_and_lease_expires(store: Store) -> None:
     with store.transaction() as s:
         q.enqueue(s, _msg("a@x.test", "b@x.test", "c@x.test"), now=1000.0)

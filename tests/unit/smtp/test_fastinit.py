@@ -64,3 +64,36 @@ def test_an_untested_aiosmtpd_release_is_refused_at_start() -> None:
     check_version()
     with pytest.raises(RuntimeError, match="aiosmtpd 1.5.0 is not one of the versions"):
         check_version("1.5.0")
+
+
+# Arguments of MAIL FROM: / RCPT TO: as clients send them, plain and otherwise.
+PATHS = [
+    "<a@b.example>", "<a@b.example> SIZE=10", "<a@b.example>  BODY=8BITMIME SMTPUTF8",
+    "<A+tag=x@EX-1.example.com>", "<a.b.c@d>", "<>", "<> SIZE=1", "a@b.example", " <a@b.example>",
+    "<a@[127.0.0.1]>", '<"q x"@b.example>', "<a@b.example>SIZE=1", "<a@b..example>", "<.a@b>",
+    "<a.@b>", "<a@-b>", "<@relay:a@b.example>", "<a@b.example", "<a@b.example >",
+    "<a@b.example.>", "<\u00fc@b.example>", "<a@b> (comment) X", "<a@b>\tX", "<a@b> ",
+    "<" + "l" * 70 + "@b.example>", "<a@b@c>", "<a b@c>", "<a@b>x",
+]
+
+
+@pytest.mark.parametrize("arg", PATHS)
+@pytest.mark.parametrize("limit", [0, 64])
+def test_plain_paths_parse_as_aiosmtpd_parses_them(arg: str, limit: int) -> None:
+    """simple_path answers exactly what SMTP._getaddr answers, or leaves the argument to it."""
+    from aiosmtpd.smtp import SMTP
+
+    from appliance.smtp.fastinit import simple_path
+
+    proto = SMTP(object())
+    proto.local_part_limit = limit
+    fast = simple_path(arg, limit)
+    if fast is not None:
+        assert fast == SMTP._getaddr(proto, arg)
+
+
+def test_the_common_form_takes_the_fast_path() -> None:
+    from appliance.smtp.fastinit import simple_path
+
+    assert simple_path("<sender@bench.test> SIZE=1024", 0) == ("sender@bench.test", "SIZE=1024")
+    assert simple_path("<" + "l" * 70 + "@b.example>", 64) == (None, None)  # over the limit
