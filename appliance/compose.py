@@ -38,7 +38,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -79,12 +79,15 @@ from appliance.queue.sweep import SpoolSweeper
 from appliance.settings import Settings
 from appliance.smtp.server import CoalescedKick, SmtpServer
 from appliance.soap.calls import NodeContext
-from appliance.soap.server import Listen, SoapServer, throttle_policy, with_bound_ports
+from appliance.soap.auth import Authenticator
+from appliance.soap.gateway import Gateway
+from appliance.soap.server import Listen, SoapServer, local_url, throttle_policy, with_bound_ports
 from appliance.stats.component import StatsComponent
 from appliance.stats.metrics import Instruments
 from appliance.stats.rates import Rates
 from appliance.stats.remote import RateServer, RemoteRates, rates_path
 from appliance.web.node import node_site
+from appliance.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +500,19 @@ def build_soap_server(core: Core, policy: PolicyComponent, commands: Runner) -> 
         statement_timeout=config.api.statement_timeout,
         dkim_keys=KeyStore(settings.dkim_key_dir),
     )
-    return SoapServer(
+    holder: list[SoapServer] = []
+
+    def site(gateway: Gateway, auth: Authenticator) -> Site:
+        console = None
+        if config.console.enabled:
+            console = build_console(core, gateway, auth, lambda: local_url(holder[0]), tls_files)
+        return node_site(
+            gateway, auth, store=core.store, data_dir=settings.data_dir,
+            spool_dir=settings.spool_dir, config=core.config,
+            config_applied=lambda: config_applied(core.config.holder, core.config_service),
+            console=console)
+
+    server = SoapServer(
         context, listen, public_url=config.api.public_url, tls_files=tls_files,
         max_request_bytes=config.api.max_request_bytes, throttle=throttle_policy(config.api),
         max_operation_bytes=config.api.max_operation_bytes,
@@ -507,10 +522,22 @@ def build_soap_server(core: Core, policy: PolicyComponent, commands: Runner) -> 
         header_timeout=config.api.header_timeout,
         # read per request, so a config revision switches it without a restart
         wsdl_requires_auth=lambda: bool(core.config().api.wsdl_requires_auth),
-        site=lambda gateway, auth: node_site(
-            gateway, auth, store=core.store, data_dir=settings.data_dir,
-            spool_dir=settings.spool_dir, config=core.config,
-            config_applied=lambda: config_applied(core.config.holder, core.config_service)))
+        site=site)
+    holder.append(server)
+    return server
+
+
+def build_console(core: Core, gateway: Gateway, auth: Authenticator, own_url: Callable[[], str],
+                  tls_files: tuple[Path, Path] | None) -> Any:
+    """The web console at / on the API listener, a client of this node's own SOAP endpoint."""
+    from appliance.console.app import node_console
+
+    section = core.config().console
+    return node_console(
+        authenticator=auth, mutating=gateway.mutating, own_url=own_url,
+        own_name=lambda: str(core.config().node.name), own_serial=str(core.serial),
+        own_ca_file=section.ca_file or (str(tls_files[0]) if tls_files else None),
+        member_ca_file=section.ca_file or None, store=core.store, idle=section.session_idle)
 
 
 def config_applied(holder: ConfigHolder, service: ConfigService) -> bool:

@@ -156,3 +156,4 @@ import appliance.db.models_access  # noqa: E402,F401  (login throttle, migration
 import appliance.db.models_trash  # noqa: E402,F401  (trash and queue jobs, migration 0009)
 import appliance.db.models_timeline  # noqa: E402,F401  (events, suspensions, alerts, migration 0010)
 import appliance.db.models_mailauth  # noqa: E402,F401  (DMARC evaluations, migration 0011)
+import appliance.db.models_console  # noqa: E402,F401  (console saved filters, migration 0012)

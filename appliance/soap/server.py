@@ -179,3 +179,14 @@ def with_bound_ports(config: Config, data_dir: Path) -> Config:
     listeners = [lst.model_copy(update={"port": int(bound[lst.id])})
                  if lst.port == 0 and lst.id in bound else lst for lst in config.listeners]
     return config.model_copy(update={"listeners": listeners})
+
+
+def local_url(server: SoapServer) -> str:
+    """The SOAP endpoint as this host reaches it (the bound port; loopback for a wildcard)."""
+    host = server.listen.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{server.listen.scheme}://{host}:{server.port}/remote/"
