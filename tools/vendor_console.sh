@@ -8,6 +8,7 @@
 # internet), so nothing here runs at install time.
 #
 #   uplot/       uPlot.iife.min.js, uPlot.min.css          (graphs)
+#   chartjs/     chart.umd.min.js                          (pie charts: uPlot draws no pies)
 #   codemirror/  codemirror.bundle.js (window.CM)          (script and config editor, diffs)
 #   xterm/       xterm.js, xterm.css, addon-fit.js         (terminal)
 #
@@ -33,13 +34,19 @@ nm="$work/node_modules"
 
 version() { node -p "require('$nm/$1/package.json').version"; }
 
-rm -rf "$out/uplot" "$out/codemirror" "$out/xterm"
-mkdir -p "$out/uplot" "$out/codemirror/licenses" "$out/xterm"
+rm -rf "$out/uplot" "$out/chartjs" "$out/codemirror" "$out/xterm"
+mkdir -p "$out/uplot" "$out/chartjs" "$out/codemirror/licenses" "$out/xterm"
 
 # uPlot: the IIFE build sets window.uPlot.
 cp "$nm/uplot/dist/uPlot.iife.min.js" "$nm/uplot/dist/uPlot.min.css" "$out/uplot/"
 cp "$nm/uplot/LICENSE" "$out/uplot/LICENSE"
 echo "uplot@$(version uplot)" > "$out/uplot/VERSIONS"
+
+# Chart.js: the UMD build sets window.Chart; it carries @kurkle/color inside.
+cp "$nm/chart.js/dist/chart.umd.min.js" "$out/chartjs/"
+cp "$nm/chart.js/LICENSE.md" "$out/chartjs/LICENSE.md"
+cp "$nm/@kurkle/color/LICENSE.md" "$out/chartjs/LICENSE.kurkle-color.md"
+printf '%s\n' "chart.js@$(version chart.js)" "@kurkle/color@$(version @kurkle/color)" > "$out/chartjs/VERSIONS"
 
 # xterm.js and its fit add-on: UMD builds that set window.Terminal and window.FitAddon.
 cp "$nm/@xterm/xterm/lib/xterm.js" "$nm/@xterm/xterm/css/xterm.css" "$out/xterm/"
@@ -80,4 +87,4 @@ if [ -n "$missing" ]; then
 fi
 
 echo "vendored into $out:"
-(cd "$out" && find uplot codemirror xterm -type f | sort | sed 's/^/  /')
+(cd "$out" && find uplot chartjs codemirror xterm -type f | sort | sed 's/^/  /')
