@@ -13,6 +13,8 @@ if [ "$want_test" = 1 ]; then
   # pg_trgm, the subject text index on PostgreSQL (part of the server package on Debian 12;
   # named so that a distribution that splits it out installs it too).
   pkgs="$pkgs postgresql-contrib"
+  # The console's browser tests: Debian's chromium and its WebDriver (Selenium drives them).
+  pkgs="$pkgs chromium chromium-driver"
 fi
 missing=""
 for p in $pkgs; do

@@ -114,6 +114,16 @@ class ApiSection(_Section):
     statement_timeout: float = Field(default=30.0, gt=0, le=3600)
 
 
+class ConsoleSection(_Section):
+    """The web console at `/` on the API listener (appliance.console)."""
+
+    enabled: bool = True  # read at start of the API process
+    session_idle: float = Field(default=1800.0, gt=0, le=7 * 86400)  # seconds unused before logout
+    # CA bundle the console trusts for the other cluster members' API certificates (empty: the
+    # system's); this node's own certificate is trusted as it is, or through this bundle if set.
+    ca_file: str = ""
+
+
 class ClusterSection(_Section):
     """How this node reaches the cluster's shared config store (node-local; see cluster/)."""
 
@@ -242,6 +252,7 @@ class Config(_Section):
     transports: list[Transport] = [Transport(id="default")]
     queue: QueueSection = QueueSection()
     api: ApiSection = ApiSection()
+    console: ConsoleSection = ConsoleSection()
     cluster: ClusterSection = ClusterSection()
     stats: StatsSection = StatsSection()
     log: LogSection = LogSection()

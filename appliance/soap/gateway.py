@@ -73,6 +73,11 @@ class Gateway:
         self._ops = operations or (Operations.of(spyne) if spyne is not None else None)
         self.public_url = public_url
 
+    @property
+    def mutating(self) -> dict[str, bool]:
+        """Operation name -> whether it is mutating (audited, refused to readonly users)."""
+        return dict(self._ops.mutating) if self._ops is not None else {}
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "") not in PATHS:
             return _plain(start_response, "404 Not Found", b"not found\n")

@@ -184,7 +184,17 @@ def component(node: Any) -> SoapServer:
         config=lambda: with_bound_ports(node.config_provider(), node.settings.data_dir),
         statement_timeout=config.api.statement_timeout,
     )
-    return SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
+    holder: list[SoapServer] = []
+
+    def site(gateway: Gateway, auth: Authenticator) -> Any:
+        console = None
+        if config.console.enabled:
+            console = _console(node, gateway, auth, lambda: local_url(holder[0]), tls_files)
+        return node_site(gateway, auth, store=node.store, data_dir=node.settings.data_dir,
+                         spool_dir=node.settings.spool_dir, config=node.config_provider,
+                         config_applied=lambda: _config_applied(node), console=console)
+
+    server = SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
                       max_request_bytes=config.api.max_request_bytes,
                       throttle=throttle_policy(config.api),
                       max_operation_bytes=config.api.max_operation_bytes,
@@ -194,10 +204,32 @@ def component(node: Any) -> SoapServer:
                       header_timeout=config.api.header_timeout,
                       # read per request, so a config revision switches it without a restart
                       wsdl_requires_auth=lambda: bool(node.config.api.wsdl_requires_auth),
-                      site=lambda gateway, auth: node_site(
-                          gateway, auth, store=node.store, data_dir=node.settings.data_dir,
-                          spool_dir=node.settings.spool_dir, config=node.config_provider,
-                          config_applied=lambda: _config_applied(node)))
+                      site=site)
+    holder.append(server)
+    return server
+
+
+def local_url(server: SoapServer) -> str:
+    """The SOAP endpoint as this host reaches it (the bound port; loopback for a wildcard)."""
+    host = server.listen.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{server.listen.scheme}://{host}:{server.port}/remote/"
+
+
+def _console(node: Any, gateway: Gateway, auth: Authenticator, own_url: Callable[[], str],
+             tls_files: tuple[Path, Path] | None) -> Any:
+    from appliance.console.app import node_console
+
+    section = node.config.console
+    return node_console(
+        authenticator=auth, mutating=gateway.mutating, own_url=own_url,
+        own_name=lambda: str(node.config_provider().node.name), own_serial=str(node.serial),
+        own_ca_file=section.ca_file or (str(tls_files[0]) if tls_files else None),
+        member_ca_file=section.ca_file or None, store=node.store, idle=section.session_idle)
 
 
 def _config_applied(node: Any) -> bool:

@@ -52,7 +52,7 @@ def _alive(pid: Any) -> bool:
 
 def node_site(gateway: WsgiApp, authenticator: Authenticator, *, store: Store, data_dir: Path,
               spool_dir: Path, config: Callable[[], Config],
-              config_applied: Callable[[], bool]) -> Site:
+              config_applied: Callable[[], bool], console: WsgiApp | None = None) -> Site:
     state = NodeState(data_dir)
     api = config().api
     health = Health(
@@ -62,4 +62,4 @@ def node_site(gateway: WsgiApp, authenticator: Authenticator, *, store: Store, d
     )
     return Site(gateway, health=health, authenticator=authenticator,
                 metrics=lambda: exposition(store), metrics_content_type=CONTENT_TYPE,
-                metrics_loopback_open=api.metrics_loopback_open)
+                metrics_loopback_open=api.metrics_loopback_open, console=console)

@@ -1,4 +1,5 @@
-"""The API listener's paths: /remote/ (SOAP), /metrics, /healthz and /readyz."""
+"""The API listener's paths: /remote/ (SOAP), /metrics, /healthz, /readyz, and the web console
+at every other path."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ NO_STORE = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")
 
 
 class Site:
-    """Routes by path; everything that is not health or metrics goes to the SOAP gateway."""
+    """Routes by path: health and metrics here, /remote/ to the SOAP gateway, every other path
+    to the console (or the gateway, which answers 404, on a site without one)."""
 
     def __init__(self, soap: WsgiApp, *, health: Health, authenticator: Authenticator,
                  metrics: Callable[[], bytes], metrics_content_type: str,
-                 metrics_loopback_open: bool = False) -> None:
+                 metrics_loopback_open: bool = False, console: WsgiApp | None = None) -> None:
         self.soap = soap
+        self.console = console
         self.health = health
         self.auth = authenticator
         self.metrics = metrics
@@ -37,6 +40,8 @@ class Site:
             return _plain(start_response, "200 OK" if ok else "503 Service Unavailable", body)
         if path == "/metrics":
             return self._metrics(environ, start_response)
+        if self.console is not None and not (path == "/remote" or path.startswith("/remote/")):
+            return self.console(environ, start_response)
         return self.soap(environ, start_response)
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

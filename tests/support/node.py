@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,8 @@ class RunningNode:
 
     def __init__(self, tmp_path: Path, *, database_url: str | None = None,
                  config_text: str | None = None, relay: tuple[str, int] | str | None = None,
-                 extra_args: tuple[str, ...] | list[str] = ()) -> None:
+                 extra_args: tuple[str, ...] | list[str] = (), scheme: str = "http") -> None:
+        self.scheme = scheme  # of the API listener: https gets the node's self-signed certificate
         self.data_dir = Path(tmp_path) / "node"
         self.database_url = database_url
         self.config_path: Path | None = None
@@ -103,7 +105,7 @@ class RunningNode:
                 raise RuntimeError(f"user add failed: {done.stderr}")
             self._created = True
         argv = [*self._base(), "run", "--smtp-listen", "127.0.0.1:0",
-                "--soap-listen", "http://127.0.0.1:0"]
+                "--soap-listen", f"{self.scheme}://127.0.0.1:0"]
         if self.relay:
             argv += ["--relay", self.relay]
         if self.config_path is not None:
@@ -120,13 +122,48 @@ class RunningNode:
             self.smtp_port = int(next(iter(smtp.values())))
             self.soap_port = int(str(self.ports["api_port"]))
             self.soap_url = str(self.ports.get("api_url") or
-                                f"http://127.0.0.1:{self.soap_port}/remote/")
+                                f"{self.scheme}://127.0.0.1:{self.soap_port}/remote/")
             wait_for_port(self.smtp_port, proc=self.proc)
             wait_for_port(self.soap_port, proc=self.proc)
         except Exception as exc:
             self.kill()
             raise RuntimeError(f"{exc}\n--- node output ---\n{self.output()}") from exc
         return self
+
+    @property
+    def console_url(self) -> str:
+        """The web console's base URL (the API listener's root; HTTPS with scheme="https")."""
+        return self.soap_url.split("/remote/")[0]
+
+    @property
+    def cert_path(self) -> Path:
+        """The node's self-signed API certificate (made at the first start with https)."""
+        return self.data_dir / "tls" / "node.crt"
+
+    def add_user(self, name: str, role: str, password: str) -> None:
+        done = self.cli("user", "add", name, "--role", role, "--password-stdin",
+                        input_text=password + "\n")
+        if done.returncode != 0:
+            raise RuntimeError(f"user add {name} failed: {done.stderr}")
+
+    def console_session(self, username: str = "admin", password: str | None = None) -> "Any":
+        """A requests.Session logged in to the console (trusting the node's certificate)."""
+        import re
+
+        import requests
+
+        http = requests.Session()
+        http.verify = str(self.cert_path)
+        http.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`
+        page = http.get(self.console_url + "/login", timeout=30)
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, page.text[:500]
+        done = http.post(self.console_url + "/login", timeout=30, allow_redirects=False, data={
+            "username": username, "password": self.admin_password if password is None else password,
+            "csrf": token.group(1)})
+        if done.status_code != 303:
+            raise RuntimeError(f"console login as {username} failed: {done.status_code} {done.text[:300]}")
+        return http
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
