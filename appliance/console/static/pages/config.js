@@ -42,9 +42,11 @@
         li.setAttribute("data-column", String(p.column));
         li.textContent = "line " + p.line + ", column " + p.column + ": " + p.message;
         list.appendChild(li);
-        var from = offsetOf(p.line, p.column);
-        var to = Math.min(from + 1, view.state.doc.line(view.state.doc.lineAt(from).number).to);
-        return { from: from, to: Math.max(to, from), severity: "error", message: p.message };
+        // One character at the position; at the end of a line, the character before it.
+        var at = offsetOf(p.line, p.column);
+        var line = view.state.doc.lineAt(at);
+        var from = at < line.to ? at : Math.max(line.from, at - 1);
+        return { from: from, to: Math.min(from + 1, line.to), severity: "error", message: p.message };
       });
       view.dispatch(CM.setDiagnostics(view.state, marks));
       list.setAttribute("data-count", String(problems.length));
