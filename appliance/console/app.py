@@ -114,7 +114,7 @@ def create_app(*, nodes: Nodes, authenticator: Authenticator, mutating: dict[str
         admin = bool(logged_in and session and session.level and session.level.is_admin)
         nav = [p for p in state.pages if admin or not p.admin_only] if logged_in else []
         return {"nav": nav, "session": session if logged_in else None,
-                "members": (lambda: state.nodes.members(session)) if logged_in and session else None,
+                "node_members": (lambda: state.nodes.members(session)) if logged_in and session else None,
                 "csrf_token": session.csrf if session is not None else "",
                 "csrf_field": _csrf_field, "page": request.blueprint or ""}
 

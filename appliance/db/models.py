@@ -153,3 +153,4 @@ import appliance.db.models_stats  # noqa: E402,F401  (stats tables, migration 00
 import appliance.db.models_config  # noqa: E402,F401  (config tables, migration 0003)
 import appliance.db.models_hql  # noqa: E402,F401  (HQL search indexes, migrations 0004 and 0007)
 import appliance.db.models_access  # noqa: E402,F401  (login throttle, migration 0005)
+import appliance.db.models_console  # noqa: E402,F401  (console saved filters, migration 0012)

@@ -13,6 +13,18 @@
     event.detail.headers["X-CSRF-Token"] = csrfToken();
   });
 
+  // A refused or failed htmx request shows its message (as text) where the answer would go.
+  document.addEventListener("htmx:responseError", function (event) {
+    var target = event.detail.target;
+    if (target) {
+      var p = document.createElement("p");
+      p.className = "error";
+      p.setAttribute("role", "alert");
+      p.textContent = (event.detail.xhr.responseText || "request failed").trim();
+      target.replaceChildren(p);
+    }
+  });
+
   // Selects marked data-autosubmit submit their form when changed (the node selector).
   document.addEventListener("change", function (event) {
     var el = event.target;
