@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, abort, redirect, request, url_for
 
-from appliance.console import web
+from appliance.console import saved, web
 from appliance.console.nodes import items
 from appliance.console.pages import Page
+from appliance.errors import InvalidInput
 
 bp = Blueprint("rates", __name__)
 PAGE = Page(name="rates", title="Rate control", path="/rates", blueprint=bp)
@@ -51,7 +52,7 @@ class RateView:
 def index() -> str:
     view = RateView.from_args(request.args)
     return web.render("rates.html", title="Rate control", view=view, table=_table(view),
-                      saved=saved_filters(), can_clear=web.can("hslRateClear"))
+                      saved=saved.listed("rates"), can_clear=web.can("hslRateClear"))
 
 
 @bp.get("/rates/table")
@@ -97,5 +98,17 @@ def _table(view: RateView) -> dict[str, Any]:
         k: sum(1 for r in rows if r["level"] == k) for k in ("ok", "warn", "crit")}}
 
 
-def saved_filters() -> list[dict[str, str]]:
-    return []
+@bp.post("/rates/filters")
+def save_filter() -> Any:
+    view = RateView.from_args(request.form)
+    try:
+        saved.save("rates", request.form.get("name", ""), view.query())
+    except InvalidInput as exc:
+        abort(400, description=str(exc))
+    return redirect(url_for("rates.index") + "?" + view.query(), code=303)
+
+
+@bp.post("/rates/filters/delete")
+def delete_filter() -> Any:
+    saved.remove("rates", request.form.get("name", ""))
+    return redirect(url_for("rates.index"), code=303)

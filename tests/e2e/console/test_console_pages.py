@@ -73,7 +73,16 @@ def admin(browser: Browser, node: RunningNode) -> Browser:
 
 
 def _shot(browser: Browser, page: str) -> None:
-    browser.screenshot(screenshot_dir() / f"{page}.png")
+    """The whole page, not only the window (chromium's DevTools capture beyond the viewport)."""
+    import base64
+
+    size = browser.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = browser.driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2400), "scale": 1}})
+    path = screenshot_dir() / f"{page}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def _typed(text: str) -> str | None:
@@ -152,6 +161,14 @@ def test_rate_control_colours_buckets_and_clears_one(admin: Browser, node: Runni
                what="carol's bucket, critical at 3 hits")
     assert admin.css('tr[data-entry="dave"]').get_attribute("data-level") == "ok"
     assert admin.css('tr[data-entry="alice"]').get_attribute("data-level") == "warn"
+    # The view saved under a name comes back from the list of this user's views.
+    admin.css('#save-rate-view input[name="name"]').send_keys("busy senders")
+    admin.css("#save-rate-view button").click()
+    admin.open(node.console_url, "/rates")
+    admin.wait_css('.saved-view[data-name="busy senders"] a').click()
+    admin.wait(lambda: admin.css('tr[data-entry="carol"]').get_attribute("data-level") == "crit",
+               what="the saved view's thresholds")
+    assert admin.css('#rate-filter input[name="warn"]').get_attribute("value") == "2"
     _shot(admin, "rates")
     admin.wait(lambda: admin.css('tr[data-entry="carol"] form.clear-one button').click() or True,
                what="the clear button")
@@ -289,6 +306,9 @@ def test_readonly_user_sees_no_mutating_control_and_is_refused_by_hand(
         browser.wait_css("main h1")
         for selector in selectors:
             assert not browser.all(selector), f"{selector} shown to a read-only user on {path}"
+    # Saved views are per user: the admin's is not this user's.
+    browser.open(base, "/rates")
+    assert not browser.all('.saved-view[data-name="busy senders"]')
     # The read-only editor shows the script but does not take input.
     browser.open(base, "/scripts/limit")
     page = browser.wait_css("#script-page")
