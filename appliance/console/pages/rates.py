@@ -86,7 +86,7 @@ def _table(view: RateView) -> dict[str, Any]:
     members = web.selected()
     with web.cluster(members) as client:
         result = client.call("hslRate", ns=view.ns, entry=view.entry, offset=0, limit=LIMIT)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m in members:
         for r in items(result.values.get(m.label)):
             count = int(r.count or 0)

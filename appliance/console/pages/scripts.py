@@ -55,7 +55,8 @@ def test() -> Any:
     flow = str(body.get("flow") or "")
     if flow not in FLOWS:
         raise InvalidInput(f"flow must be one of {', '.join(FLOWS)}")
-    given = body.get("envelope") if isinstance(body.get("envelope"), dict) else {}
+    raw = body.get("envelope")
+    given: dict[str, Any] = raw if isinstance(raw, dict) else {}
     recipients = [r.strip() for r in str(given.get("recipients") or "").replace(",", " ").split() if r.strip()]
     envelope = {"sender": str(given.get("sender") or ""), "recipients": {"item": recipients},
                 "clientip": str(given.get("clientip") or ""), "helo": str(given.get("helo") or ""),
