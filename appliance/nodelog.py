@@ -237,17 +237,6 @@ class NodeLog:
             self._previous_level = None
 
 
-def component(node: Any) -> NodeLog:
-    """The node's log under `<data_dir>/log/` as the config's [log] section says; first to start,
-    last to stop. Size and syslog changes take effect at the next start."""
-    section = node.config.log
-    return NodeLog(
-        node.settings.log_dir, max_bytes=section.max_bytes, backup_count=section.backup_count,
-        syslog_address=syslog_address(section.syslog), hostname=node.config.node.hostname,
-        line_format=section.format, stderr=section.stderr,
-    )
-
-
 def syslog_address(text: str) -> str | tuple[str, int] | None:
     """`/dev/log` (a socket path), `HOST:PORT` (UDP), or "" for none."""
     if not text:

@@ -4,53 +4,59 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
 
+from appliance.config.schema import Config
+from appliance.db.engine import Store
 from appliance.policy.apiauth import SCRIPT_ID, ApiAuthScript
-from appliance.policy.functions import Functions
+from appliance.policy.flow import (DataResult, DeliveryInfo, DeliveryOutcome, Flow, SessionInfo,
+                                   Verdict)
+from appliance.policy.functions import CountersLike, Functions, RatesLike
 from appliance.policy.http import UrllibHttpClient
-from appliance.policy.memory import MemoryCounters, MemoryRates
 from appliance.policy.queue import QueueMailer, StoreQueueAccess
 from appliance.policy.router import FlowCache
 from appliance.policy.sandbox import ScriptError
+from appliance.queue.spool import Spool
+from appliance.stats.metrics import Instruments
 
 log = logging.getLogger(__name__)
 
 
-def node_functions(node: Any) -> Functions:
-    """The real edges: the node's stats engine, urllib, its own queue for mail() and metadata."""
-    stats = getattr(node, "stats", None)
-    if stats is None:
-        log.warning("no stats component: stat()/rate() in scripts count in memory only")
+def node_functions(*, store: Store, spool: Spool, config: Callable[[], Config],
+                   counters: CountersLike, rates: RatesLike,
+                   on_enqueued: Callable[[], None]) -> Functions:
+    """The real edges: the node's stats engine, urllib, its own queue for mail() and metadata.
+    `on_enqueued` is called from the script's thread after mail() queued a message."""
     mailer = QueueMailer(
-        node.store, node.spool, transport=lambda: _default_transport(node),
-        hostname=lambda: node.config.node.hostname, clock=time.time, on_enqueued=_kicker(node),
+        store, spool, transport=lambda: default_transport(config()),
+        hostname=lambda: config().node.hostname, clock=time.time, on_enqueued=on_enqueued,
     )
     return Functions(
-        counters=stats.counters if stats is not None else MemoryCounters(),
-        rates=stats.rates if stats is not None else MemoryRates(),
-        http=UrllibHttpClient(allow=lambda: node.config.policy.http_allow), mailer=mailer,
-        queue=StoreQueueAccess(node.store),
+        counters=counters, rates=rates,
+        http=UrllibHttpClient(allow=lambda: config().policy.http_allow), mailer=mailer,
+        queue=StoreQueueAccess(store),
     )
 
 
 class PolicyComponent:
-    """Holds the compiled scripts; `node.flow` answers with them from the first config on."""
+    """The node's Flow: every call goes to the scripts compiled from the newest config applied
+    (a config Subscriber). `api_auth` is the api-auth script of that config, if any."""
 
-    def __init__(self, node: Any) -> None:
-        self.node = node
-        self.cache = FlowCache(node_functions(node), metrics=node.metrics)
+    def __init__(self, functions: Functions, config: Config, *,
+                 metrics: Instruments | None = None) -> None:
+        self.cache = FlowCache(functions, metrics=metrics)
+        self.flow: Flow = self.cache.build(config)
         self.api_auth: ApiAuthScript | None = None
         self._api_auth_text: str | None = None
-        self.use(node.config)
+        self.use(config)
 
-    def apply(self, old: Any, new: Any) -> None:
+    def apply(self, old: Config, new: Config) -> None:
         """appliance.config.holder.Subscriber: compile and switch to `new`'s scripts."""
         self.use(new)
 
-    def use(self, config: Any) -> None:
-        self.node.set_flow(self.cache.build(config))
-        text = (getattr(config, "scripts", {}) or {}).get(SCRIPT_ID)
+    def use(self, config: Config) -> None:
+        self.flow = self.cache.build(config)
+        text = (config.scripts or {}).get(SCRIPT_ID)
         if text != self._api_auth_text:
             self._api_auth_text = text
             self.api_auth = None
@@ -61,6 +67,28 @@ class PolicyComponent:
                     log.error("api-auth script cannot be used, built-in levels apply: %s", exc)
         log.info("policy scripts applied (%d compiled so far)", self.cache.compilations)
 
+    # -- Flow, answered by the current scripts ----------------------------------------------
+    def connect(self, session: SessionInfo) -> Verdict:
+        return self.flow.connect(session)
+
+    def auth(self, session: SessionInfo, username: str, password: str) -> Verdict | None:
+        return self.flow.auth(session, username, password)
+
+    def mail_from(self, session: SessionInfo, sender: str) -> Verdict:
+        return self.flow.mail_from(session, sender)
+
+    def rcpt_to(self, session: SessionInfo, recipient: str) -> Verdict:
+        return self.flow.rcpt_to(session, recipient)
+
+    def data(self, session: SessionInfo, message: bytes) -> DataResult:
+        return self.flow.data(session, message)
+
+    def pre_delivery(self, entry: DeliveryInfo) -> Verdict:
+        return self.flow.pre_delivery(entry)
+
+    def post_delivery(self, entry: DeliveryInfo, outcome: DeliveryOutcome) -> None:
+        self.flow.post_delivery(entry, outcome)
+
     def start(self) -> None:
         return None
 
@@ -68,24 +96,6 @@ class PolicyComponent:
         return None
 
 
-def _default_transport(node: Any) -> str:
-    transports = node.config.transports
-    ids = [t.id for t in transports]
+def default_transport(config: Config) -> str:
+    ids = [t.id for t in config.transports]
     return "default" if "default" in ids else (ids[0] if ids else "default")
-
-
-def _kicker(node: Any) -> Any:
-    def kick() -> None:
-        loop = getattr(node, "loop", None)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(node.notify_enqueued)
-
-    return kick
-
-
-def component(node: Any) -> PolicyComponent:
-    """The wiring factory; leaves the part on `node.policy` (SOAP reads `node.policy.api_auth`)."""
-    policy = PolicyComponent(node)
-    node.policy = policy
-    node.subscribe(policy)
-    return policy

@@ -26,40 +26,6 @@ log = logging.getLogger(__name__)
 ENV = "APPLIANCE_CHILD"
 _PR_SET_PDEATHSIG = 1
 
-# What each role builds, in start order (stop runs in reverse); see appliance.wiring.
-ROLE_FACTORIES: dict[str, tuple[str, ...]] = {
-    "smtp": (
-        "appliance.cluster.component:component",
-        "appliance.stats.component:component",
-        "appliance.policy.component:component",
-        "appliance.process.roles:wake_sender",
-        "appliance.smtp.server:component",
-    ),
-    "delivery": (
-        "appliance.cluster.component:component",
-        "appliance.stats.component:component",
-        "appliance.policy.component:component",
-        "appliance.wiring:delivery_component",
-        "appliance.process.roles:wake_listener",
-    ),
-    "api": (
-        "appliance.cluster.component:component",
-        "appliance.stats.component:component",
-        "appliance.policy.component:component",
-        "appliance.process.roles:wake_sender",
-        "appliance.commands.component:component",
-        "appliance.soap.server:component",
-    ),
-    "housekeeping": (
-        "appliance.cluster.component:component",
-        "appliance.stats.component:component",
-        "appliance.process.roles:rate_server",
-        "appliance.process.roles:listener_check",
-        "appliance.queue.sweep:component",  # spool repair at start and hourly
-        "appliance.process.roles:wake_sender",
-    ),
-}
-
 
 def title(role: str, index: int) -> str:
     """The name a child has in ps and in the node log."""
@@ -79,7 +45,8 @@ def die_with_parent(parent: int) -> None:
 
 
 def run_child(settings: Settings, role: str, index: int) -> int:
-    from appliance.wiring import Node
+    from appliance import compose
+    from appliance.db.engine import Store
 
     spec: dict[str, Any] = json.loads(os.environ.get(ENV, "{}"))
     if "parent" in spec:
@@ -93,33 +60,25 @@ def run_child(settings: Settings, role: str, index: int) -> int:
         setproctitle.setproctitle(title(role, index))
     except ImportError:
         pass
-    if role not in ROLE_FACTORIES:
+    if role not in compose.ROLES:
         raise ValueError(f"unknown child role {role!r}")
-    node = Node(settings, factories=ROLE_FACTORIES[role], role=role)
-    node.listen_sockets = {
-        name: socket.socket(fileno=int(fd)) for name, fd in (spec.get("listen") or {}).items()
-    }
-    node.announce = lambda kind: logpipe.control(log_fd, kind)
-    node.attach()
+    sockets = {name: socket.socket(fileno=int(fd))
+               for name, fd in (spec.get("listen") or {}).items()}
+    # The supervisor made the store, serial and first admin already.
+    store = Store(settings.database_url)
+    core = compose.build_core(settings, role=role, store=store, serial=compose.read_serial(store),
+                              announce=lambda kind: logpipe.control(log_fd, kind))
+    parts = compose.build_child(role, core, sockets)
 
     def ready() -> None:
         fields: dict[str, Any] = {}
-        for component in node.components:
-            url = getattr(component, "url", None)
-            if role == "api" and isinstance(url, str):
-                fields["api_url"], fields["api_port"] = url, int(getattr(component, "port"))
+        if isinstance(parts, compose.ApiParts):
+            fields["api_url"], fields["api_port"] = parts.soap.url, parts.soap.port
         logpipe.control(log_fd, "ready", **fields)
         log.info("%s running", title(role, index))
 
-    asyncio.run(_run(node, ready))
+    asyncio.run(compose.run(parts, ready=ready))
     return 0
-
-
-async def _run(node: Any, ready: Any) -> None:
-    loop = asyncio.get_running_loop()
-    # SIGHUP: look at the config store now (the supervisor re-read the config file).
-    loop.add_signal_handler(signal.SIGHUP, node.config_changed)
-    await node.run(ready=ready)
 
 
 def _log_to_pipe(fd: int | None) -> None:

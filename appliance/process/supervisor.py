@@ -112,7 +112,7 @@ class Supervisor:
     def prepare(self) -> str | None:
         """Directories, schema, serial, stale leases, first admin, config seed; returns a new
         admin password (printed once)."""
-        from appliance.wiring import prepare_store
+        from appliance.compose import prepare_store
 
         self.store, self.serial, password = prepare_store(self.settings, self.run_dir)
         (self.run_dir / "ports.json").unlink(missing_ok=True)
@@ -124,7 +124,7 @@ class Supervisor:
         return Path(path).read_text(encoding="utf-8") if path is not None else None
 
     def _read_config(self, *, file_text: str | None) -> Config:
-        from appliance.wiring import apply_overrides
+        from appliance.compose import apply_overrides
 
         assert self.store is not None
         if self._router is None:  # one for the node's life: the shared store is opened once

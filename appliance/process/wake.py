@@ -41,6 +41,12 @@ class WakeSender:
             if exc.errno not in (errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN):
                 log.debug("wake-up not sent: %s", exc)
 
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        self.close()
+
     def close(self) -> None:
         self._sock.close()
 

@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from sqlalchemy import select
 
@@ -153,7 +152,3 @@ class SpoolSweeper(Periodic):
             return None
         return self.last
 
-
-def component(node: Any) -> SpoolSweeper:
-    """The node's spool sweeper (wiring.COMPONENT_FACTORIES)."""
-    return SpoolSweeper(node.store, node.spool, grace=node.settings.spool_grace)

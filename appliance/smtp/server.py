@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from appliance.access import throttle as login_throttle
 from appliance.access.throttle import ThrottlePolicy
@@ -27,9 +26,6 @@ from appliance.smtp.fastinit import Members, check_version, introspect
 from appliance.smtp.handler import Handler, Protocol
 from appliance.smtp.limits import SessionLimits, raise_descriptor_limit
 from appliance.tls import ensure_certificate, server_context
-
-if TYPE_CHECKING:
-    from appliance.wiring import Node
 
 log = logging.getLogger(__name__)
 
@@ -266,23 +262,3 @@ class CoalescedKick:
         self._pending = False
         self._kick()
 
-
-def component(node: Node) -> SmtpServer:
-    """The SMTP part of a node (see appliance.wiring)."""
-    config = node.config
-    smtp_role = getattr(node, "role", "node") == "smtp"
-    metrics = node.metrics
-    server = SmtpServer(
-        store=node.store, intake=Intake(node.store, node.spool, metrics=metrics),
-        listeners=list(config.listeners), metrics=metrics,
-        hostname=config.node.hostname, tls_dir=node.settings.tls_dir, flow=node.flow,
-        on_enqueued=CoalescedKick(node.notify_enqueued),
-        sockets=node.listen_sockets if smtp_role else None,
-        # Each receiver holds its share of the per-address and total session caps.
-        processes=(config.smtp.processes or os.cpu_count() or 1) if smtp_role else 1,
-        throttle=ThrottlePolicy(per_user=config.api.auth_failures_before_throttle,
-                                per_address=config.api.auth_failures_per_address,
-                                window=config.api.auth_window, block=config.api.auth_block),
-    )
-    node.subscribe(server)
-    return server

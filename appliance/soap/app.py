@@ -1,7 +1,7 @@
 """The Spyne application: every service module of the SOAP API, one access check, one fault map.
 
-To add a service: write `appliance/soap/services/<area>.py` with a `ServiceBase` subclass and add
-ONE line `"appliance.soap.services.<area>:<Class>"` to SERVICES. In each `@rpc` method,
+To add a service: write `appliance/soap/services/<area>.py` with a `ServiceBase` subclass, import
+it in default_services() and add it to the tuple there. In each `@rpc` method,
 `ctx.udc` is the `Call` (appliance.soap.calls): `with call.read() as session:` for reads,
 `call.mutate(arguments, body)` for changes (audited in the same transaction). Mark changing
 operations with `_udd=MUTATING`, so that read-only users are refused them before the call.
@@ -9,7 +9,6 @@ operations with `_udd=MUTATING`, so that read-only users are refused them before
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -26,17 +25,23 @@ from appliance.soap.wire import TNS
 
 log = logging.getLogger(__name__)
 
-SERVICES: tuple[str, ...] = (
-    "appliance.soap.services.node:NodeService",
-    "appliance.soap.services.queue:QueueService",
-    "appliance.soap.services.users:UserService",
-    "appliance.soap.services.stats:StatsService",
-    "appliance.soap.services.config:ConfigService",
-    "appliance.soap.services.cluster:ClusterService",
-    "appliance.soap.services.commands:CommandService",
-    "appliance.soap.services.scripts:ScriptService",
-    "appliance.soap.services.update:UpdateService",
-)
+
+def default_services() -> tuple[type[ServiceBase], ...]:
+    """Every service of the API, in WSDL order (imported here: each service module imports
+    MUTATING from this one)."""
+    from appliance.soap.services.cluster import ClusterService
+    from appliance.soap.services.commands import CommandService
+    from appliance.soap.services.config import ConfigService
+    from appliance.soap.services.node import NodeService
+    from appliance.soap.services.queue import QueueService
+    from appliance.soap.services.scripts import ScriptService
+    from appliance.soap.services.stats import StatsService
+    from appliance.soap.services.update import UpdateService
+    from appliance.soap.services.users import UserService
+
+    return (NodeService, QueueService, UserService, StatsService, ConfigService,
+            ClusterService, CommandService, ScriptService, UpdateService)
+
 
 # WSGI environ key under which the auth middleware leaves the caller's Principal.
 PRINCIPAL_KEY = "appliance.principal"
@@ -44,14 +49,6 @@ PRINCIPAL_KEY = "appliance.principal"
 MUTATING = {"mutating": True}
 # How much of a base64Binary argument an audit row keeps.
 _AUDIT_BYTES = 512
-
-
-def load_services(specs: Sequence[str] = SERVICES) -> list[type[ServiceBase]]:
-    loaded = []
-    for spec in specs:
-        module, _, name = spec.partition(":")
-        loaded.append(getattr(importlib.import_module(module), name))
-    return loaded
 
 
 class ApplianceApplication(Application):  # type: ignore[misc]
@@ -174,11 +171,13 @@ def _audited_error(exc: Exception) -> Exception:
     return RuntimeError(f"internal error ({type(exc).__name__})")
 
 
-def build_application(*, node: NodeContext | None, services: Sequence[str] = SERVICES,
+def build_application(*, node: NodeContext | None,
+                      services: Sequence[type[ServiceBase]] | None = None,
                       out_protocol: ProtocolBase | None = None) -> ApplianceApplication:
     """The application; `node=None` builds it for the interface document only (export_wsdl).
 
     `out_protocol` replaces the response writer (ApplianceSoap11): tests and benchmarks pass
     stock `Soap11()` to compare against Spyne's own serializer.
     """
-    return ApplianceApplication(load_services(services), node=node, out_protocol=out_protocol)
+    chosen = list(default_services() if services is None else services)
+    return ApplianceApplication(chosen, node=node, out_protocol=out_protocol)

@@ -8,18 +8,19 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from spyne import ServiceBase
 from spyne.server.wsgi import WsgiApplication
 
 from appliance.access.throttle import ThrottlePolicy
 from appliance.connlimits import ConditionLog, ConnectionCounter
 from appliance.errors import ApplianceError, Forbidden
-from appliance.config.schema import Config
-from appliance.soap.app import SERVICES, build_application
+from appliance.config.schema import ApiSection, Config
+from appliance.soap.app import build_application
 from appliance.soap.auth import Authenticator
 from appliance.soap.calls import Call, NodeContext, Principal
 from appliance.soap.gateway import Gateway
@@ -27,7 +28,6 @@ from appliance.soap.limits import DeferredHandshakeAdapter, GuardedServer
 from appliance.soap.screen import Operations
 from appliance.soap.page import operations_page
 from appliance.soap.wsdl import interface_document
-from appliance.web.node import node_site
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ class SoapServer:
                  max_operation_bytes: int = 1 << 20, max_array_items: int = 10_000,
                  max_connections: int = 256, max_connections_per_address: int = 16,
                  header_timeout: float = 10.0, threads: int = 32, backlog: int = 256,
-                 services: tuple[str, ...] = SERVICES, out_protocol: Any = None,
+                 services: Sequence[type[ServiceBase]] | None = None, out_protocol: Any = None,
                  wsdl_requires_auth: Callable[[], bool] = lambda: False,
-                 site: Callable[[Any, Authenticator], Any] | None = None) -> None:
+                 site: Callable[[Gateway, Authenticator], Any] | None = None) -> None:
         if listen.scheme == "https" and tls_files is None:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
@@ -160,106 +160,11 @@ def quiet_spyne_logging() -> None:
     logging.getLogger("spyne").setLevel(logging.CRITICAL)
 
 
-def component(node: Any) -> SoapServer:
-    """The wiring factory (appliance.wiring.COMPONENT_FACTORIES)."""
-    from appliance.tls import ensure_certificate
-
-    config = node.config
-    listen = Listen.parse(node.soap_listen)
-    tls_files = None
-    if listen.scheme == "https":
-        if config.api.tls_cert and config.api.tls_key:
-            tls_files = (Path(config.api.tls_cert), Path(config.api.tls_key))
-        else:
-            tls_files = ensure_certificate(node.settings.tls_dir, config.node.hostname)
-    context = NodeContext(
-        store=node.store, spool=node.spool, serial=node.serial, hostname=config.node.hostname,
-        started=node.started, kick_delivery=_kicker(node),
-        config_service=getattr(node, "config_service", None),
-        cluster_service=getattr(node, "cluster_service", None),
-        rates=node.stats.rates if getattr(node, "stats", None) is not None else None,
-        rrd_dir=node.settings.rrd_dir,
-        commands=getattr(node, "commands", None),
-        api_auth=lambda: policy.api_auth if (policy := getattr(node, "policy", None)) else None,
-        config=lambda: with_bound_ports(node.config_provider(), node.settings.data_dir),
-        statement_timeout=config.api.statement_timeout,
-    )
-    holder: list[SoapServer] = []
-
-    def site(gateway: Gateway, auth: Authenticator) -> Any:
-        console = None
-        if config.console.enabled:
-            console = _console(node, gateway, auth, lambda: local_url(holder[0]), tls_files)
-        return node_site(gateway, auth, store=node.store, data_dir=node.settings.data_dir,
-                         spool_dir=node.settings.spool_dir, config=node.config_provider,
-                         config_applied=lambda: _config_applied(node), console=console)
-
-    server = SoapServer(context, listen, public_url=config.api.public_url, tls_files=tls_files,
-                      max_request_bytes=config.api.max_request_bytes,
-                      throttle=throttle_policy(config.api),
-                      max_operation_bytes=config.api.max_operation_bytes,
-                      max_array_items=config.api.max_array_items,
-                      max_connections=config.api.max_connections,
-                      max_connections_per_address=config.api.max_connections_per_address,
-                      header_timeout=config.api.header_timeout,
-                      # read per request, so a config revision switches it without a restart
-                      wsdl_requires_auth=lambda: bool(node.config.api.wsdl_requires_auth),
-                      site=site)
-    holder.append(server)
-    return server
-
-
-def local_url(server: SoapServer) -> str:
-    """The SOAP endpoint as this host reaches it (the bound port; loopback for a wildcard)."""
-    host = server.listen.host
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    host = f"[{host}]" if ":" in host else host
-    return f"{server.listen.scheme}://{host}:{server.port}/remote/"
-
-
-def _console(node: Any, gateway: Gateway, auth: Authenticator, own_url: Callable[[], str],
-             tls_files: tuple[Path, Path] | None) -> Any:
-    from appliance.console.app import node_console
-
-    section = node.config.console
-    return node_console(
-        authenticator=auth, mutating=gateway.mutating, own_url=own_url,
-        own_name=lambda: str(node.config_provider().node.name), own_serial=str(node.serial),
-        own_ca_file=section.ca_file or (str(tls_files[0]) if tls_files else None),
-        member_ca_file=section.ca_file or None, store=node.store, idle=section.session_idle)
-
-
-def _config_applied(node: Any) -> bool:
-    """The newest committed revision is the one this process runs (a refused revision, or one
-    not yet picked up, is not). Unknown while the config store is away: the node runs on its
-    last good revision then, which is what it is meant to do."""
-    holder, service = getattr(node, "config_holder", None), getattr(node, "config_service", None)
-    if holder is None or service is None:
-        return True
-    try:
-        newest = service.log(0, 1)
-    except Exception:
-        return True
-    return not newest or newest[0].id == holder.running.revision
-
-
-def throttle_policy(api: Any) -> ThrottlePolicy:
+def throttle_policy(api: ApiSection) -> ThrottlePolicy:
     """The login throttle of the config's api section (SMTP AUTH uses the same)."""
     return ThrottlePolicy(per_user=api.auth_failures_before_throttle,
                           per_address=api.auth_failures_per_address, window=api.auth_window,
                           block=api.auth_block)
-
-
-def _kicker(node: Any) -> Any:
-    def kick() -> None:
-        loop = getattr(node, "loop", None)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(node.notify_enqueued)
-
-    return kick
 
 
 def with_bound_ports(config: Config, data_dir: Path) -> Config:
@@ -274,3 +179,14 @@ def with_bound_ports(config: Config, data_dir: Path) -> Config:
     listeners = [lst.model_copy(update={"port": int(bound[lst.id])})
                  if lst.port == 0 and lst.id in bound else lst for lst in config.listeners]
     return config.model_copy(update={"listeners": listeners})
+
+
+def local_url(server: SoapServer) -> str:
+    """The SOAP endpoint as this host reaches it (the bound port; loopback for a wildcard)."""
+    host = server.listen.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{server.listen.scheme}://{host}:{server.port}/remote/"

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.stats.counters import Counters
 from appliance.stats.flusher import StatsFlusher
 from appliance.stats.rates import Rates
-from appliance.stats.remote import RemoteRates, rates_path
+from appliance.stats.remote import RemoteRates
 from appliance.stats.sampler import Sampler
 from appliance.stats.sources import CounterGraph, Probe
 from appliance.stats.updater import GraphUpdater
@@ -35,14 +34,16 @@ class StatsComponent:
     store here; the flusher writes new hits behind): hslRate should read `rates.list()`."""
 
     def __init__(self, store: Store, rrd_dir: Path, config: Config, *,
-                 clock: Callable[[], float] = time.time, rates: RemoteRates | None = None,
+                 clock: Callable[[], float] = time.time, rates: Rates | RemoteRates | None = None,
                  graphs: bool = True) -> None:
-        """`rates`: another process owns the node's rate() windows (this one asks it, and its
+        """`rates`: the node's rate() windows, owned here (`Rates`, flushed by this process;
+        made here when None) or in another process (`RemoteRates`: this one asks it, and its
         flusher writes only this process's stat() batch); `graphs`: run the graph updater."""
         self.store = store
         self.rrd_dir = rrd_dir
         self.counters = Counters()
-        own = Rates(store, clock=clock) if rates is None else None
+        own = rates if isinstance(rates, Rates) else Rates(store, clock=clock) if rates is None \
+            else None
         self.rates: Rates | RemoteRates = own if own is not None else rates  # type: ignore[assignment]
         self.stat = self.counters.stat
         self.rate = self.rates.rate
@@ -79,14 +80,3 @@ class StatsComponent:
         if isinstance(self.rates, RemoteRates):
             self.rates.close()
 
-
-def component(node: Any) -> StatsComponent:
-    """The wiring factory: also leaves the part on `node.stats` for policy, commands and SOAP."""
-    role = getattr(node, "role", "node")
-    owner = role in ("node", "housekeeping")  # the one process that holds rate() windows
-    remote = None if owner else RemoteRates(rates_path(node.settings.data_dir))
-    stats = StatsComponent(node.store, node.settings.rrd_dir, node.config, rates=remote,
-                           graphs=owner)
-    node.stats = stats
-    node.subscribe(stats)
-    return stats

@@ -14,7 +14,7 @@ from unittest import mock
 from appliance.cli import main
 from appliance.db.engine import Store
 from appliance.settings import default_database_url
-from appliance.wiring import read_serial
+from appliance.compose import read_serial
 from tests.support.node import REPO, wait_for_port
 from tests.support.postgres import free_port
 

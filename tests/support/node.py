@@ -62,7 +62,9 @@ class RunningNode:
 
     def __init__(self, tmp_path: Path, *, database_url: str | None = None,
                  config_text: str | None = None, relay: tuple[str, int] | str | None = None,
-                 extra_args: tuple[str, ...] | list[str] = (), scheme: str = "http") -> None:
+                 extra_args: tuple[str, ...] | list[str] = (), scheme: str = "http",
+                 ready_timeout: float = 90.0) -> None:
+        self.ready_timeout = ready_timeout  # for run/ports.json (several nodes start at once)
         self.scheme = scheme  # of the API listener: https gets the node's self-signed certificate
         self.data_dir = Path(tmp_path) / "node"
         self.database_url = database_url
@@ -116,7 +118,7 @@ class RunningNode:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                          env=self._env(), cwd=REPO, start_new_session=True)
         try:
-            self.ports = read_ports(self.data_dir, proc=self.proc)
+            self.ports = read_ports(self.data_dir, proc=self.proc, timeout=self.ready_timeout)
             smtp = self.ports["smtp"]
             assert isinstance(smtp, dict)
             self.smtp_port = int(next(iter(smtp.values())))

@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "appliance"
 DOMAIN = ["queue", "hql", "stats", "config", "cluster", "commands", "policy", "delivery",
           "bounce", "access", "db"]
-ADAPTER_MODULES = ("appliance.soap", "appliance.smtp", "appliance.cli", "appliance.wiring")
+ADAPTER_MODULES = ("appliance.soap", "appliance.smtp", "appliance.cli", "appliance.compose",
+                   "appliance.process", "appliance.web")
 PROTOCOL_LIBRARIES = ("spyne", "aiosmtpd", "pycurl")
 
 

@@ -2,7 +2,7 @@
 
     python tools/bench/p1_phases.py [--count 300] [--sessions 1] [--size 1024] [--label after]
 
-Runs a whole node (every component, in one process: `appliance.wiring.Node`) in this process,
+Runs a whole node (every part, in one process: `appliance.compose.build_single`) in this process,
 with timing wrapped around its phase functions from outside (phasetimer.instrument), relaying to an smtp-sink, and drives it with smtp-source
 (one message per SMTP session, like p1_ingest). Prints the median, p90 and mean of every phase
 and writes results/p1_phases-<label>.json.
@@ -31,8 +31,7 @@ from p1_ingest import free_port, inject, wait_for_port  # noqa: E402
 
 from appliance.settings import Settings, default_database_url  # noqa: E402
 from phasetimer import PhaseTimer, instrument  # noqa: E402
-from appliance.smtp.server import SmtpServer  # noqa: E402
-from appliance.wiring import Node  # noqa: E402
+from appliance import compose  # noqa: E402
 
 
 async def run(args: argparse.Namespace, base: Path, sink_port: int) -> dict[str, object]:
@@ -43,12 +42,13 @@ async def run(args: argparse.Namespace, base: Path, sink_port: int) -> dict[str,
                         soap_listen=f"http://127.0.0.1:{free_port()}",
                         relay=("127.0.0.1", sink_port))
     data_dir.mkdir(parents=True)
-    node = Node(settings)
-    node.prepare()
-    smtp = next(c for c in node.components if isinstance(c, SmtpServer))
+    store, serial, _password = compose.prepare_store(settings)
+    node = compose.build_single(compose.build_core(settings, role="node", store=store,
+                                                   serial=serial))
+    smtp = node.smtp
     timer = PhaseTimer()
     instrument(timer)
-    await node.start()
+    await compose.start(node)
     try:
         await asyncio.to_thread(wait_for_port, port)
         # warm-up (imports, first connections, SQLite page cache), not measured
@@ -60,7 +60,7 @@ async def run(args: argparse.Namespace, base: Path, sink_port: int) -> dict[str,
         return {"rate": rate, "phases": timer.summary(),
                 "batches": intake.batches, "submitted": intake.submitted}
     finally:
-        await node.stop()
+        await compose.stop(node)
 
 
 def main() -> int:

@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 from appliance_client.cluster import BULK_OPERATIONS
 from appliance_client.errors import NodeError
-from flask import Blueprint, Response, redirect, request, url_for
+from flask import Blueprint, redirect, request, url_for
+from werkzeug.wrappers import Response
 from sqlalchemy import delete, select
 
 from appliance.console import web

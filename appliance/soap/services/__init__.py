@@ -1,1 +1,1 @@
-"""One SOAP service module per area; each is registered in appliance.soap.app.SERVICES."""
+"""One SOAP service module per area; each is listed in appliance.soap.app.default_services()."""

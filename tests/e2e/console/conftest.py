@@ -13,7 +13,7 @@ from tests.support.node import RunningNode
 
 @pytest.fixture(scope="module")
 def console_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
-    node = RunningNode(tmp_path_factory.mktemp("console"), scheme="https")
+    node = RunningNode(tmp_path_factory.mktemp("console"), scheme="https", ready_timeout=300)
     with node:
         yield node
 

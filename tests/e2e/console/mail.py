@@ -30,6 +30,8 @@ poll_interval = 0.1
 HOSTILE_SUBJECT = ('<script>window.__pwned="script"</script>'
                    '<img src=x onerror="window.__pwned=\'img\'">')
 HOSTILE_HEADER = 'javascript:window.__pwned="href"'
+# ...and what a remote MTA answers: it ends up in the entry's error and the node's log lines.
+HOSTILE_REPLY = '451 4.2.0 <img src=x onerror="window.__pwned=\'log\'"> try later'
 
 
 def send(node: RunningNode, rcpts: list[str], subject: str, *, sender: str = "alice@sender.example",

@@ -127,3 +127,27 @@ def test_login_never_redirects_off_site(console_node: RunningNode, target: str) 
                      data={"username": "admin", "password": console_node.admin_password,
                            "csrf": token, "next": target})
     assert done.status_code == 303 and done.headers["Location"] == "/"
+
+
+def test_admin_adds_changes_and_deletes_a_user(browser: Browser, console_node: RunningNode) -> None:
+    b = browser
+    b.driver.delete_all_cookies()
+    b.login(console_node.console_url, "admin", console_node.admin_password)
+    b.open(console_node.console_url, "/users")
+    form = b.wait_css("form.add-user")
+    form.find_element("name", "username").send_keys("carol")
+    form.find_element("name", "password").send_keys("carol-password-1")
+    form.find_element("css selector", "button[type=submit]").click()
+    row = b.wait_css('tr[data-user="carol"]')
+    assert "readonly" in row.text and "node1: done" in b.css(".results").text
+    row.find_element("css selector", "form.passwd input[name=password]").send_keys("carol-password-2")
+    row.find_element("css selector", "form.passwd button").click()
+    b.wait(lambda: "new password for carol" in b.css(".results").text, what="the password change")
+    console_node.console_session("carol", "carol-password-2")  # the new password works
+    b.script("window.confirm = function () { return true; };")
+    b.css('tr[data-user="carol"] form.delete button').click()
+    b.wait(lambda: not b.all('tr[data-user="carol"]'), what="carol gone")
+    with pytest.raises(RuntimeError):
+        console_node.console_session("carol", "carol-password-2")
+    b.open(console_node.console_url, "/cluster")
+    assert "not in a cluster" in b.wait_css("main").text

@@ -11,7 +11,7 @@ import pytest
 import requests
 import zeep
 
-from tests.e2e.console.mail import CONFIG, HOSTILE_HEADER, HOSTILE_SUBJECT, send
+from tests.e2e.console.mail import CONFIG, HOSTILE_HEADER, HOSTILE_REPLY, HOSTILE_SUBJECT, send
 from tests.e2e.delivery.sink import Sink
 from tests.support.browser import Browser
 from tests.support.node import RunningNode
@@ -25,9 +25,10 @@ DEFERRED = 5
 def console_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
     with Sink() as sink:
         sink.handler.rcpt_replies = {f"defer{i}@dest.example": "451 4.2.0 try later"
-                                     for i in range(20)}
+                                     for i in range(19)}
+        sink.handler.rcpt_replies["defer19@dest.example"] = HOSTILE_REPLY
         node = RunningNode(tmp_path_factory.mktemp("tracking"), scheme="https",
-                           config_text=CONFIG, relay=("127.0.0.1", sink.port))
+                           config_text=CONFIG, relay=("127.0.0.1", sink.port), ready_timeout=300)
         with node:
             for i in range(DELIVERED):
                 send(node, [f"ok{i}@dest.example"], f"delivered number {i}")
@@ -40,7 +41,7 @@ def console_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNo
             wait_until(lambda: soap.service.mailHistory(filter="action=DELIVER", offset=0, limit=1,
                                                         options={"totalhits": True}).totalhits == DELIVERED
                        and soap.service.mailQueueCount(filter="queue=DEFER") == DEFERRED + 1,
-                       what="the node to deliver and defer its mail")
+                       timeout=120, retry=(Exception,), what="the node to deliver and defer its mail")
             node.add_user("viewer", "readonly", "viewer-password-1")
             yield node
 
@@ -159,9 +160,37 @@ def test_inspector_shows_record_message_and_log_lines(admin_browser: Browser,
     assert b.css("td[data-field=msgsubject]").text == HOSTILE_SUBJECT
     msgid = b.css("td[data-field=msgid]").text
     log = b.wait_css("pre.log-lines").text
-    assert msgid in log and "451" in log
+    assert msgid in log and HOSTILE_REPLY in log
+    assert b.css("td[data-field=msgerror]").text == HOSTILE_REPLY
     _not_pwned(b)
     assert not b.all("a[href^='javascript']")
+    # The same lines in the log search, as text too.
+    b.open(console_node.console_url, "/logsearch")
+    b.wait_css("#logsearch-form input[name=text]").send_keys(msgid)
+    b.css("#start").click()
+    b.wait(lambda: HOSTILE_REPLY in b.css("#log-view .lines").text, what="the hostile log line")
+    _not_pwned(b)
+    assert b.script("return document.querySelectorAll('#log-view img').length") == 0
+    b.css("#stop").click()
+
+
+def test_log_search_renders_only_the_lines_in_view(admin_browser: Browser,
+                                                   console_node: RunningNode) -> None:
+    b = admin_browser
+    b.open(console_node.console_url, "/logsearch")
+    b.wait_css("#logsearch-form input[name=text]").send_keys("appliance")
+    b.css("#logsearch-form input[name=follow]").click()  # a one-off search, not followed
+    b.css("#start").click()
+    total = b.wait(lambda: (lambda n: n if n > 300 and b.css("#status").text == "stopped" else 0)(
+        int(b.css("#line-count").text)), timeout=60, what="hundreds of lines, the search ended")
+    badge = int(b.css('#badges .badge[data-node="node1"] .count').text)
+    assert badge == total
+    rendered = len(b.all("#log-view .line"))
+    assert 0 < rendered < 100 < total  # only the lines in view (and a margin) are elements
+    b.script("var v = document.getElementById('log-view'); v.scrollTop = v.scrollHeight / 2;")
+    middle = b.wait(lambda: int(b.all("#log-view .line")[0].get_attribute("data-index")) > 50,
+                    what="the lines of the middle to be rendered")
+    assert middle and len(b.all("#log-view .line")) < 100
 
 
 def test_readonly_user_sees_no_mutating_control_and_is_refused_by_hand(
