@@ -73,8 +73,13 @@ def admin(browser: Browser, node: RunningNode) -> Browser:
 
 
 def _shot(browser: Browser, page: str) -> None:
-    """The whole page, not only the window (chromium's DevTools capture beyond the viewport)."""
+    """With APPLIANCE_SCREENSHOTS=1, the whole page (not only the window) into
+    docs/screenshots/<page>.png: the state each test built is what the picture shows."""
     import base64
+    import os
+
+    if os.environ.get("APPLIANCE_SCREENSHOTS") != "1":
+        return
 
     size = browser.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     shot = browser.driver.execute_cdp_cmd("Page.captureScreenshot", {
