@@ -51,7 +51,7 @@ end
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
     running = RunningNode(tmp_path_factory.mktemp("console-pages"), scheme="https",
-                          config_text=CONFIG)
+                          config_text=CONFIG, ready_timeout=300)
     with running:
         running.add_user(*READONLY[:1], "readonly", READONLY[1])
         yield running
