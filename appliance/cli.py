@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SOAP API address (https when no scheme is given)")
     run.add_argument("--relay", type=_hostport, metavar="HOST:PORT",
                      help="next hop of the default transport")
+    run.add_argument("--spawn", choices=("fork", "exec"), default="fork",
+                     help="children forked from a pre-loaded fork server (shared memory pages,"
+                          " the default) or each a new interpreter")
     run.add_argument("--spool-sweep-grace", type=float, default=3600.0, metavar="SECONDS",
                      help="age below which an unreferenced spool file is never swept")
 
@@ -146,10 +149,10 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-def cmd_run(settings: Settings) -> int:
+def cmd_run(settings: Settings, *, spawn: str = "fork") -> int:
     from appliance.process.supervisor import Supervisor
 
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, spawn=spawn)
     password = supervisor.prepare()
     if password is not None:
         # Printed once: only the first start creates the admin user.
@@ -190,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.command == "run":
-            return cmd_run(settings)
+            return cmd_run(settings, spawn=args.spawn)
         if args.command == "child":
             from appliance.process.child import run_child
 

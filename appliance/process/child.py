@@ -1,4 +1,5 @@
-"""One child process of a node: `appliance child ROLE`, started by the supervisor only.
+"""One child process of a node: forked by the fork server (`run_forked`), or started as
+`appliance child ROLE` (`run_child`), by the supervisor only.
 
 The supervisor hands over, in the APPLIANCE_CHILD environment variable (JSON): the pipe to
 log to and report on (`log_fd`), its own pid (`parent`), and for receivers the listening
@@ -15,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from appliance import crashpoint
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 ENV = "APPLIANCE_CHILD"
 _PR_SET_PDEATHSIG = 1
+SUPERVISOR_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # systemd's, for it only
 
 
 def title(role: str, index: int) -> str:
@@ -42,6 +45,26 @@ def die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:  # it died before the line above took effect
         os._exit(1)
+
+
+def run_forked(request: dict[str, Any], fds: list[int]) -> int:
+    """A child in a process the fork server forked: `fds` are its log pipe, then the listening
+    sockets `request["listen"]` numbers (from 1)."""
+    spec = {"log_fd": fds[0], "parent": int(request["parent"]),
+            "listen": {lid: fds[int(i)] for lid, i in request["listen"].items()}}
+    os.environ[ENV] = json.dumps(spec)
+    for name in SUPERVISOR_ONLY_ENV:
+        os.environ.pop(name, None)
+    given = request["settings"]
+    settings = Settings(
+        data_dir=Path(given["data_dir"]), database_url=str(given["database_url"]),
+        smtp_listen=_hostport(given.get("smtp_listen")), relay=_hostport(given.get("relay")),
+        soap_listen=given.get("soap_listen"), spool_grace=float(given["spool_grace"]))
+    return run_child(settings, str(request["role"]), int(request["index"]))
+
+
+def _hostport(value: Any) -> tuple[str, int] | None:
+    return None if value is None else (str(value[0]), int(value[1]))
 
 
 def run_child(settings: Settings, role: str, index: int) -> int:

@@ -7,6 +7,11 @@ accepting and finish their sessions, then delivery finishes or releases its leas
 API and housekeeping. SIGHUP imports a changed --config file as a new revision and makes every
 child look at the config store now. A change of the listeners (or the hostname) binds the new
 sockets here and rolls the receivers onto them.
+
+Children are forked from the fork server (appliance.process.forkserver), which the supervisor
+starts before anything else, once it has imported what the children use: their modules' pages
+stay shared. `--spawn exec` (or a fork server that is gone) starts each child as a new
+interpreter, `python -m appliance child ROLE`, instead.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from appliance.cluster.shared import StoreRouter
 from appliance.config import revisions
@@ -32,7 +37,9 @@ from appliance.cluster.watcher import initial_running
 from appliance.db.engine import Store
 from appliance.nodelog import NodeLog, syslog_address
 from appliance.process import child as child_mod
+from appliance.process import forkserver
 from appliance.process.backoff import Backoff, RestartState, next_restart
+from appliance.process.forkserver import Forked, ForkServer
 from appliance.process.logpipe import PipeReader
 from appliance.sdnotify import Notifier
 from appliance.stats import metrics
@@ -41,6 +48,9 @@ from appliance.settings import Settings
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 60.0  # per drain step; a child still there after it is killed
+SPAWN_METHODS = ("fork", "exec")
+
+ChildProcess = Union["subprocess.Popen[bytes]", Forked]
 
 
 @dataclasses.dataclass(eq=False)
@@ -49,7 +59,7 @@ class Slot:
 
     role: str
     index: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    proc: ChildProcess | None = None
     started: float = 0.0
     restart_at: float | None = None
     state: RestartState = dataclasses.field(default_factory=RestartState)
@@ -82,9 +92,14 @@ def listening_changed(old: Config, new: Config) -> bool:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, backoff: Backoff = Backoff()) -> None:
+    def __init__(self, settings: Settings, *, backoff: Backoff = Backoff(),
+                 spawn: str = "fork") -> None:
+        if spawn not in SPAWN_METHODS:
+            raise ValueError(f"spawn must be one of {SPAWN_METHODS}, not {spawn!r}")
         self.settings = settings
         self.backoff = backoff
+        self.spawn = spawn
+        self._forks: ForkServer | None = None
         self.run_dir = settings.data_dir / "run"
         self._metrics: metrics.Instruments | None = None
         self._router: StoreRouter | None = None
@@ -134,13 +149,15 @@ class Supervisor:
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> int:
+        # Every child writes its instruments into this folder; /metrics sums them. Chosen
+        # before prometheus_client is imported (by the fork server's preload too).
+        metrics.prepare_multiprocess(self.run_dir / "metrics")
+        self._start_forkserver()  # first: no thread may exist when it forks
         self._start_log()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         signal.signal(signal.SIGUSR1, self._on_usr1)
-        # Every child writes its instruments into this folder; /metrics sums them.
-        metrics.prepare_multiprocess(self.run_dir / "metrics")
         try:
             self._bind_all()
             self.slots = self._initial_slots()
@@ -151,6 +168,8 @@ class Supervisor:
         finally:
             self._drain()
             self._write_ports(final=True)
+            if self._forks is not None:
+                self._forks.close()
             if self._router is not None:
                 self._router.close()
             if self.store is not None:
@@ -158,6 +177,25 @@ class Supervisor:
             if self._nodelog is not None:
                 self._nodelog.stop()
         return 0
+
+    def _start_forkserver(self) -> None:
+        if self.spawn != "fork":
+            return
+        if not forkserver.become_subreaper():
+            log.warning("not a child subreaper: children start as new interpreters")
+            return
+        try:
+            forkserver.preload(self.settings.database_url)
+            # No open store connection may be inherited (SQLite's rule across fork(): its
+            # locks belong to the process); they are opened again when next used.
+            if self._router is not None:
+                self._router.close()
+            if self.store is not None:
+                self.store.dispose()
+            self._forks = ForkServer(child_mod.run_forked)
+        except Exception as exc:
+            log.error("no fork server (%s): children start as new interpreters", exc)
+            self._forks = None
 
     def _start_log(self) -> None:
         section = self.config.log
@@ -213,6 +251,7 @@ class Supervisor:
                 self._reload(from_file=False)
                 next_config_look = time.monotonic() + self.config.cluster.poll_interval
             self._reap()
+            self._reap_orphans()
 
     def _watchdog(self) -> None:
         """WATCHDOG=1 at half systemd's interval: the supervisor's loop is alive."""
@@ -223,6 +262,10 @@ class Supervisor:
             self.notifier.ping()
 
     def _reap(self) -> None:
+        if self._forks is not None and not self._forks.alive():
+            log.error("the fork server (pid %d) died: children start as new interpreters",
+                      self._forks.pid)
+            self._forks = None
         now = time.monotonic()
         with self._lock:
             for slot in list(self.slots):
@@ -247,6 +290,24 @@ class Supervisor:
                     self._instruments().process_restarts.labels(slot.role).inc()
                     self._spawn(slot)
 
+    def _reap_orphans(self) -> None:
+        """Reap descendants re-parented to this subreaper that are none of its children (a
+        process a child started, left behind when that child died)."""
+        if self._forks is None and self.spawn != "fork":
+            return
+        with self._lock:
+            known = {s.proc.pid for s in self.slots if s.proc is not None}
+        if self._forks is not None:
+            known.add(self._forks.pid)
+        for _ in range(16):
+            try:
+                found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if found is None or found.si_pid in known:
+                return
+            os.waitpid(found.si_pid, 0)
+
     def _instruments(self) -> metrics.Instruments:
         """Made at the first restart, after prepare_multiprocess chose the mode."""
         if self._metrics is None:
@@ -259,27 +320,63 @@ class Supervisor:
         fds: dict[str, int] = {}
         if slot.role == "smtp":
             fds = {lid: b.sock.fileno() for lid, b in self.bound.items()}
-        spec = {"log_fd": write_fd, "parent": os.getpid(), "listen": fds}
-        env = dict(os.environ)
-        env[child_mod.ENV] = json.dumps(spec)
-        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-            env.pop(name, None)  # systemd talks to the supervisor only
-        argv = [sys.executable, "-m", "appliance", "--data-dir", str(self.settings.data_dir),
-                "--database", self.settings.database_url, "child", slot.role,
-                "--index", str(slot.index), *self._flags()]
         try:
-            proc = subprocess.Popen(argv, pass_fds=[write_fd, *fds.values()], env=env,
-                                    stdin=subprocess.DEVNULL, close_fds=True)
+            forked = self._fork(slot, write_fd, fds) if self._forks is not None else None
+            proc: ChildProcess = forked if forked is not None else \
+                self._exec(slot, write_fd, fds)
         finally:
             os.close(write_fd)
         slot.proc, slot.started, slot.ready = proc, time.monotonic(), False
-        def on_control(message: dict[str, Any], s: Slot = slot,
-                       p: subprocess.Popen[bytes] = proc) -> None:
+
+        def on_control(message: dict[str, Any], s: Slot = slot, p: ChildProcess = proc) -> None:
             self._control(s, p, message)
 
         PipeReader(os.fdopen(read_fd, "rb"), role=slot.name.removeprefix("appliance ").replace(" ", "-"),
                    pid=proc.pid, on_control=on_control).start()
         log.info("started %s as pid %d", slot.name, proc.pid)
+
+    def _fork(self, slot: Slot, log_fd: int, fds: dict[str, int]) -> Forked | None:
+        """The child forked by the fork server; None when it is gone (then: exec)."""
+        assert self._forks is not None
+        names = list(fds)
+        request = {"role": slot.role, "index": slot.index, "parent": os.getpid(),
+                   "listen": {lid: i + 1 for i, lid in enumerate(names)},
+                   "settings": self._child_settings()}
+        try:
+            return self._forks.spawn(request, [log_fd, *(fds[lid] for lid in names)])
+        except (OSError, ValueError) as exc:
+            log.error("fork server unusable (%s): children start as new interpreters", exc)
+            self._forks = None
+            return None
+
+    def _exec(self, slot: Slot, log_fd: int, fds: dict[str, int]) -> subprocess.Popen[bytes]:
+        spec = {"log_fd": log_fd, "parent": os.getpid(), "listen": fds}
+        env = dict(os.environ)
+        env[child_mod.ENV] = json.dumps(spec)
+        for name in child_mod.SUPERVISOR_ONLY_ENV:
+            env.pop(name, None)  # systemd talks to the supervisor only
+        argv = [sys.executable, "-m", "appliance", "--data-dir", str(self.settings.data_dir),
+                "--database", self.settings.database_url, "child", slot.role,
+                "--index", str(slot.index), *self._flags()]
+        return subprocess.Popen(argv, pass_fds=[log_fd, *fds.values()], env=env,
+                                stdin=subprocess.DEVNULL, close_fds=True)
+
+    def _child_soap_listen(self) -> str | None:
+        soap = self.settings.soap_listen
+        if self.api_port and soap is not None:
+            # port 0: a restarted API process comes back on the port the first one got
+            scheme, _, rest = soap.rpartition("://")
+            host = rest.rpartition(":")[0]
+            soap = f"{scheme or 'https'}://{host}:{self.api_port}"
+        return soap
+
+    def _child_settings(self) -> dict[str, Any]:
+        """What a forked child runs with (the same a new interpreter gets as flags)."""
+        return {"data_dir": str(self.settings.data_dir),
+                "database_url": self.settings.database_url,
+                "smtp_listen": self.settings.smtp_listen, "relay": self.settings.relay,
+                "soap_listen": self._child_soap_listen(),
+                "spool_grace": self.settings.spool_grace}
 
     def _flags(self) -> list[str]:
         flags: list[str] = []
@@ -288,18 +385,13 @@ class Supervisor:
             flags += ["--smtp-listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         if self.settings.relay is not None:
             flags += ["--relay", f"{self.settings.relay[0]}:{self.settings.relay[1]}"]
-        soap = self.settings.soap_listen
-        if self.api_port and soap is not None:
-            # port 0: a restarted API process comes back on the port the first one got
-            scheme, _, rest = soap.rpartition("://")
-            host = rest.rpartition(":")[0]
-            soap = f"{scheme or 'https'}://{host}:{self.api_port}"
+        soap = self._child_soap_listen()
         if soap is not None:
             flags += ["--soap-listen", soap]
         flags += ["--spool-sweep-grace", repr(self.settings.spool_grace)]
         return flags
 
-    def _control(self, slot: Slot, proc: subprocess.Popen[bytes], message: dict[str, Any]) -> None:
+    def _control(self, slot: Slot, proc: ChildProcess, message: dict[str, Any]) -> None:
         kind = message.get("ctl")
         if kind == "ready":
             with self._lock:

@@ -186,8 +186,9 @@ class RunningNode:
         self.proc = None
         return code
 
-    def children(self) -> dict[str, int]:
-        """The node's child processes now: name ("appliance smtp 1", ...) -> pid."""
+    def children(self, *, forkserver: bool = False) -> dict[str, int]:
+        """The node's child processes now: name ("appliance smtp 1", ...) -> pid; the fork
+        server the others are forked from ("appliance forkserver") only when asked for."""
         if self.proc is None:
             return {}
         found: dict[str, int] = {}
@@ -200,8 +201,9 @@ class RunningNode:
             except OSError:
                 continue
             ppid = int(stat.rpartition(")")[2].split()[1])
-            if ppid == self.proc.pid:
-                found[cmdline.replace(b"\0", b" ").decode(errors="replace").strip()] = int(entry.name)
+            name = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+            if ppid == self.proc.pid and (forkserver or name != "appliance forkserver"):
+                found[name] = int(entry.name)
         return found
 
     def kill(self) -> None:

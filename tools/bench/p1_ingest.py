@@ -53,7 +53,8 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
 
 
 def start_node(base: Path, relay_port: int, database: str | None,
-               config: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
+               config: str | None = None,
+               extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
     """`appliance run` on port 0; the port it got comes from its run/ports.json."""
     data_dir = base / "node"
     argv = [sys.executable, "-m", "appliance", "run", "--data-dir", str(data_dir),
@@ -64,11 +65,12 @@ def start_node(base: Path, relay_port: int, database: str | None,
     if config:
         (base / "node.toml").write_text(config)
         argv += ["--config", str(base / "node.toml")]
+    argv += list(extra)
     log = open(base / "node.log", "wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
     ports_file = data_dir / "run" / "ports.json"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # new interpreters start slowly on a busy machine
     while True:
         try:
             ports = json.loads(ports_file.read_text())

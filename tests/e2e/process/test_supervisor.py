@@ -81,6 +81,7 @@ def test_children_have_names_in_ps_and_in_the_node_log(tmp_path: Path) -> None:
     with RunningNode(tmp_path, config_text=TWO_RECEIVERS) as node:
         children = node.children()
         assert sorted(children) == sorted(ROLES)
+        assert "appliance forkserver" in node.children(forkserver=True)  # what they forked from
         assert (Path("/proc") / str(node.proc.pid) / "cmdline").read_bytes().startswith(  # type: ignore[union-attr]
             b"appliance supervisor")
         ports = json.loads((node.data_dir / "run" / "ports.json").read_text())
@@ -102,13 +103,22 @@ def test_kill_9_of_each_child_in_turn_under_load_loses_nothing_acknowledged(tmp_
                 os.kill(old, signal.SIGKILL)
                 wait_until(lambda: node.children().get(name, old) != old, timeout=60)
                 load.grow(50)  # the node takes mail again with the new child
+            # Without the fork server a child that dies comes back as a new interpreter.
+            server = node.children(forkserver=True)["appliance forkserver"]
+            os.kill(server, signal.SIGKILL)
+            wait_until(lambda: "fork server (pid" in node.output(), timeout=60)
+            old = node.children()["appliance smtp 1"]
+            os.kill(old, signal.SIGKILL)
+            wait_until(lambda: node.children().get("appliance smtp 1", old) != old, timeout=60)
+            load.grow(50)
             load.stop.set()
         acknowledged = set(load.acked)
-        assert len(acknowledged) >= 350
+        assert len(acknowledged) >= 400
         wait_until(lambda: acknowledged <= delivered(sink), timeout=180)
         log_text = node.output()
         for name in ("smtp 1", "delivery", "api", "housekeeping", "smtp 2"):
             assert re.search(rf"appliance {name} \(pid \d+\) died \(signal SIGKILL\); restarting", log_text)
+        assert "children start as new interpreters" in log_text
 
 
 def test_sigterm_drains_receivers_then_delivery_then_the_rest(tmp_path: Path) -> None:
