@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "clients"))
 
+from sqlalchemy import text  # noqa: E402
+
 from appliance.db.engine import Store  # noqa: E402
 from appliance.db.schema import upgrade  # noqa: E402
 from tools.bench.p3_data import fill, probes  # noqa: E402
@@ -66,9 +68,18 @@ def main() -> int:
         now = time.time()
         seconds = fill(store, args.n, now=now)
         probe = probes(store, now=now)
+        # A body for every entry (an empty file will do): the node's spool sweep sets aside
+        # entries whose body is missing.
+        spool = Path(tmp) / "n" / "node" / "spool"
+        with store.engine.connect() as conn:
+            for (path,) in conn.execute(text("SELECT DISTINCT path FROM queue")):
+                target = spool / str(path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch()
         store.dispose()
         print(f"filled {args.n} queue entries in {seconds:.1f} s")
-        with RunningNode(Path(tmp) / "n", database_url=url, scheme="https") as node:
+        with RunningNode(Path(tmp) / "n", database_url=url, scheme="https",
+                         ready_timeout=600) as node:
             http = node.console_session()
             base = node.console_url
 

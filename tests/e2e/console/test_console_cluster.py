@@ -71,7 +71,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
                                      for i in range(10)}
         nodes = {name: RunningNode(base / name, scheme="https", config_text=_config(tls),
                                    relay=("127.0.0.1", sink.port), ready_timeout=300) for name in NAMES}
+        password = secrets.token_urlsafe(12)
         for node in nodes.values():
+            # The console calls every member as the logged-in user: the same admin everywhere.
+            node.admin_password = password
             stack.callback(node.stop)
         with ThreadPoolExecutor(len(nodes)) as pool:  # three starts at once
             list(pool.map(RunningNode.start, nodes.values()))
