@@ -1,4 +1,4 @@
-"""The web console's saved tracking filters, per user (migration 0012)."""
+"""The web console's saved views, per user and page (migrations 0012, 0013)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from appliance.db.models import Base
 
 
 class ConsoleFilter(Base):
-    """One named tracking view of one user: its query string (filter, quick fields, size)."""
+    """One named view of one user on one page: the query string that reproduces it (tracking:
+    filter, quick fields, size; rates: namespace, entry, thresholds)."""
 
     __tablename__ = "console_filter"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(128))
+    page: Mapped[str] = mapped_column(String(32), default="tracking", server_default="tracking")
     name: Mapped[str] = mapped_column(String(100))
-    query: Mapped[str] = mapped_column(Text)  # the /tracking query string that reproduces it
+    query: Mapped[str] = mapped_column(Text)  # the page's query string that reproduces it
     created: Mapped[float] = mapped_column(Float)
 
-    __table_args__ = (UniqueConstraint("username", "name", name="uq_console_filter_user_name"),)
+    __table_args__ = (UniqueConstraint("username", "page", "name", name="uq_console_filter_user_page_name"),)

@@ -262,7 +262,8 @@ def _saved() -> list[tuple[str, str]]:
         return []
     with store.transaction(read_only=True) as session:
         rows = session.execute(select(ConsoleFilter.name, ConsoleFilter.query)
-                               .where(ConsoleFilter.username == web.current().user)
+                               .where(ConsoleFilter.username == web.current().user,
+                                      ConsoleFilter.page == "tracking")
                                .order_by(ConsoleFilter.name)).all()
     return [(str(name), str(query)) for name, query in rows]
 
@@ -280,9 +281,10 @@ def save_filter() -> Response:
     user = web.current().user
     with store.transaction() as session:
         count = len(session.execute(select(ConsoleFilter.id).where(
-            ConsoleFilter.username == user)).all())
+            ConsoleFilter.username == user, ConsoleFilter.page == "tracking")).all())
         existing = session.execute(select(ConsoleFilter).where(
-            ConsoleFilter.username == user, ConsoleFilter.name == name)).scalar_one_or_none()
+            ConsoleFilter.username == user, ConsoleFilter.page == "tracking",
+            ConsoleFilter.name == name)).scalar_one_or_none()
         if existing is not None:
             existing.query = query
         elif count >= _MAX_FILTERS:
@@ -299,5 +301,6 @@ def delete_filter() -> Response:
     if store is not None:
         with store.transaction() as session:
             session.execute(delete(ConsoleFilter).where(
-                ConsoleFilter.username == web.current().user, ConsoleFilter.name == name))
+                ConsoleFilter.username == web.current().user, ConsoleFilter.page == "tracking",
+                ConsoleFilter.name == name))
     return redirect(url_for("tracking.index"), code=303)
