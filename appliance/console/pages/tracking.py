@@ -100,7 +100,7 @@ def _selection() -> dict[str, list[int]]:
 
 @bp.post("/tracking/act")
 def act() -> Any:
-    action = request.form.get("action", "")
+    action = request.form.get("op", "")  # not "action": that is the view's history-action filter
     if action not in SINGLE:
         web.forbidden(f"unknown action {action!r}")
     scope = request.form.get("scope", "selected")

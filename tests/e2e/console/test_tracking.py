@@ -210,7 +210,7 @@ def test_readonly_user_sees_no_mutating_control_and_is_refused_by_hand(
     entry = soap.service.mailQueue(filter="queue=DEFER", offset=0, limit=1).result.item[0]
     for scope in ("selected", "all"):
         refused = http.post(console_node.console_url + "/tracking/act", timeout=30, data={
-            "csrf": token.group(1), "action": "delete", "scope": scope, "confirm": "1",
+            "csrf": token.group(1), "op": "delete", "scope": scope, "confirm": "1",
             "sel": f"node1|{entry.id}"})
         assert refused.status_code == 403
     assert soap.service.mailQueueCount(filter=f"queueid={entry.id}") == 1
