@@ -85,11 +85,15 @@ def test_plain_paths_parse_as_aiosmtpd_parses_them(arg: str, limit: int) -> None
 
     from appliance.smtp.fastinit import simple_path
 
-    proto = SMTP(object())
-    proto.local_part_limit = limit
-    fast = simple_path(arg, limit)
-    if fast is not None:
-        assert fast == SMTP._getaddr(proto, arg)
+    loop = asyncio.new_event_loop()  # SMTP() makes one of its own when given none
+    try:
+        proto = SMTP(object(), loop=loop)
+        proto.local_part_limit = limit
+        fast = simple_path(arg, limit)
+        if fast is not None:
+            assert fast == SMTP._getaddr(proto, arg)
+    finally:
+        loop.close()
 
 
 def test_the_common_form_takes_the_fast_path() -> None:
