@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import fcntl
 import ipaddress
 import logging
 import os
@@ -24,9 +25,20 @@ def ensure_certificate(tls_dir: Path, hostname: str) -> tuple[Path, Path]:
     """(cert_path, key_path) of the node's certificate, creating a self-signed one if absent."""
     tls_dir = Path(tls_dir)
     cert_path, key_path = tls_dir / CERT_NAME, tls_dir / KEY_NAME
-    if cert_path.is_file() and key_path.is_file():
+    if cert_path.is_file() and key_path.is_file():  # the cert is written last: both is whole
         return cert_path, key_path
     tls_dir.mkdir(parents=True, exist_ok=True)
+    # Every SMTP receiver and the API process get here at a first start: one makes the pair
+    # under the lock, the others find it made (two makers would pair one's key with another's
+    # certificate, and receivers would present different certificates).
+    with open(tls_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cert_path.is_file() and key_path.is_file()):
+            _create(cert_path, key_path, hostname)
+    return cert_path, key_path
+
+
+def _create(cert_path: Path, key_path: Path, hostname: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _self_signed(key, hostname)
     _write_atomic(key_path, key.private_bytes(
@@ -34,8 +46,7 @@ def ensure_certificate(tls_dir: Path, hostname: str) -> tuple[Path, Path]:
         serialization.NoEncryption(),
     ), mode=0o600)
     _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-    log.info("created a self-signed certificate for %s in %s", hostname, tls_dir)
-    return cert_path, key_path
+    log.info("created a self-signed certificate for %s in %s", hostname, cert_path.parent)
 
 
 def _self_signed(key: ec.EllipticCurvePrivateKey, hostname: str) -> x509.Certificate:
