@@ -115,7 +115,7 @@ def test_cluster_of_three(tmp_path: Path, shared_pg: PostgresServer,
         assert _by_serial(api_a)[serial_c].configrevision == r2
         api_b.configKeySet(key="local:listeners.extra.port", value=str(ports["b"]), comment="")
         api_c.configKeySet(key="local:listeners.extra.port", value=str(ports["c"]), comment="")
-        wait_until(lambda: _all_run(api_a, r3), what="all at revision 3")
+        wait_until(lambda: _all_run(api_a, r3), timeout=60, what="all at revision 3")
         for name in "abc":
             send_mail(ports[name], subject=f"extra-{name}")
         wait_until(lambda: {"extra-a", "extra-b", "extra-c"} <= set(received.subjects),
