@@ -39,3 +39,21 @@ def admin_browser(browser: Browser, console_node: RunningNode) -> Browser:
 
 def screenshot_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+
+
+def full_page_shot(browser: Browser, page: str) -> None:
+    """With APPLIANCE_SCREENSHOTS=1, the whole page (not only the window) into
+    docs/screenshots/<page>.png: the state each test built is what the picture shows."""
+    import base64
+    import os
+
+    if os.environ.get("APPLIANCE_SCREENSHOTS") != "1":
+        return
+
+    size = browser.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = browser.driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2400), "scale": 1}})
+    path = screenshot_dir() / f"{page}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
