@@ -12,7 +12,7 @@ from flask import Blueprint, request, url_for
 
 from appliance.console import web
 from appliance.console.pages import Page
-from appliance.console.tracking import DEFAULT_SIZE, PAGE_SIZES, text_of
+from appliance.console.tracking import DEFAULT_SIZE, PAGE_SIZES, page_size, text_of
 
 bp = Blueprint("trash", __name__)
 PAGE = Page(name="trash", title="Trash", path="/trash", blueprint=bp)
@@ -29,12 +29,7 @@ class TrashView:
 
     @classmethod
     def of(cls, args: Mapping[str, str]) -> "TrashView":
-        try:
-            size = int(args.get("size", DEFAULT_SIZE))
-        except ValueError:
-            size = DEFAULT_SIZE
-        return cls(filter=args.get("filter", "").strip(),
-                   size=size if size in PAGE_SIZES else DEFAULT_SIZE)
+        return cls(filter=args.get("filter", "").strip(), size=page_size(args))
 
     def query(self) -> dict[str, str]:
         out = {"filter": self.filter} if self.filter else {}

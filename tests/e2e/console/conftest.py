@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,18 @@ def admin_browser(browser: Browser, console_node: RunningNode) -> Browser:
     """The module's browser, logged in to the module's node as its admin."""
     browser.login(console_node.console_url, "admin", console_node.admin_password)
     return browser
+
+
+def admin_soap(node: RunningNode) -> Any:
+    """The node's SOAP service as its admin (zeep over HTTPS, trusting the node's certificate)."""
+    import requests
+    import zeep
+
+    http = requests.Session()
+    http.auth = ("admin", node.admin_password)
+    http.verify = str(node.cert_path)
+    http.trust_env = False
+    return zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=http)).service
 
 
 def screenshot_dir() -> Path:

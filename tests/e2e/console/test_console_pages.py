@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import requests
-import zeep
 
+from tests.e2e.console.conftest import admin_soap
 from tests.e2e.console.conftest import full_page_shot as _shot
 from tests.support.browser import Browser
 from tests.support.node import RunningNode
@@ -59,11 +59,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
 
 @pytest.fixture(scope="module")
 def soap(node: RunningNode) -> Any:
-    http = requests.Session()
-    http.auth = ("admin", node.admin_password)
-    http.verify = str(node.cert_path)
-    http.trust_env = False
-    return zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=http)).service
+    return admin_soap(node)
 
 
 @pytest.fixture(scope="module")
