@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, abort, request
 
 from appliance.console import web
 from appliance.console.pages import Page
@@ -51,11 +51,11 @@ def start() -> Response:
     web.require("mailQueueDrain")
     action = request.form.get("action", "")
     if action not in ACTIONS:
-        web.forbidden(f"action must be one of {', '.join(ACTIONS)}")
+        abort(400, description=f"action must be one of {', '.join(ACTIONS)}")
     try:
         per_minute = int(request.form.get("per_minute", ""))
     except ValueError:
-        web.forbidden("per_minute must be a whole number")
+        abort(400, description="per_minute must be a whole number")
     with web.cluster() as client:
         result = client.drain(filter=request.form.get("filter", "").strip(), action=action,
                               per_minute=per_minute)
@@ -68,7 +68,7 @@ def cancel() -> Response:
     label = request.form.get("on", "")
     ident = request.form.get("id", "")
     if label not in {m.label for m in web.selected()} or not ident.isdigit():
-        web.forbidden("name a node and a job id")
+        abort(400, description="name a node and a job id")
     with web.cluster() as client:
         result = client.job_cancel({label: int(ident)})
     return _done("cancelled", {k: ident for k in result.values}, result.errors)
