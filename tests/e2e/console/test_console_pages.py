@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import requests
-import zeep
 
-from tests.e2e.console.conftest import screenshot_dir
+from tests.e2e.console.conftest import admin_soap
+from tests.e2e.console.conftest import full_page_shot as _shot
 from tests.support.browser import Browser
 from tests.support.node import RunningNode
 from tests.support.wait import wait_until
@@ -59,35 +59,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
 
 @pytest.fixture(scope="module")
 def soap(node: RunningNode) -> Any:
-    http = requests.Session()
-    http.auth = ("admin", node.admin_password)
-    http.verify = str(node.cert_path)
-    http.trust_env = False
-    return zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=http)).service
+    return admin_soap(node)
 
 
 @pytest.fixture(scope="module")
 def admin(browser: Browser, node: RunningNode) -> Browser:
     browser.login(node.console_url, "admin", node.admin_password)
     return browser
-
-
-def _shot(browser: Browser, page: str) -> None:
-    """With APPLIANCE_SCREENSHOTS=1, the whole page (not only the window) into
-    docs/screenshots/<page>.png: the state each test built is what the picture shows."""
-    import base64
-    import os
-
-    if os.environ.get("APPLIANCE_SCREENSHOTS") != "1":
-        return
-
-    size = browser.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    shot = browser.driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2400), "scale": 1}})
-    path = screenshot_dir() / f"{page}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def _typed(text: str) -> str | None:
