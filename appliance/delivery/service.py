@@ -292,14 +292,21 @@ class DeliveryService:
         same one. Returns also the messages whose new signature could not be recorded."""
         signatures: dict[str, bytes] = {}
         todo: dict[str, QueueEntry] = {}
+        signer = self._signer
+        may: dict[tuple[str, bool], bool] = {}  # may_sign() once per (choice, is_dsn) in a batch
         for entries in routed.values():
             for entry in entries:
                 kept = meta.get(entry.id, {}).get(SIGNATURE_KEY)
                 if kept:
                     signatures[entry.path] = kept.encode("ascii")
-                elif entry.msgid not in todo and self._signer is not None and self._signer.may_sign(
-                        choice=parse_choice(meta.get(entry.id, {}).get(CHOICE_KEY, "")),
-                        is_dsn=bool(entry.is_dsn), cfg=cfg.dkim):
+                    continue
+                if entry.msgid in todo or signer is None:
+                    continue
+                asked = (meta.get(entry.id, {}).get(CHOICE_KEY, ""), bool(entry.is_dsn))
+                if asked not in may:
+                    may[asked] = signer.may_sign(choice=parse_choice(asked[0]), is_dsn=asked[1],
+                                                 cfg=cfg.dkim)
+                if may[asked]:
                     todo[entry.msgid] = entry
         if not todo:
             return signatures, set()
