@@ -263,9 +263,9 @@ class ForensicReporter(Periodic):
         self.sent = 0
         self.dropped = 0
 
-    def wanted(self, results: AuthResults) -> str:
-        """The Auth-Failure to report for these results, "" when none is to be sent (cheap)."""
-        section = self._config().mailauth
+    def wanted(self, results: AuthResults, section: Any) -> str:
+        """The Auth-Failure to report for these results under the `[mailauth]` section the
+        message was checked with, "" when none is to be sent (cheap)."""
         if not section.forensic_reports:
             return ""
         kind = failure_type(results)

@@ -130,7 +130,7 @@ class AuthenticatedData:
             result.verdict = _verdict(results, section) or result.verdict
         value = results.header_value(authserv)
         if self.forensic is not None:
-            self._report_failure(results, session, content, result.verdict, value)
+            self._report_failure(results, session, content, result.verdict, value, section)
         if result.verdict.decision in (Decision.REJECT, Decision.DEFER):
             return result, content
         result.add_headers = [(HEADER, value), *result.add_headers]
@@ -138,14 +138,14 @@ class AuthenticatedData:
         return result, content
 
     def _report_failure(self, results: AuthResults, session: SessionInfo, content: bytes,
-                        verdict: Verdict, value: str) -> None:
+                        verdict: Verdict, value: str, section: MailAuthSection) -> None:
         """Hand a failure the record's fo= asks about to the forensic reporter (RFC 7489 §7.3).
         A deferred message is not reported: it comes back."""
         assert self.forensic is not None
         if results.dmarc.record is None or verdict.decision == Decision.DEFER:
             return  # the common case costs this test only
         try:
-            kind = self.forensic.wanted(results)
+            kind = self.forensic.wanted(results, section)
             if not kind:
                 return
             from appliance.mailauth.forensic import DELIVERY_RESULTS, Failure, message_headers
