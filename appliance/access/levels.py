@@ -25,6 +25,10 @@ ALWAYS = frozenset({"login"})
 # Operations that change nothing but run code the caller sends (policy scripts): not for
 # read-only users; a custom level may list them.
 RUNS_CODE = frozenset({"scriptTest"})
+# Audited like a change, yet open to read-only users for what only reads: commandRun, whose
+# service lets them run the commands that read the node's own data (CommandSpec.reads_only:
+# searchlog, statd, queuestat, previewmessage) and nothing else.
+READS_FOR_READONLY = frozenset({"commandRun"})
 # Figures of the whole node (counters, rates and graphs per listener and domain) that no HQL
 # restriction can narrow: refused to restricted users even when their list names them.
 NODE_WIDE = frozenset({"graphList", "graphFile", "statList", "statClear", "hslRate",
@@ -74,7 +78,7 @@ class AccessLevel:
         if self.restriction and operation in NODE_WIDE:
             return False
         if self.role == "readonly":
-            return not mutating and operation not in RUNS_CODE
+            return (not mutating or operation in READS_FOR_READONLY) and operation not in RUNS_CODE
         return operation in self.operations
 
     @property
@@ -89,14 +93,17 @@ class AccessLevel:
                                 "user with a restriction may not see")
             raise Forbidden(f"access denied: this user may not call {operation}")
 
-    def allows_command(self, argv: Sequence[str]) -> bool:
-        """For commandRun: admins run anything, custom levels what one of their patterns matches.
+    def allows_command(self, argv: Sequence[str], *, reads_only: bool) -> bool:
+        """For commandRun: admins run anything, read-only users the commands that only read
+        (`reads_only`, from the command's spec), custom levels what one of their patterns matches.
 
         Patterns are shell-style globs (fnmatch) over the argv joined with single spaces, e.g.
         `searchlog *` or `queuestat`; they are matched, never run by a shell.
         """
         if self.is_admin:
             return True
+        if self.role == "readonly":
+            return reads_only
         line = " ".join(argv)
         return any(fnmatch.fnmatchcase(line, pattern) for pattern in self.command_patterns)
 

@@ -90,6 +90,9 @@ class CommandSpec:
     # What the parsed arguments name, for users restricted to some messages: ("path", spool
     # path) or ("msgid", text). None: the command names no message.
     names: Callable[[Any], list[tuple[str, str]]] | None = None
+    # It only reads the node's own data (log, counters, queue, spool): read-only users may run
+    # it. Commands that reach out (DNS, remote servers) leave this False.
+    reads_only: bool = False
 
 
 class ArgvParser(argparse.ArgumentParser):

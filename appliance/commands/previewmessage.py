@@ -153,5 +153,6 @@ SPEC = CommandSpec(
     "spool message; -t prefers the text body; DELTAPATH: a spool file of header changes to apply",
     parse=parse,
     run=run,
+    reads_only=True,
     names=names,
 )

@@ -67,4 +67,5 @@ SPEC = CommandSpec(
     description="Queue entries by transport and state (ACTIVE, DEFER, HOLD)",
     parse=parse,
     run=run,
+    reads_only=True,
 )

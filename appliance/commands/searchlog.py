@@ -260,5 +260,6 @@ SPEC = CommandSpec(
     "seconds or ISO 8601) on, -n at most MAX lines, -f keep following new lines (push q to end)",
     parse=parse,
     run=run,
+    reads_only=True,
     names=names,
 )

@@ -53,4 +53,5 @@ SPEC = CommandSpec(
                 "once per second until stopped (push q to end)",
     parse=parse,
     run=run,
+    reads_only=True,
 )

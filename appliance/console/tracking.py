@@ -49,6 +49,15 @@ def _unix(text: str) -> int | None:
     return int(when.timestamp())
 
 
+def page_size(args: Mapping[str, str]) -> int:
+    """The `size` argument when it is one of PAGE_SIZES, else the default."""
+    try:
+        size = int(args.get("size", DEFAULT_SIZE))
+    except ValueError:
+        return DEFAULT_SIZE
+    return size if size in PAGE_SIZES else DEFAULT_SIZE
+
+
 @dataclasses.dataclass(frozen=True)
 class View:
     """What the tracking page shows: everything a deep link carries."""
@@ -65,10 +74,6 @@ class View:
 
     @classmethod
     def of(cls, args: Mapping[str, str]) -> "View":
-        try:
-            size = int(args.get("size", DEFAULT_SIZE))
-        except ValueError:
-            size = DEFAULT_SIZE
         show = args.get("show", "all")
         action = args.get("action", "").upper()
         return cls(filter=args.get("filter", "").strip(), sender=args.get("sender", "").strip(),
@@ -77,7 +82,7 @@ class View:
                    before=args.get("before", "").strip(),
                    action=action if action in ACTIONS else "",
                    show=show if show in SHOW else "all",
-                   size=size if size in PAGE_SIZES else DEFAULT_SIZE)
+                   size=page_size(args))
 
     def query(self) -> dict[str, str]:
         """The non-default fields, as a deep link's arguments."""

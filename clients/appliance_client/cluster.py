@@ -79,6 +79,17 @@ class TimelineEntry:
         return float(self.event.time)
 
 
+def ttl_seconds(text: str) -> int:
+    """A suspension's ttl as typed: `90`, `90s`, `15m`, `2h`, `1d` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    factor = units.get(text[-1:], 0)
+    number = text[:-1] if factor else text
+    if not number.isdigit():
+        raise ValueError(f"ttl {text!r}: expected seconds, or a number with s, m, h or d")
+    return int(number) * (factor or 1)
+
+
 def _items(value: Any) -> list[Any]:
     """zeep gives a one-child array as a list (None when empty) or wraps it in `item`."""
     if value is None:

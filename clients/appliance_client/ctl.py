@@ -18,7 +18,7 @@ from rich.table import Table
 from zeep.helpers import serialize_object
 
 from appliance_client import provision
-from appliance_client.cluster import BULK_OPERATIONS, Cluster, ClusterResult, _items
+from appliance_client.cluster import BULK_OPERATIONS, Cluster, ClusterResult, _items, ttl_seconds
 from appliance_client.errors import NodeError
 from appliance_client.settings import SettingsError, load_nodes
 
@@ -379,7 +379,7 @@ def _dkim_delete(cluster: Cluster, args: argparse.Namespace, out: Output) -> int
 
 
 def _suspend(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
-    sid, result = cluster.suspend(filter=args.filter, ttl=_seconds(args.ttl), reason=args.reason,
+    sid, result = cluster.suspend(filter=args.filter, ttl=ttl_seconds(args.ttl), reason=args.reason,
                                   id=args.id)
     out.errors(result.errors)
     table = Table(title=f"suspension {sid}")
@@ -466,17 +466,6 @@ def _alert_add(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
 def _alert_delete(cluster: Cluster, args: argparse.Namespace, out: Output) -> None:
     result = cluster.alert_delete(name=args.name, owner=args.owner)
     out.per_node(f"alert {args.name} deleted", result, column="result")
-
-
-def _seconds(text: str) -> int:
-    """`90`, `90s`, `15m`, `2h`, `1d` as seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip().lower()
-    factor = units.get(text[-1:], 0)
-    number = text[:-1] if factor else text
-    if not number.isdigit():
-        raise ValueError(f"--ttl {text!r}: expected seconds, or a number with s, m, h or d")
-    return int(number) * (factor or 1)
 
 
 def _stamp(ts: Any, *, precise: bool = False) -> str:

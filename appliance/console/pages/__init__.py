@@ -13,8 +13,8 @@ import pkgutil
 from flask import Blueprint
 
 # The navigation's order; a page whose module is not present is simply not listed.
-NAV = ("overview", "tracking", "logsearch", "reporting", "rates", "scripts", "config",
-       "terminal", "users", "cluster")
+NAV = ("overview", "tracking", "trash", "suspensions", "jobs", "alerts", "logsearch",
+       "reporting", "rates", "scripts", "config", "terminal", "users", "cluster")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -32,14 +32,7 @@ _MAX_FILTERS = 100
 
 def _cursors(view: View, node: str) -> list[Cursor]:
     """The start cursors of the pages seen of this view (page 1's is empty), in the session."""
-    state = web.current().data.setdefault("tracking", {})
-    key = (tuple(sorted(view.query().items())), node)
-    if state.get("key") != key:
-        state.clear()
-        state["key"] = key
-        state["cursors"] = [{}]
-    stack: list[Cursor] = state["cursors"]
-    return stack
+    return web.cursors("tracking", (tuple(sorted(view.query().items())), node))
 
 
 def _allowed_actions() -> list[str]:
@@ -52,11 +45,7 @@ def index() -> Any:
     members = web.selected()
     node = web.current().node
     stack = _cursors(view, node)
-    try:
-        number = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        number = 1
-    number = min(number, len(stack))
+    number = web.page_number(len(stack))
     problem = ""
     result = None
     try:
@@ -88,16 +77,6 @@ def _link(view: View, **extra: Any) -> str:
 
 # -- actions ------------------------------------------------------------------------------
 
-def _selection() -> dict[str, list[int]]:
-    """The selected rows by node: checkbox values `node|queueid`."""
-    chosen: dict[str, list[int]] = {}
-    for value in request.form.getlist("sel"):
-        label, _, ident = value.rpartition("|")
-        if label and ident.isdigit() and int(ident) not in chosen.get(label, []):
-            chosen.setdefault(label, []).append(int(ident))
-    return chosen
-
-
 @bp.post("/tracking/act")
 def act() -> Any:
     action = request.form.get("op", "")  # not "action": that is the view's history-action filter
@@ -111,17 +90,15 @@ def act() -> Any:
     view = View.of(request.form)
     confirmed = request.form.get("confirm") == "1"
     if scope == "selected":
-        chosen = _selection()
-        known = {m.label for m in members}
-        chosen = {label: ids for label, ids in chosen.items() if label in known}
+        chosen = web.selection(members)
         if not chosen:
-            return web.render("tracking_act.html", stage="empty", action=action, labels=LABELS)
+            return web.render("act_panel.html", stage="empty", action=action, labels=LABELS)
         if not confirmed:
-            return web.render("tracking_act.html", stage="confirm", action=action, scope=scope,
+            return web.render("act_panel.html", stage="confirm", action=action, scope=scope,
                               labels=LABELS, counts={k: len(v) for k, v in chosen.items()},
                               errors={}, view=view, chosen=chosen)
         results = _run_selected(members, action, chosen)
-        return web.render("tracking_act.html", stage="done", action=action, labels=LABELS,
+        return web.render("act_panel.html", stage="done", action=action, labels=LABELS,
                           results=results)
     try:
         hql = view.hql()
@@ -131,16 +108,13 @@ def act() -> Any:
         if not confirmed:
             counted = client.call("mailQueueCount", filter=hql)
             counts = {label: int(v) for label, v in counted.values.items()}
-            return web.render("tracking_act.html", stage="confirm", action=action, scope=scope,
+            return web.render("act_panel.html", stage="confirm", action=action, scope=scope,
                               labels=LABELS, counts=counts, errors=counted.errors, view=view,
                               chosen={})
         done = client.bulk("retry" if action == "duplicate" else action, filter=hql,
                            duplicate=action == "duplicate")
-    results = {label: {"done": int(v), "failed": []} for label, v in done.values.items()}
-    for label, error in done.errors.items():
-        results[label] = {"done": 0, "failed": [("all", error.message)], "error": error.message}
-    return web.render("tracking_act.html", stage="done", action=action, labels=LABELS,
-                      results=results)
+    return web.render("act_panel.html", stage="done", action=action, labels=LABELS,
+                      results=web.per_node_results(done))
 
 
 def _run_selected(members: list[Member], action: str,
@@ -204,9 +178,38 @@ def inspect() -> Any:
             log_lines, log_error = _log_lines(client, label, row.msgid)
         elif row is not None:
             log_error = "this user's access level may not run commands (previewmessage, searchlog)"
+        stuck = _explain(client, label, ident) if row is not None and not history else {}
+    timeline = _timeline(row.msgid) if row is not None else {}
     return web.render("tracking_inspect.html", title="Message", row=row, record=record,
                       error=error, preview=preview, log_lines=log_lines, log_error=log_error,
-                      node=label, source=source, ident=ident)
+                      node=label, source=source, ident=ident, stuck=stuck, timeline=timeline)
+
+
+def _explain(client: Any, label: str, ident: int) -> dict[str, Any]:
+    """Why the queue entry waits (mailQueueExplain), in words: its summary and main fields."""
+    if not web.can("mailQueueExplain"):
+        return {"error": "this user's access level may not call mailQueueExplain"}
+    result = client.explain(ident)
+    if label in result.errors:
+        return {"error": result.errors[label].message}
+    info = result.values[label]
+    return {"summary": text_of(info.summary), "waitson": text_of(info.waitson),
+            "meaning": text_of(info.meaning), "lastreply": text_of(info.lastreply),
+            "enhancedcode": text_of(info.enhancedcode),
+            "nextretry": web.stamp(info.nextretry), "retriesleft": info.retriesleft}
+
+
+def _timeline(msgid: str) -> dict[str, Any]:
+    """Every event of the message on every node that saw it (mailTimeline, merged by time)."""
+    if not msgid or not web.can("mailTimeline"):
+        return {"error": "" if not msgid else "this user's access level may not call mailTimeline"}
+    with web.cluster(web.nodes().members(web.current())[0], timeout=30) as client:
+        entries, result = client.timeline(msgid)
+    events = [{"node": e.node, "when": web.stamp(e.event.ts), "kind": text_of(e.event.kind),
+               "queueid": int(e.event.queueid or 0), "summary": text_of(e.event.summary),
+               "detail": [(text_of(p.first), text_of(p.second))
+                          for p in items(getattr(e.event, "detail", None))]} for e in entries]
+    return {"events": events, "errors": result.errors}
 
 
 MARK = "console-preview"

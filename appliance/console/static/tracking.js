@@ -1,4 +1,4 @@
-// Tracking: select-all, cancel of the action panel, and the inspector's section toggles.
+// Lists with selectable rows (tracking, trash): select-all, and cancel of the action panel.
 (function () {
   "use strict";
   Console.onLoad(function (root) {

@@ -41,7 +41,7 @@ class CommandService(ServiceBase):  # type: ignore[misc]
         runner = _runner(call)
         try:
             spec, args = runner.catalog.parse(words)
-            if not call.level.allows_command(words):
+            if not call.level.allows_command(words, reads_only=spec.reads_only):
                 raise Forbidden(f"access denied: this user may not run {' '.join(words)[:200]!r}")
             _check_names(call, spec, args)
             run_words = scoped_argv(words, call.level.restriction)  # the audit keeps `words`

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,5 +38,35 @@ def admin_browser(browser: Browser, console_node: RunningNode) -> Browser:
     return browser
 
 
+def admin_soap(node: RunningNode) -> Any:
+    """The node's SOAP service as its admin (zeep over HTTPS, trusting the node's certificate)."""
+    import requests
+    import zeep
+
+    http = requests.Session()
+    http.auth = ("admin", node.admin_password)
+    http.verify = str(node.cert_path)
+    http.trust_env = False
+    return zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=http)).service
+
+
 def screenshot_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+
+
+def full_page_shot(browser: Browser, page: str) -> None:
+    """With APPLIANCE_SCREENSHOTS=1, the whole page (not only the window) into
+    docs/screenshots/<page>.png: the state each test built is what the picture shows."""
+    import base64
+    import os
+
+    if os.environ.get("APPLIANCE_SCREENSHOTS") != "1":
+        return
+
+    size = browser.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = browser.driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2400), "scale": 1}})
+    path = screenshot_dir() / f"{page}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))

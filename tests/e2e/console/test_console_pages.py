@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import requests
-import zeep
 
-from tests.e2e.console.conftest import screenshot_dir
+from tests.e2e.console.conftest import admin_soap
+from tests.e2e.console.conftest import full_page_shot as _shot
 from tests.support.browser import Browser
 from tests.support.node import RunningNode
 from tests.support.wait import wait_until
@@ -59,35 +59,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
 
 @pytest.fixture(scope="module")
 def soap(node: RunningNode) -> Any:
-    http = requests.Session()
-    http.auth = ("admin", node.admin_password)
-    http.verify = str(node.cert_path)
-    http.trust_env = False
-    return zeep.Client(node.soap_url + "?wsdl", transport=zeep.Transport(session=http)).service
+    return admin_soap(node)
 
 
 @pytest.fixture(scope="module")
 def admin(browser: Browser, node: RunningNode) -> Browser:
     browser.login(node.console_url, "admin", node.admin_password)
     return browser
-
-
-def _shot(browser: Browser, page: str) -> None:
-    """With APPLIANCE_SCREENSHOTS=1, the whole page (not only the window) into
-    docs/screenshots/<page>.png: the state each test built is what the picture shows."""
-    import base64
-    import os
-
-    if os.environ.get("APPLIANCE_SCREENSHOTS") != "1":
-        return
-
-    size = browser.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    shot = browser.driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2400), "scale": 1}})
-    path = screenshot_dir() / f"{page}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def _typed(text: str) -> str | None:
@@ -300,17 +278,21 @@ def test_readonly_user_sees_no_mutating_control_and_is_refused_by_hand(
     browser.logout()
     browser.login(base, *READONLY)
     expected_absent = {
-        "/reporting": ["#live-start"],
         "/rates?ns=outbound": ["form.clear-one", "form.clear-all"],
         "/scripts/limit": ["#save", "#run-test", "#new-script"],
         "/config": ["#config-save", "button.revert", "form.override-form"],
-        "/terminal": ["#terminal"],
     }
     for path, selectors in expected_absent.items():
         browser.open(base, path)
         browser.wait_css("main h1")
         for selector in selectors:
             assert not browser.all(selector), f"{selector} shown to a read-only user on {path}"
+    # What only reads is open to it: log search, real-time graphs (statd) and the terminal,
+    # where the node lets it run the commands that read (searchlog, statd, queuestat, ...).
+    for path, selector in (("/logsearch", "#logsearch-form"), ("/reporting", "#live-start"),
+                           ("/terminal", "#terminal")):
+        browser.open(base, path)
+        browser.wait_css(selector)
     # Saved views are per user: the admin's is not this user's.
     browser.open(base, "/rates")
     assert not browser.all('.saved-view[data-name="busy senders"]')
@@ -326,12 +308,16 @@ def test_readonly_user_sees_no_mutating_control_and_is_refused_by_hand(
     before = len(soap.configRevisionLog(0, 100))
     for path, body in (("/scripts/save", {"id": "limit", "text": "-- nothing"}),
                        ("/config/save", {"text": "[smtp]\n"}),
-                       ("/terminal/run", {"line": "queuestat"}),
+                       ("/terminal/run", {"line": "dnslookup example.org"}),
                        ("/scripts/test", {"flow": "data", "script": "", "message": ""})):
         got = http.post(base + path, json=body, headers={"X-CSRF-Token": token}, timeout=30)
         assert got.status_code == 400 and "access denied" in got.json()["error"], (path, got.text)
     got = http.post(base + "/rates/clear", data={"csrf": token, "clear_ns": "outbound"}, timeout=30)
     assert got.status_code == 403
+    # A log search runs for it (searchlog only reads), audited like every commandRun.
+    got = http.post(base + "/logsearch/start", data={"text": "no-such-line", "follow": "0"},
+                    headers={"X-CSRF-Token": token}, timeout=30)
+    assert got.status_code == 200 and got.json()["nodes"], got.text
     assert len(soap.configRevisionLog(0, 100)) == before
 
 

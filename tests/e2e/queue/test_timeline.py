@@ -187,6 +187,33 @@ def test_suspension_removed_releases_at_once_and_bad_input_faults(env: dict[str,
         zb.service.mailQueueSuspendRemove(id="nosuch")
 
 
+def test_cluster_suspension_holds_on_every_node_and_one_removal_ends_it(env: dict[str, Any]) -> None:
+    a, b, sink, cluster, za, zb = env["a"], env["b"], env["sink"], env["cluster"], env["za"], env["zb"]
+    sid, result = cluster.suspend(filter="to~%@both.example", ttl=3600, reason="both down")
+    assert not result.errors and result.values == {"a": sid, "b": sid}
+    _send(a, "x@both.example")
+    _send(b, "y@both.example")
+
+    def merged() -> Any:
+        rows = [r for r in cluster.suspensions()[0] if r.id == sid]
+        return rows if rows and rows[0].per_node == {"a": 1, "b": 1} else None
+
+    [row] = wait_until(merged, what="the one suspension holding one entry on each node")
+    assert (row.held, row.reason, row.state) == (2, "both down", "active")
+    for client, rcpt in ((za, "x@both.example"), (zb, "y@both.example")):
+        assert client.service.mailQueueExplain(id=_entry(client, rcpt).id).waitson == "suspension"
+    assert not _delivered_to(sink, "x@both.example") and not _delivered_to(sink, "y@both.example")
+
+    released = cluster.unsuspend(sid)
+    assert not released.errors and released.values == {"a": 1, "b": 1}
+    wait_until(lambda: _delivered_to(sink, "x@both.example") and _delivered_to(sink, "y@both.example"),
+               what="both nodes releasing their entry (a's through b)")
+    for client in (za, zb):
+        states = [s.state for s in _items(client.service.mailQueueSuspendList(ended=True)) if s.id == sid]
+        assert states == ["removed"]
+    assert not [r for r in cluster.suspensions()[0] if r.id == sid]
+
+
 def _ctl(env: dict[str, Any], capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     """appliancectl --json ARGV against both nodes; returns its exit code and parsed output."""
     from appliance_client import ctl

@@ -23,7 +23,7 @@ class _User:
 def test_admin_may_call_everything() -> None:
     level = AccessLevel.of(_User("admin"))
     assert level.allows("userAdd", mutating=True) and level.allows("mailQueueDeleteBulk", mutating=True)
-    assert level.allows_command(["anything", "at", "all"])
+    assert level.allows_command(["anything", "at", "all"], reads_only=False)
 
 
 def test_readonly_reads_only_and_never_manages_users() -> None:
@@ -34,7 +34,11 @@ def test_readonly_reads_only_and_never_manages_users() -> None:
     assert level.allows("login", mutating=False)
     with pytest.raises(Forbidden, match="may not call mailQueueHold"):
         level.check("mailQueueHold", mutating=True)
-    assert not level.allows_command(["queuestat"])
+    # commandRun, for the commands that only read (log search, counters, the queue's figures).
+    assert level.allows("commandRun", mutating=True)
+    assert level.allows_command(["searchlog", "--", "x"], reads_only=True)
+    assert not level.allows_command(["smtpping", "mx.example"], reads_only=False)
+    assert not level.allows("scriptTest", mutating=False)
 
 
 def test_custom_level_lists_operations_restriction_and_commands() -> None:
@@ -44,8 +48,10 @@ def test_custom_level_lists_operations_restriction_and_commands() -> None:
     assert level.allows("mailQueueDelete", mutating=True)
     assert not level.allows("mailQueueHold", mutating=True)
     assert not level.allows("userAdd", mutating=True)  # admin-only, whatever the list says
-    assert level.allows_command(["searchlog", "-n", "5", "--", "x"])
-    assert level.allows_command(["queuestat"]) and not level.allows_command(["queuestat", "-x"])
+    assert level.allows_command(["searchlog", "-n", "5", "--", "x"], reads_only=True)
+    assert level.allows_command(["queuestat"], reads_only=True)
+    assert not level.allows_command(["queuestat", "-x"], reads_only=True)  # patterns decide
+    assert not level.allows_command(["statd", "-l"], reads_only=True)
 
 
 def test_unknown_role_and_bad_json() -> None:
