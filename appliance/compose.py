@@ -64,6 +64,7 @@ from appliance.delivery.service import DeliveryService
 from appliance.mailauth.keys import KeyStore
 from appliance.mailauth.sign import Signer
 from appliance.mailauth.dns import system_lookup
+from appliance.mailauth.forensic import ForensicReporter
 from appliance.mailauth.reports import ReportSender
 from appliance.nodelog import NodeLog, syslog_address
 from appliance.policy.authflow import AuthenticatedData
@@ -437,8 +438,11 @@ def build_smtp_server(core: Core, policy: PolicyComponent, metrics: Instruments,
     None binds the listeners itself."""
     config = core.config()
     receiver = sockets is not None
-    # Inbound checks at DATA ([mailauth]); evaluations recorded for the DMARC reports.
-    mailauth = AuthenticatedData(config, store=core.store)
+    # Inbound checks at DATA ([mailauth]); evaluations recorded for the DMARC reports, failures
+    # reported to ruf= addresses where forensic_reports asks.
+    forensic = ForensicReporter(core.store, core.spool, config=core.config,
+                                on_enqueued=core.enqueued.notify_threadsafe)
+    mailauth = AuthenticatedData(config, store=core.store, forensic=forensic)
     core.config.subscribe(mailauth)
     server = SmtpServer(
         store=core.store, intake=Intake(core.store, core.spool, metrics=metrics),

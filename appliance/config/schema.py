@@ -348,17 +348,23 @@ class MailAuthSection(_Section):
     report_from: str = ""  # empty = dmarc-noreply@node.hostname
     report_interval: float = Field(default=86400.0, ge=60)  # seconds per report period
     report_max_records: int = Field(default=10_000, ge=1)  # rows per report
-    # ruf= (forensic) reports carry message content and leak who is subscribed to a list: this
-    # node does not send them, and refuses a config that asks it to.
+    # ruf= (forensic) reports (RFC 7489 §7.3, RFC 6591): one AFRF mail per failing message with
+    # its header section (never its body). Off by default: they leak who is on a mailing list.
     forensic_reports: bool = False
+    forensic_domains: list[str] = []  # policy domains that may get them; empty = every ruf= domain
+    forensic_rate: int = Field(default=10, ge=1, le=100_000)  # reports per domain per interval
+    forensic_interval: int = Field(default=3600, ge=60, le=7 * 86400)  # seconds
 
-    @field_validator("forensic_reports")
+    @field_validator("forensic_domains")
     @classmethod
-    def _no_forensic(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("forensic (ruf=) DMARC reports are not sent by this node; "
-                             "only aggregate reports (aggregate_reports = true)")
-        return value
+    def _forensic_domains(cls, value: list[str]) -> list[str]:
+        out = []
+        for entry in value:
+            try:
+                out.append(check_domain(entry))
+            except ValueError as exc:
+                raise ValueError(f"forensic_domains: {exc}") from None
+        return list(dict.fromkeys(out))
 
     @field_validator("nameservers")
     @classmethod

@@ -32,6 +32,8 @@ from appliance.stats.metrics import Instruments, reply_class
 
 log = logging.getLogger(__name__)
 
+_SIGN_ON_LOOP_MAX = 256 * 1024  # bodies up to this are signed on the event loop
+
 
 class DeliveryService:
     """`config.queue.workers` workers; start/stop run on the node's event loop, `kick()` may be
@@ -292,53 +294,81 @@ class DeliveryService:
         same one. Returns also the messages whose new signature could not be recorded."""
         signatures: dict[str, bytes] = {}
         todo: dict[str, QueueEntry] = {}
+        signer = self._signer
+        may: dict[tuple[str, bool], bool] = {}  # may_sign() once per (choice, is_dsn) in a batch
         for entries in routed.values():
             for entry in entries:
                 kept = meta.get(entry.id, {}).get(SIGNATURE_KEY)
                 if kept:
                     signatures[entry.path] = kept.encode("ascii")
-                elif entry.msgid not in todo and self._signer is not None and self._signer.may_sign(
-                        choice=parse_choice(meta.get(entry.id, {}).get(CHOICE_KEY, "")),
-                        is_dsn=bool(entry.is_dsn), cfg=cfg.dkim):
+                    continue
+                if entry.msgid in todo or signer is None:
+                    continue
+                asked = (meta.get(entry.id, {}).get(CHOICE_KEY, ""), bool(entry.is_dsn))
+                if asked not in may:
+                    may[asked] = signer.may_sign(choice=parse_choice(asked[0]), is_dsn=asked[1],
+                                                 cfg=cfg.dkim)
+                if may[asked]:
                     todo[entry.msgid] = entry
         if not todo:
             return signatures, set()
-        try:
-            made = await asyncio.to_thread(self._sign_new, todo, meta, cfg)
-        except StoreUnavailable as exc:
-            log.warning("delivery: DKIM signatures not recorded, deferring: %s", exc)
-            return signatures, set(todo)
+        made = await self._make_signatures(todo, meta, cfg)
+        if made:
+            try:
+                made = await asyncio.to_thread(self._keep_signatures, made)
+            except StoreUnavailable as exc:
+                log.warning("delivery: DKIM signatures not recorded, deferring: %s", exc)
+                return signatures, set(todo)
         for msgid, header in made.items():
             signatures[todo[msgid].path] = header
         return signatures, set()
 
-    def _sign_new(self, todo: dict[str, QueueEntry], meta: dict[int, dict[str, str]],
-                  cfg: Config) -> dict[str, bytes]:
-        assert self._signer is not None
+    async def _make_signatures(self, todo: dict[str, QueueEntry], meta: dict[int, dict[str, str]],
+                               cfg: Config) -> dict[str, bytes]:
+        """The signatures of a batch, made on the event loop one message at a time, with the
+        sessions' replies handled between two. A thread signing a whole batch holds the GIL
+        (OpenSSL's RSA does not release it) against the loop, which then gets a turn only each
+        switch interval. Large bodies (canonicalization is linear) still go to a thread."""
+        bodies = await asyncio.to_thread(self._read_for_signing, todo)
         made: dict[str, bytes] = {}
-        for msgid, entry in todo.items():
-            try:
-                body = self._spool.read_own(entry.path)
-            except (NotFound, InvalidInput, FileNotFoundError):
-                continue  # the attempt reports the missing body
-            choice = parse_choice(meta.get(entry.id, {}).get(CHOICE_KEY, ""))
-            try:
-                header = self._signer.signature(body, choice=choice, is_dsn=bool(entry.is_dsn),
-                                                cfg=cfg.dkim, now=self._clock())
-            except SignError as exc:
-                log.warning("delivery: %s not DKIM-signed: %s", msgid, exc)
-                continue
+        for msgid, body in bodies.items():
+            if len(body) > _SIGN_ON_LOOP_MAX:
+                header = await asyncio.to_thread(self._signature, todo[msgid], body, meta, cfg)
+            else:
+                header = self._signature(todo[msgid], body, meta, cfg)
+                await asyncio.sleep(0)  # the sessions' replies between two signatures
             if header is not None:
                 made[msgid] = header
-        if not made:
-            return made
+        return made
+
+    def _read_for_signing(self, todo: dict[str, QueueEntry]) -> dict[str, bytes]:
+        bodies: dict[str, bytes] = {}
+        for msgid, entry in todo.items():
+            try:
+                bodies[msgid] = self._spool.read_own(entry.path)
+            except (NotFound, InvalidInput, FileNotFoundError):
+                continue  # the attempt reports the missing body
+        return bodies
+
+    def _signature(self, entry: QueueEntry, body: bytes, meta: dict[int, dict[str, str]],
+                   cfg: Config) -> bytes | None:
+        assert self._signer is not None
+        choice = parse_choice(meta.get(entry.id, {}).get(CHOICE_KEY, ""))
+        try:
+            return self._signer.signature(body, choice=choice, is_dsn=bool(entry.is_dsn),
+                                          cfg=cfg.dkim, now=self._clock())
+        except SignError as exc:
+            log.warning("delivery: %s not DKIM-signed: %s", entry.msgid, exc)
+            return None
+
+    def _keep_signatures(self, made: dict[str, bytes]) -> dict[str, bytes]:
+        """Record new signatures in one transaction; where another worker signed a message
+        between our claim and now, its signature is kept and returned instead."""
         with self._sign_lock, self._store.transaction() as s:
-            # Another worker may have signed a message between our claim and now: keep its.
             kept = q.message_metadata(s, made, SIGNATURE_KEY)
             q.set_message_metadata(s, {m: h.decode("ascii") for m, h in made.items() if m not in kept},
                                    SIGNATURE_KEY)
-        made.update({m: h.encode("ascii") for m, h in kept.items()})
-        return made
+        return {**made, **{m: h.encode("ascii") for m, h in kept.items()}}
 
     # -- outcomes ---------------------------------------------------------------------------
     async def _finish(self, outcomes: list[Outcome], meta: dict[int, dict[str, str]], cfg: Config) -> None:

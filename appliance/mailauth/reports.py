@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from appliance.db.engine import Store
 from appliance.db.models_mailauth import DmarcEvaluation
@@ -241,6 +242,17 @@ class ReportSettings:
         self.interval, self.max_records, self.transport = interval, max_records, transport
 
 
+def report_settings(config: Any) -> ReportSettings:
+    """Who the node's DMARC reports (aggregate and forensic) come from, from the config."""
+    section = config.mailauth
+    hostname = config.node.hostname
+    return ReportSettings(
+        org_name=section.report_org_name or hostname,
+        sender=section.report_from or f"dmarc-noreply@{hostname}", hostname=hostname,
+        interval=section.report_interval, max_records=section.report_max_records,
+        transport=config.transports[0].id if config.transports else "default")
+
+
 def send_reports(store: Store, spool: Spool, lookup: Lookup, *, settings: ReportSettings,
                  now: float, orgs: OrgDomains | None = None,
                  on_enqueued: Callable[[], None] | None = None) -> RunReport:
@@ -308,13 +320,9 @@ def _report_domain(store: Store, spool: Spool, lookup: Lookup, domain: str, *, c
                 data, subject = report_message(xml, policy_domain=domain, meta=meta,
                                                sender=settings.sender, recipient=address,
                                                hostname=settings.hostname, now=now)
-                msgid = str(uuid.uuid4())
-                path = spool.write(msgid, data)
-                written.append(path)
-                queue_store.enqueue(session, NewMessage(
-                    msgid=msgid, envelope=Envelope(sender=settings.sender, recipients=(address,)),
-                    path=path, size=len(data), subject=subject, received=now,
-                    transport=settings.transport), now=now)
+                written.append(queue_report(session, spool, data=data, subject=subject,
+                                            sender=settings.sender, recipient=address,
+                                            transport=settings.transport, now=now))
                 out.messages += 1
             session.execute(delete(DmarcEvaluation).where(DmarcEvaluation.id.in_(ids)))
     except BaseException:
@@ -324,6 +332,18 @@ def _report_domain(store: Store, spool: Spool, lookup: Lookup, domain: str, *, c
     out.reports += 1
     log.info("DMARC aggregate report %s for %s (%d messages) queued to %s", meta.report_id, domain,
              len(rows), ", ".join(f"<{a}>" for a in targets) or "nobody")
+
+
+def queue_report(session: Session, spool: Spool, *, data: bytes, subject: str, sender: str,
+                 recipient: str, transport: str, now: float) -> str:
+    """One report mail spooled and queued in the caller's transaction; its spool path (the
+    caller removes it if the transaction fails)."""
+    msgid = str(uuid.uuid4())
+    path = spool.write(msgid, data)
+    queue_store.enqueue(session, NewMessage(
+        msgid=msgid, envelope=Envelope(sender=sender, recipients=(recipient,)), path=path,
+        size=len(data), subject=subject, received=now, transport=transport), now=now)
+    return path
 
 
 def _addresses(rua: str) -> list[tuple[str, int]]:
@@ -358,12 +378,7 @@ class ReportSender(Periodic):
         section = config.mailauth
         if not section.aggregate_reports:
             return None
-        hostname = config.node.hostname
-        settings = ReportSettings(
-            org_name=section.report_org_name or hostname,
-            sender=section.report_from or f"dmarc-noreply@{hostname}", hostname=hostname,
-            interval=section.report_interval, max_records=section.report_max_records,
-            transport=config.transports[0].id if config.transports else "default")
+        settings = report_settings(config)
         try:
             self.last = send_reports(self.store, self.spool, self._lookup(section),
                                      settings=settings, now=self._clock(), orgs=self._orgs,

@@ -94,7 +94,9 @@ def _sign_parsed(fields: list[tuple[bytes, bytes]], body: bytes, key: SigningKey
     include = [h for h in dict.fromkeys(wanted) for _ in range(present.get(h, 0))]
     include += [h.lower().encode("ascii") for h in oversign]
     policy = CanonicalizationPolicy.from_c_value(canonicalization.encode("ascii"))
-    body_hash = base64.b64encode(hashlib.sha256(policy.canonicalize_body(body)).digest())
+    relaxed_body = policy.body_algorithm.name == b"relaxed"
+    canonical_body = canonical_relaxed_body(body) if relaxed_body else policy.canonicalize_body(body)
+    body_hash = base64.b64encode(hashlib.sha256(canonical_body).digest())
     algorithm = b"rsa-sha256" if key.algorithm == "rsa" else b"ed25519-sha256"
     tags = [
         (b"v", b"1"), (b"a", algorithm), (b"c", policy.to_c_value()),
@@ -110,21 +112,51 @@ def _sign_parsed(fields: list[tuple[bytes, bytes]], body: bytes, key: SigningKey
     return _NAME + b": " + head + folded + b"\r\n"
 
 
+# RFC 6376 §3.4.4: WSP runs that relaxed canonicalization changes (a lone space stays).
+_WSP_RUN = re.compile(rb"\t[\t ]*| [\t ]+")
+
+
+def _compress(data: bytes) -> bytes:
+    if b"\t" in data or b"  " in data:  # most text has neither: no regex pass at all
+        return _WSP_RUN.sub(b" ", data)
+    return data
+
+
+def canonical_relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 §3.4.4 relaxed body canonicalization of a CRLF body, the same bytes as
+    dkimpy's, in C-speed passes: WSP runs become one space (so trailing WSP is then one space
+    before CRLF), trailing empty lines go, an empty body is empty."""
+    body = _compress(body).replace(b" \r\n", b"\r\n")
+    if not body.endswith(b"\r\n"):
+        return body + b"\r\n" if body else b""
+    end = len(body)
+    while end >= 4 and body[end - 4:end] == b"\r\n\r\n":
+        end -= 2
+    return b"" if end == 2 else body[:end]
+
+
 def _parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    head, sep, body = message.partition(b"\r\n\r\n")
+    if sep and body.count(b"\n") == body.count(b"\r\n"):
+        # A CRLF body (what the spool holds): only the header section goes through the parser,
+        # the body is used as it is instead of being split into lines and joined again.
+        message, tail = head + sep, body
+    else:
+        tail = None
     try:
         fields, body = dkim.rfc822_parse(message)
     except dkim.MessageFormatError as exc:
         raise SignError(f"the header section cannot be parsed: {exc}") from None
-    return [(bytes(n), bytes(v)) for n, v in fields], body
+    return [(bytes(n), bytes(v)) for n, v in fields], body if tail is None else tail
 
 
 def _header_hash_input(policy: CanonicalizationPolicy, fields: list[tuple[bytes, bytes]],
                        include: list[bytes], sig_value: bytes) -> bytes:
     """RFC 6376 section 3.7: the signed fields, canonicalized, then the signature field itself
     with an empty b= and without its final CRLF."""
-    canonical = policy.canonicalize_headers(fields)
+    # Only the signed fields are canonicalized (dkimpy's own signer does every field).
     parts: list[bytes] = []
-    for name, value in dkim.select_headers(canonical, include):
+    for name, value in policy.canonicalize_headers(dkim.select_headers(fields, include)):
         parts += [name, b":", value]
     [(name, value)] = policy.canonicalize_headers([(_NAME, sig_value)])
     parts += [name, b":", value.rstrip()]
@@ -187,6 +219,10 @@ class Signer:
                 is_dsn: bool, cfg: DkimSection) -> SigningKey | None:
         if not self.may_sign(choice=choice, is_dsn=is_dsn, cfg=cfg):
             return None
+        return self._key(fields, choice=choice, cfg=cfg)
+
+    def _key(self, fields: list[tuple[bytes, bytes]], *, choice: Choice | None,
+             cfg: DkimSection) -> SigningKey | None:
         if choice is not None:
             domain, selector = choice.domain, choice.selector
         elif cfg.sign == "from":
@@ -212,7 +248,7 @@ class Signer:
         if not self.may_sign(choice=choice, is_dsn=is_dsn, cfg=cfg):
             return None
         fields, body = _parse(message)
-        key = self.key_for(fields, choice=choice, is_dsn=is_dsn, cfg=cfg)
+        key = self._key(fields, choice=choice, cfg=cfg)  # may_sign() said yes just now
         if key is None:
             return None
         return _sign_parsed(fields, body, key, headers=cfg.headers, oversign=cfg.oversign,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from appliance.policy.flow import DataResult, Decision, Flow, SessionInfo, Verdi
 if TYPE_CHECKING:
     from appliance.db.engine import Store
     from appliance.mailauth.check import Checker
+    from appliance.mailauth.forensic import ForensicReporter
     from appliance.mailauth.reports import EvaluationRecorder
     from appliance.mailauth.results import AuthResults
 
@@ -38,7 +40,8 @@ class AuthenticatedData:
     With a `store`, evaluations are recorded for the aggregate reports (`aggregate_reports`)."""
 
     def __init__(self, config: Config, *, lookup: LookupFactory = system_lookup,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, forensic: ForensicReporter | None = None) -> None:
+        self.forensic = forensic
         self._factory = lookup
         self._store = store
         self.recorder: EvaluationRecorder | None = None
@@ -53,9 +56,13 @@ class AuthenticatedData:
 
     def start(self) -> None:
         self._running = True
+        if self.forensic is not None:
+            self.forensic.start()
 
     def stop(self) -> None:
         self._running = False
+        if self.forensic is not None:
+            self.forensic.stop()
         with self._lock:
             recorder, self.recorder = self.recorder, None
         if recorder is not None:
@@ -119,15 +126,37 @@ class AuthenticatedData:
                  results.spf.result, results.dkim_result, results.dmarc.result,
                  f" ({results.dmarc.from_domain} {results.dmarc.disposition})"
                  if results.dmarc.record else "", results.arc.result, results.lookups)
+        if result.verdict.decision not in (Decision.REJECT, Decision.DEFER) and not result.decided:
+            result.verdict = _verdict(results, section) or result.verdict
+        value = results.header_value(authserv)
+        if self.forensic is not None:
+            self._report_failure(results, session, content, result.verdict, value, section)
         if result.verdict.decision in (Decision.REJECT, Decision.DEFER):
             return result, content
-        if not result.decided:
-            result.verdict = _verdict(results, section) or result.verdict
-            if result.verdict.decision in (Decision.REJECT, Decision.DEFER):
-                return result, content
-        result.add_headers = [(HEADER, results.header_value(authserv)), *result.add_headers]
+        result.add_headers = [(HEADER, value), *result.add_headers]
         result.metadata = {**results.metadata(), **result.metadata}
         return result, content
+
+    def _report_failure(self, results: AuthResults, session: SessionInfo, content: bytes,
+                        verdict: Verdict, value: str, section: MailAuthSection) -> None:
+        """Hand a failure the record's fo= asks about to the forensic reporter (RFC 7489 §7.3).
+        A deferred message is not reported: it comes back."""
+        assert self.forensic is not None
+        if results.dmarc.record is None or verdict.decision == Decision.DEFER:
+            return  # the common case costs this test only
+        try:
+            kind = self.forensic.wanted(results, section)
+            if not kind:
+                return
+            from appliance.mailauth.forensic import DELIVERY_RESULTS, Failure, message_headers
+
+            self.forensic.submit(Failure(
+                results=results, auth_failure=kind, headers=message_headers(content),
+                recipients=tuple(session.recipients), arrival=time.time(),
+                delivery_result=DELIVERY_RESULTS.get(verdict.decision.value, "policy"),
+                authentication_results=value, lookup=self.checker.lookup))
+        except Exception:
+            log.exception("DMARC failure report for %s not queued", results.dmarc.from_domain)
 
 
 def _verdict(results: AuthResults, section: MailAuthSection) -> Verdict | None:

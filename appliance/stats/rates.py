@@ -274,6 +274,22 @@ def clear_rates(session: Session, ns: str, entry: str = "") -> int:
     return int(keys or 0)
 
 
+def count_stored_hit(session: Session, *, ns: str, entry: str, count: int, interval: int,
+                     now: float) -> bool:
+    """rate() against the stored hits alone, for counters that several processes share (each
+    SMTP receiver, say): under the store's serialising lock, True and the hit written while
+    fewer than `count` hits are in the window. Costs a write transaction: not for hot paths."""
+    validate(ns, entry, count, interval)
+    _serialise(session)
+    seen = session.scalar(select(func.count()).select_from(RateHit).where(
+        RateHit.ns == ns, RateHit.entry == entry, RateHit.interval == interval,
+        RateHit.ts > now - interval))
+    if int(seen or 0) >= count:
+        return False
+    session.execute(insert(_HITS), [{"ns": ns, "entry": entry, "interval": interval, "ts": now}])
+    return True
+
+
 def prune_rates(session: Session, *, now: float) -> int:
     """Delete stored hits that have left their window (housekeeping); return how many."""
     result = cast(CursorResult[Any], session.execute(

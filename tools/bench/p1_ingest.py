@@ -1,11 +1,13 @@
 """P1: durable SMTP ingest — messages accepted per second by a node and by Postfix, side by side.
 
     python tools/bench/p1_ingest.py [--count 600] [--rounds 3] [--sessions 1,8,32] [--sizes 1024,10240]
-        [--postgres | --database URL]
+        [--postgres | --database URL] [--dkim rsa|ed25519]
 
 smtp-source (Postfix's load generator) sends N concurrent sessions of fixed-size messages into
 each system in turn; both relay to the same smtp-sink on loopback and both fsync each message
 before answering 250. Prints medians and the ratio node/Postfix; writes results/p1_ingest.json.
+With --dkim a second node, with a key of that algorithm for the sender's domain (bench.test),
+signs what it relays; it is measured in the same rounds and the ratio signed/unsigned printed.
 """
 
 from __future__ import annotations
@@ -95,6 +97,24 @@ def start_node(base: Path, relay_port: int, database: str | None,
     return proc, port
 
 
+def dkim_keygen(base: Path, algorithm: str) -> None:
+    """A key for the sender domain in the node's data dir: `[dkim]` defaults sign its mail."""
+    done = subprocess.run([sys.executable, "-m", "appliance", "--data-dir", str(base / "node"),
+                           "dkim", "keygen", "bench.test", "bench", "--algorithm", algorithm],
+                          capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode != 0:
+        raise RuntimeError(f"dkim keygen failed: {done.stderr.strip()[-500:]}")
+
+
+def signed_history(base: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(base / "node" / "appliance.db") as db:
+        (count,) = db.execute("SELECT count(*) FROM history_metadata WHERE key = 'dkim_signature'").fetchone()
+    return int(count)
+
+
 def inject(port: int, *, count: int, size: int, sessions: int) -> float:
     """Messages per second that smtp-source got accepted (it fails on any non-2xx reply)."""
     argv = ["smtp-source", "-l", str(size), "-m", str(count), "-s", str(sessions),
@@ -130,6 +150,8 @@ def measure(systems: dict[str, int], *, count: int, rounds: int, sessions: list[
                     row[f"{name}_cpu_ms"] = statistics.median(cpu[name])
             if "postfix" in systems:
                 row["ratio"] = float(row["node"]) / float(row["postfix"])  # type: ignore[arg-type]
+            if "signed" in systems:
+                row["signed_ratio"] = float(row["signed"]) / float(row["node"])  # type: ignore[arg-type]
             rows.append(row)
             print_row(row, list(systems))
     return rows
@@ -139,8 +161,9 @@ def print_row(row: dict[str, object], names: list[str]) -> None:
     cells = [f"{row['size'] // 1024:>4} KiB", f"{row['sessions']:>8}"]  # type: ignore[operator]
     cells += [f"{float(row[n]):>10.0f}" for n in names]  # type: ignore[arg-type]
     cells += [f"{float(row.get(f'{n}_cpu_ms', 0)):>8.2f}" for n in names]  # type: ignore[arg-type]
-    if "ratio" in row:
-        cells.append(f"{float(row['ratio']):>7.2f}")  # type: ignore[arg-type]
+    for ratio in ("ratio", "signed_ratio"):
+        if ratio in row:
+            cells.append(f"{float(row[ratio]):>7.2f}")  # type: ignore[arg-type]
     print("  ".join(cells), flush=True)
 
 
@@ -154,11 +177,15 @@ def main() -> int:
     parser.add_argument("--postgres", action="store_true",
                         help="start a throwaway PostgreSQL server (tests/support) for the node")
     parser.add_argument("--no-postfix", action="store_true")
+    parser.add_argument("--dkim", choices=("rsa", "ed25519"),
+                        help="also measure a node that DKIM-signs the relayed mail with this key")
     args = parser.parse_args()
     for tool in ("smtp-source", "smtp-sink"):
         if not shutil.which(tool):
             print(f"{tool} is not installed (Debian package postfix)", file=sys.stderr)
             return 1
+    if args.dkim and (args.database or args.postgres):
+        parser.error("--dkim compares two SQLite nodes; it does not take --database or --postgres")
     sessions = [int(s) for s in args.sessions.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     base = Path(tempfile.mkdtemp(prefix="p1-", dir="/var/tmp"))
@@ -183,6 +210,15 @@ def main() -> int:
         node, node_port = start_node(base, sink_port, args.database, config=NODE_CONFIG)
         procs.append(node)
         systems = {"node": node_port}
+        roots = {"node": node.pid}
+        signed_base = base / "signed"
+        if args.dkim:
+            signed_base.mkdir()
+            dkim_keygen(signed_base, args.dkim)
+            signed, signed_port = start_node(signed_base, sink_port, None, config=NODE_CONFIG)
+            procs.append(signed)
+            systems["signed"] = signed_port
+            roots["signed"] = signed.pid
         if not args.no_postfix and postfix_available():
             postfix = Postfix(smtp_port=free_port(), relay_port=sink_port, base=base)
             postfix.start()
@@ -191,8 +227,8 @@ def main() -> int:
         print(f"P1 ingest: {args.count} messages per run, median of {args.rounds}, msgs/s")
         print("  ".join(["    size", "sessions", *[f"{n:>10}" for n in systems],
                          *[f"{n[:4] + ' ms':>8}" for n in systems],
-                         *(["  ratio"] if "postfix" in systems else [])]))
-        roots = {"node": node.pid}
+                         *(["  ratio"] if "postfix" in systems else []),
+                         *(["signed/node"] if "signed" in systems else [])]))
         if postfix is not None:
             roots["postfix"] = postfix.master_pid()
         rows = measure(systems, count=args.count, rounds=args.rounds, sessions=sessions,
@@ -204,8 +240,11 @@ def main() -> int:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "database": "postgresql" if args.postgres else (args.database or "sqlite"),
             "load_average": os.getloadavg(),
+            "dkim": args.dkim or "",
             "rows": rows,
         }, indent=2))
+        if args.dkim:  # every relayed message should have been signed (history keeps metadata)
+            print(f"signed node: {signed_history(signed_base)} delivered messages carry a signature")
         print(f"wrote {out.relative_to(REPO)}")
         return 0
     finally:

@@ -22,9 +22,9 @@ def test_off_by_default_and_validated() -> None:
             MailAuthSection(**bad)  # type: ignore[arg-type]
 
 
-def test_forensic_reports_are_refused_with_a_reason() -> None:
-    with pytest.raises(ValueError, match="forensic"):
-        parse("[mailauth]\nforensic_reports = true\n")
+def test_forensic_reports_are_off_by_default_and_may_be_asked_for() -> None:
+    assert parse("[mailauth]\nenabled = true\n").mailauth.forensic_reports is False
+    assert parse("[mailauth]\nforensic_reports = true\n").mailauth.forensic_reports
     assert parse("[mailauth]\nenabled = true\naggregate_reports = true\n").mailauth.aggregate_reports
 
 

@@ -115,3 +115,18 @@ def test_config_refuses_what_must_not_be_signed() -> None:
         DkimSection(domains={"example.com": DkimDomain(selector="../x")})
     with pytest.raises(ValueError, match="not a domain name"):
         DkimSection(domains={"../x": DkimDomain(selector="s1")})
+
+
+def test_relaxed_body_is_the_same_bytes_as_dkimpys() -> None:
+    import random
+
+    from dkim.canonicalization import Relaxed
+
+    from appliance.mailauth.sign import canonical_relaxed_body
+
+    rng = random.Random(15)
+    cases = [b"", b"\r\n", b"\r\n\r\n", b"a", b"a \t\r\n\r\n \r\n", b"x\t y  z \r\n", b"a\r\r\n"]
+    cases += [bytes(rng.choice(b" \t\rab\n") for _ in range(rng.randint(0, 24))).replace(b"\n", b"\r\n")
+              for _ in range(5000)]
+    for body in cases:
+        assert canonical_relaxed_body(body) == Relaxed.canonicalize_body(body), body
