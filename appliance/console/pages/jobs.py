@@ -46,8 +46,9 @@ def index() -> str:
 
 
 @bp.post("/jobs/start")
-def start() -> Response:
-    """A drain on every selected node (each its own job, at `per_minute`)."""
+def start() -> Response | str:
+    """A drain on every selected node (each its own job, at `per_minute`): first how many
+    entries match on each node and how long that takes at the rate, then, confirmed, the jobs."""
     web.require("mailQueueDrain")
     action = request.form.get("action", "")
     if action not in ACTIONS:
@@ -56,9 +57,17 @@ def start() -> Response:
         per_minute = int(request.form.get("per_minute", ""))
     except ValueError:
         abort(400, description="per_minute must be a whole number")
+    if not 1 <= per_minute <= 600_000:
+        abort(400, description="per_minute must be 1 to 600000")
+    text = request.form.get("filter", "").strip()
     with web.cluster() as client:
-        result = client.drain(filter=request.form.get("filter", "").strip(), action=action,
-                              per_minute=per_minute)
+        if request.form.get("confirm") != "1":
+            _total, counted = client.count(filter=text)
+            counts = {label: int(n) for label, n in counted.values.items()}
+            return web.render("_jobs_confirm.html", counts=counts, errors=counted.errors,
+                              action=action, per_minute=per_minute, filter=text, eta=eta,
+                              longest=max(counts.values(), default=0) * 60 / per_minute)
+        result = client.drain(filter=text, action=action, per_minute=per_minute)
     return _done("started", result.values, result.errors)
 
 

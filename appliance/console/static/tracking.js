@@ -1,4 +1,4 @@
-// Lists with selectable rows (tracking, trash): select-all, and cancel of the action panel.
+// Lists with selectable rows (tracking, trash) and confirmation panels (those and jobs): select-all, and cancel of the panel.
 (function () {
   "use strict";
   Console.onLoad(function (root) {

@@ -131,7 +131,12 @@ def test_drain_shows_its_progress_and_is_cancelled(admin_browser: Browser,
     form = b.wait_css("#drain-form")
     form.find_element("css selector", "input[name=filter]").send_keys("to~drain")
     form.find_element("css selector", "select[name=action] option[value=delete]").click()
+    jobs_before = len(soap.mailQueueJobList() or [])
     b.css("#drain").click()
+    # First how many entries it would take, nothing started yet.
+    assert int(b.wait_css("#confirm-count").text) == len(DRAINED)
+    assert len(soap.mailQueueJobList() or []) == jobs_before
+    b.css("#confirm-drain").click()
     job = b.wait_css("#job-result td.done").text
     row = f'#jobs tr.row[data-id="{job}"]'
 
