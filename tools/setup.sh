@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs everything a node (and, with --test, the test suite) needs on a fresh Debian machine.
+# Installs everything a node (with --test, the test suite; with --bench, also the benchmarks'
+# reference, Postfix) needs on a fresh Debian machine.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 want_test=0
+want_bench=0
 [ "${1:-}" = "--test" ] && want_test=1
+[ "${1:-}" = "--bench" ] && want_test=1 && want_bench=1
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -15,6 +18,12 @@ if [ "$want_test" = 1 ]; then
   pkgs="$pkgs postgresql-contrib"
   # The console's browser tests: Debian's chromium and its WebDriver (Selenium drives them).
   pkgs="$pkgs chromium chromium-driver"
+fi
+if [ "$want_bench" = 1 ]; then
+  # P1/P2 run Postfix beside the node, from its own throwaway config (tools/bench/p1_postfix.py);
+  # "No configuration" keeps the package from setting up a system mail server.
+  echo "postfix postfix/main_mailer_type select No configuration" | sudo_ debconf-set-selections
+  pkgs="$pkgs postfix"
 fi
 missing=""
 for p in $pkgs; do
