@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class NodeContext:
-    """The node's parts the SOAP services use; built once by the server component."""
+    """The node's parts the SOAP services use: built once by the composition root, never
+    changed after (the SOAP server adds its own hook with dataclasses.replace)."""
 
     store: Store
     spool: Spool

@@ -64,12 +64,13 @@ class SoapServer:
             raise ValueError("https needs a certificate and key")
         quiet_spyne_logging()
         no_forced_gc()
-        self.context = context
         self.listen = listen
         self._public_url = public_url
         policy = throttle or ThrottlePolicy(per_user=max_failures)
         self.authenticator = Authenticator(context.store, policy=policy)
-        context.users_changed = self.authenticator.forget
+        # A user changed over SOAP drops its cached credentials at once.
+        context = dataclasses.replace(context, users_changed=self.authenticator.forget)
+        self.context = context
         # out_protocol: None for the application's own writer; benchmarks pass stock Soap11().
         self.app = build_application(node=context, services=services, out_protocol=out_protocol)
         self.operations = Operations.of(self.app)

@@ -3,6 +3,7 @@ with three users, and the three real clients the contract names: zeep, suds and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -101,14 +102,21 @@ class Api:
 
 @pytest.fixture
 def api(tmp_path: Path, template_db: Path) -> Iterator[Api]:
+    with running_api(tmp_path, template_db) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_api(tmp_path: Path, template_db: Path, **context: Any) -> Iterator[Api]:
+    """A SOAP server on a copy of the template store; `context`: NodeContext fields to set."""
     db = tmp_path / "store.db"
     shutil.copy(template_db, db)
     store = Store(f"sqlite:///{db}")
     spool = Spool(tmp_path / "spool")
     kicks: list[float] = []
-    context = NodeContext(store=store, spool=spool, serial="SERIAL-E2E", hostname="node.test",
-                          kick_delivery=lambda: kicks.append(time.time()))
-    server = SoapServer(context, Listen.parse("http://127.0.0.1:0"), max_request_bytes=1 << 20)
+    node = NodeContext(store=store, spool=spool, serial="SERIAL-E2E", hostname="node.test",
+                       kick_delivery=lambda: kicks.append(time.time()), **context)
+    server = SoapServer(node, Listen.parse("http://127.0.0.1:0"), max_request_bytes=1 << 20)
     server.start()
     try:
         yield Api(server=server, store=store, spool=spool, kicks=kicks)
