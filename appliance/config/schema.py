@@ -86,6 +86,9 @@ class QueueSection(_Section):
     # Deleted entries stay restorable (mailTrashRestore) this long; housekeeping purges them
     # after it. 0 purges them at housekeeping's next pass (about a minute).
     trash_hours: float = Field(default=24.0, ge=0, le=24 * 365)
+    # Entries per transaction of a bulk action or trash restore/purge (appliance.queue.bulk's
+    # DEFAULT_CHUNK and MAX_CHUNK): larger is faster, smaller holds SQLite's write lock shorter.
+    bulk_chunk: int = Field(default=10_000, ge=1, le=10_000)
 
     @field_validator("retry_schedule")
     @classmethod

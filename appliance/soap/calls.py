@@ -28,6 +28,7 @@ from appliance.policy.apiauth import ApiAuthScript
 from appliance.stats.rates import Rates
 from appliance.stats.remote import RemoteRates
 from appliance.errors import ApplianceError, InvalidInput
+from appliance.queue.bulk import DEFAULT_CHUNK
 from appliance.queue.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,11 @@ class Call:
         with self.node.store.transaction() as session:
             self._audit(session, arguments, affected, "ok")
         return affected
+
+    def bulk_chunk(self) -> int:
+        """Entries per transaction of a bulk action ([queue] bulk_chunk)."""
+        config = self.node.config()
+        return DEFAULT_CHUNK if config is None else config.queue.bulk_chunk
 
     def mutate_chunked(self, arguments: Mapping[str, Any],
                        run: Callable[[Callable[[Session, int], None]], int]) -> int:

@@ -216,7 +216,7 @@ def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False,
 
     def run(progress: Callable[[Session, int], None]) -> int:
         return bulk.act_on_matching(
-            node.store, where, action, now=now, duplicate=duplicate,
+            node.store, where, action, now=now, duplicate=duplicate, chunk=call.bulk_chunk(),
             bounce_many=bounce_many if action == "bounce" else None, on_paths=call.remove_orphans,
             in_chunk=progress, trash_by=call.principal.user if action == "delete" else None,
         )

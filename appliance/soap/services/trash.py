@@ -51,8 +51,8 @@ class TrashService(ServiceBase):  # type: ignore[misc]
         kick = call.node.kick_delivery
 
         def run(progress: Callable[[Session, int], None]) -> int:
-            return trash.restore(call.node.store, where, now=call.now(), in_chunk=progress,
-                                 after_chunk=(lambda _n: kick()) if kick is not None else None)
+            return trash.restore(call.node.store, where, now=call.now(), chunk=call.bulk_chunk(),
+                                 in_chunk=progress, after_chunk=(lambda _n: kick()) if kick is not None else None)
 
         return call.mutate_chunked(arguments, run)
 
@@ -67,8 +67,8 @@ class TrashService(ServiceBase):  # type: ignore[misc]
             return _preview(call, where, arguments)
 
         def run(progress: Callable[[Session, int], None]) -> int:
-            return trash.purge(call.node.store, where, now=call.now(), in_chunk=progress,
-                               on_paths=call.remove_orphans)
+            return trash.purge(call.node.store, where, now=call.now(), chunk=call.bulk_chunk(),
+                               in_chunk=progress, on_paths=call.remove_orphans)
 
         return call.mutate_chunked(arguments, run)
 

@@ -21,14 +21,15 @@ from appliance.crashpoint import ENV
 from appliance.db.engine import Store
 from appliance.db.models import AuditRecord, HistoryEntry, QueueEntry
 from appliance.db.models_trash import TrashEntry
-from appliance.queue.bulk import DEFAULT_CHUNK
 from appliance.queue.spool import Spool
 from appliance.queue.store import enqueue_many
 from appliance.settings import default_database_url
 from appliance.types import Envelope, NewMessage, QueueState
 from tests.support.node import RunningNode
 
-BULK = DEFAULT_CHUNK + DEFAULT_CHUNK // 5  # two chunks: a full one and a short one
+CHUNK = 500  # [queue] bulk_chunk of these nodes
+BULK = CHUNK + CHUNK // 5  # two chunks: a full one and a short one
+CONFIG = f"[queue]\nbulk_chunk = {CHUNK}\n"
 BODY = b"From: s@src.test\r\nSubject: crash\r\n\r\nbody\r\n"
 
 
@@ -152,13 +153,13 @@ def _client(node: RunningNode) -> zeep.Client:
     # chunk 2 acted on in its transaction, never committed: chunk 1 was tidied already
     ("mailQueueDeleteBulk", "bulk.chunk.acted:2", 0),
     # chunk 2's DSN bodies durable (group commit), their entries never committed
-    ("mailQueueBounceBulk", "bulk.chunk.acted:2", BULK - DEFAULT_CHUNK),
+    ("mailQueueBounceBulk", "bulk.chunk.acted:2", BULK - CHUNK),
     # chunk 1's bounced bodies not yet unlinked
-    ("mailQueueBounceBulk", "bulk.chunk.committed:1", DEFAULT_CHUNK),
+    ("mailQueueBounceBulk", "bulk.chunk.committed:1", CHUNK),
 ])
 def test_kill_during_bulk_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  operation: str, step: str, stray: int) -> None:
-    node = RunningNode(tmp_path, relay=("127.0.0.1", _closed_port())).start()
+    node = RunningNode(tmp_path, relay=("127.0.0.1", _closed_port()), config_text=CONFIG).start()
     node.stop()
     _seed(node, BULK)
     monkeypatch.setenv(ENV, step)
@@ -175,8 +176,8 @@ def test_kill_during_bulk_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         left = s.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.rcpt_domain == "bulk.test"))
     store.dispose()
     # The row was there before the first chunk and counts exactly what committed.
-    assert (row.outcome, row.affected, acted, left) == ("started", DEFAULT_CHUNK, DEFAULT_CHUNK,
-                                                        BULK - DEFAULT_CHUNK)
+    assert (row.outcome, row.affected, acted, left) == ("started", CHUNK, CHUNK,
+                                                        BULK - CHUNK)
     files, referenced = _spool_state(node)
     assert len(files - referenced) == stray and referenced <= files  # what the kill left behind
     _restart_repairing(node, monkeypatch)
@@ -189,16 +190,16 @@ def test_kill_during_bulk_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             left = s.scalar(select(func.count()).select_from(QueueEntry).where(QueueEntry.rcpt_domain == "bulk.test"))
             trashed = s.scalar(select(func.count()).select_from(TrashEntry))
         store.dispose()
-        assert errors == 0 and left == BULK - DEFAULT_CHUNK
-        assert dsns == (DEFAULT_CHUNK if action == "BOUNCE" else 0)  # only committed chunks' DSNs
-        assert trashed == (DEFAULT_CHUNK if action == "DELETE" else 0)
+        assert errors == 0 and left == BULK - CHUNK
+        assert dsns == (CHUNK if action == "BOUNCE" else 0)  # only committed chunks' DSNs
+        assert trashed == (CHUNK if action == "DELETE" else 0)
         assert len(files) == left + dsns + trashed
     finally:
         node.stop()
 
 
 def test_kill_during_restore_from_the_trash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    node = RunningNode(tmp_path, relay=("127.0.0.1", _closed_port())).start()
+    node = RunningNode(tmp_path, relay=("127.0.0.1", _closed_port()), config_text=CONFIG).start()
     try:
         assert _client(node).service.mailQueueDeleteBulk(filter="") == 0
     finally:
@@ -222,13 +223,13 @@ def test_kill_during_restore_from_the_trash(tmp_path: Path, monkeypatch: pytest.
         [row] = s.scalars(select(AuditRecord).where(AuditRecord.operation == "mailTrashRestore")).all()
     store.dispose()
     # Chunk 1 restored and committed, chunk 2 never committed: still in the trash.
-    assert len(queued) == DEFAULT_CHUNK and queued | trashed == ids and not queued & trashed
-    assert (row.outcome, row.affected) == ("started", DEFAULT_CHUNK)
+    assert len(queued) == CHUNK and queued | trashed == ids and not queued & trashed
+    assert (row.outcome, row.affected) == ("started", CHUNK)
     files, referenced = _spool_state(node)
     assert files == referenced  # every body still there, none orphaned
     _restart_repairing(node, monkeypatch)
     try:
-        assert _client(node).service.mailTrashRestore(filter="") == BULK - DEFAULT_CHUNK
+        assert _client(node).service.mailTrashRestore(filter="") == BULK - CHUNK
         store = _store(node)
         with store.transaction(read_only=True) as s:
             assert set(s.scalars(select(QueueEntry.id))) == ids
