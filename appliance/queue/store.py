@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
@@ -371,10 +371,11 @@ def set_message_metadata(session: Session, values: dict[str, str], key: str) -> 
     """Set `key` on every queue entry of each message (msgid -> value) that lacks it."""
     if not values:
         return
-    have = select(QueueMetadata.entry_id).where(QueueMetadata.key == key)
+    # Looked up per candidate entry (primary key entry_id, key), not as the set of every entry
+    # holding `key`, which grows with the queue.
+    has = exists().where(QueueMetadata.entry_id == QueueEntry.id, QueueMetadata.key == key)
     rows = session.execute(
-        select(QueueEntry.id, QueueEntry.msgid)
-        .where(QueueEntry.msgid.in_(list(values)), QueueEntry.id.not_in(have))
+        select(QueueEntry.id, QueueEntry.msgid).where(QueueEntry.msgid.in_(list(values)), ~has)
     ).all()
     if rows:
         session.execute(insert(QueueMetadata),

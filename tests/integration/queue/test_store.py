@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from appliance.db.engine import Store
-from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry
+from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.errors import NotFound
 from appliance.queue import store as q
 from appliance.types import Envelope, NewMessage, QueueState
@@ -151,3 +151,20 @@ def test_queue_ids_are_never_reused(store: Store) -> None:
     with store.transaction() as s:
         [second] = q.enqueue(s, _msg("b@x.test"), now=1002.0)
     assert second > first
+
+
+def test_message_metadata_is_set_on_every_entry_lacking_it(store: Store) -> None:
+    one, other = _msg("a@x.test", "b@y.test"), _msg("c@x.test")
+    with store.transaction() as s:
+        first, second = q.enqueue(s, one, now=1000.0)
+        third = q.enqueue(s, other, now=1000.0)[0]
+        q.set_message_metadata(s, {one.msgid: "kept"}, "sig")
+        s.execute(delete(QueueMetadata).where(QueueMetadata.entry_id == second))
+    with store.transaction() as s:
+        # The entry that lost it gets the new value; the one holding it keeps its own; another
+        # message and a msgid no longer queued are left alone.
+        q.set_message_metadata(s, {one.msgid: "new", "gone-msgid": "x"}, "sig")
+    with store.transaction(read_only=True) as s:
+        meta = q.metadata_of(s, [first, second, third])
+        assert meta == {first: {"sig": "kept"}, second: {"sig": "new"}}
+        assert q.message_metadata(s, [one.msgid, other.msgid], "sig")[one.msgid] in ("kept", "new")
