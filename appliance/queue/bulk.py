@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -83,34 +84,91 @@ def act_on_matching(
     with store.transaction(read_only=True) as session:
         ceiling = session.scalar(select(func.max(QueueEntry.id)))
     done, after = 0, 0
-    while ceiling is not None:
-        try:
-            # The scan for the next chunk runs in a read transaction: SQLite has one writer,
-            # and an SMTP intake commit must not wait behind a filter scan (only the short
-            # act-and-commit below holds the write lock).
-            with store.transaction(read_only=True) as session:
-                ids = next_ids(session, cond, after=after, ceiling=ceiling, limit=chunk)
-            if not ids:
+    with _Behind(on_paths) as orphans:
+        while ceiling is not None:
+            acted, last, paths = _one_chunk(store, cond, action, after=after, ceiling=ceiling,
+                                            chunk=chunk, now=now, duplicate=duplicate,
+                                            bounce=bounce, bounce_many=bounce_many,
+                                            in_chunk=in_chunk, trash_by=trash_by, done=done)
+            if last is None:
                 break
-            with store.transaction() as session, page_cache(session):
-                acted, paths = act_on_chunk(session, ids, cond, action, now=now,
-                                             duplicate=duplicate, bounce=bounce,
-                                             bounce_many=bounce_many, trash_by=trash_by)
-                if in_chunk is not None:
-                    in_chunk(session, acted)
-                crashpoint.reached("bulk.chunk.acted")  # DSNs written, chunk not committed
-        except Exception as exc:
-            exc.bulk_done = done  # type: ignore[attr-defined]
-            exc.add_note(f"bulk {action}: {done} entries were handled before this failure")
-            log.warning("bulk %s stopped after %d entries: %s", action, done, exc)
-            raise
-        done += acted
-        after = ids[-1]
-        crashpoint.reached("bulk.chunk.committed")  # committed, bodies not yet unlinked
-        if paths and on_paths is not None:
-            on_paths(paths)
+            done += acted
+            after = last
+            crashpoint.reached("bulk.chunk.committed")  # committed, bodies not yet unlinked
+            orphans.hand(paths)
     log.info("bulk %s acted on %d entries", action, done)
     return done
+
+
+def _one_chunk(store: Store, cond: ColumnElement[bool] | None, action: str, *, after: int,
+               ceiling: int, chunk: int, done: int, in_chunk: Callable[[Session, int], None] | None,
+               **options: Any) -> tuple[int, int | None, list[str]]:
+    """Select the next chunk after `after` and act on it in a transaction of its own:
+    (entries acted on, the chunk's last id or None when none is left, orphaned spool paths).
+    `options` go to act_on_chunk."""
+    try:
+        # The scan for the next chunk runs in a read transaction: SQLite has one writer, and
+        # an SMTP intake commit must not wait behind a filter scan (only the short
+        # act-and-commit below holds the write lock).
+        with store.transaction(read_only=True) as session:
+            ids = next_ids(session, cond, after=after, ceiling=ceiling, limit=chunk)
+        if not ids:
+            return 0, None, []
+        with store.transaction() as session, page_cache(session):
+            acted, paths = act_on_chunk(session, ids, cond, action, **options)
+            if in_chunk is not None:
+                in_chunk(session, acted)
+            crashpoint.reached("bulk.chunk.acted")  # DSNs written, chunk not committed
+    except Exception as exc:
+        exc.bulk_done = done  # type: ignore[attr-defined]
+        exc.add_note(f"bulk {action}: {done} entries were handled before this failure")
+        log.warning("bulk %s stopped after %d entries: %s", action, done, exc)
+        raise
+    return acted, ids[-1], paths
+
+
+class _Behind:
+    """Hands each chunk's orphaned spool paths to `on_paths` on a thread of its own, so that
+    removing them (each unlink waits on the file system's journal) overlaps the next chunk;
+    one hand-over at a time, and all of them done when the block is left (also on failure:
+    what was committed is cleaned up)."""
+
+    def __init__(self, on_paths: Callable[[list[str]], None] | None) -> None:
+        self._on_paths = on_paths
+        self._running: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def __enter__(self) -> "_Behind":
+        return self
+
+    def hand(self, paths: list[str]) -> None:
+        if not paths or self._on_paths is None:
+            return
+        self._join()
+        self._running = threading.Thread(target=self._run, args=(self._on_paths, paths),
+                                         name="bulk-orphans", daemon=True)
+        self._running.start()
+
+    def _run(self, on_paths: Callable[[list[str]], None], paths: list[str]) -> None:
+        try:
+            on_paths(paths)
+        except BaseException as exc:  # raised in the caller's thread by _join
+            self._failure = exc
+
+    def _join(self) -> None:
+        if self._running is not None:
+            self._running.join()
+            self._running = None
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self._join()
+            return
+        with contextlib.suppress(Exception):
+            self._join()
 
 
 def _check(action: str, chunk: int, bounce: object) -> None:

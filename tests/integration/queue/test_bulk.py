@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import functools
+import threading
 import uuid
 from pathlib import Path
 
@@ -50,6 +51,24 @@ def test_delete_in_chunks_hands_orphans_over_after_commit(store: Store, chunk: i
     # a/… is orphaned once bob and carol are both gone, c/… once frank is; each reported once.
     flat = [p for paths in seen for p in paths]
     assert sorted(p.split("/")[0] for p in flat) == ["a", "c"]
+
+
+def test_orphans_are_removed_beside_the_next_chunk_and_a_failure_there_is_raised(store: Store) -> None:
+    seed(store)
+    handed: list[tuple[str, list[str]]] = []
+
+    def on_paths(paths: list[str]) -> None:
+        handed.append((threading.current_thread().name, paths))
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output"):
+        act_on_matching(store, "to~%@dest.org", "delete", now=NOW, chunk=1, on_paths=on_paths)
+    # Handed over once, off the caller's thread; the chunks committed before stay committed,
+    # and none after the failure was taken.
+    assert [name for name, _ in handed] == ["bulk-orphans"]
+    deleted = rcpts(store, "action=DELETE to~%@dest.org", history=True)
+    assert 2 <= len(deleted) <= 3
+    assert len(rcpts(store, "to~%@dest.org")) == 3 - len(deleted)
 
 
 def test_hold_and_retry(store: Store) -> None:
