@@ -18,7 +18,7 @@ import requests
 import zeep
 
 from tests.e2e.delivery.sink import Sink
-from tests.support.dkimkeys import message, rsa_key, txt_chunks
+from tests.support.dkimkeys import arc_forwarded, message, rsa_key, txt_chunks
 from tests.support.dnszone import Zone, served
 from tests.support.node import RunningNode
 from tests.support.wait import wait_until
@@ -67,10 +67,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with served(zone) as dns_port, Sink() as sink:
         node = RunningNode(tmp_path_factory.mktemp("arc"),
                            config_text=CONFIG.format(sink=sink.port, dns=dns_port))
-        done = node.cli("dkim", "keygen", "gw.example.net", "arc1")
-        assert done.returncode == 0, done.stderr
-        [record] = [line for line in done.stdout.splitlines() if "._domainkey." in line]
-        records["arc1._domainkey.gw.example.net."] = _txt(record)
+        for domain, selector in (("gw.example.net", "arc1"), ("example.com", "s1")):
+            done = node.cli("dkim", "keygen", domain, selector)  # s1 DKIM-signs alice's mail
+            assert done.returncode == 0, done.stderr
+            [record] = [line for line in done.stdout.splitlines() if "._domainkey." in line]
+            records[f"{selector}._domainkey.{domain}."] = _txt(record)
         with node:
             session = requests.Session()
             session.auth = ("admin", node.admin_password)
@@ -114,16 +115,17 @@ def test_checked_mail_comes_out_with_a_verifiable_arc_set(env: dict[str, Any]) -
     cv, results, reason = dkim.arc_verify(content, dnsfunc=_dns(env["records"]))
     assert cv == b"pass", reason
     assert [r["instance"] for r in results] == [1]
+    # The node's DKIM signature, below the set, verifies too: neither covers the other.
+    names = [n.lower() for n, _ in dkim.rfc822_parse(content)[0]]
+    assert names[:4] == [b"arc-seal", b"arc-message-signature", b"arc-authentication-results",
+                         b"dkim-signature"]
+    assert dkim.verify(content, dnsfunc=_dns(env["records"]))
     cv, _, _ = dkim.arc_verify(content.replace(b"Hello Bob.", b"Hello Eve."), dnsfunc=_dns(env["records"]))
     assert cv == b"fail"
 
 
 def test_a_forwarders_chain_is_continued_with_i2_and_cv_pass(env: dict[str, Any]) -> None:
-    first = (b"Authentication-Results: forwarder.example; spf=pass smtp.mailfrom=example.com\r\n"
-             + message(subject="forwarded"))
-    hop1 = b"".join(dkim.arc_sign(first, b"sel", b"forwarder.example", rsa_key()[0],
-                                  b"forwarder.example")) + first
-    content, _ = _send(env, hop1)
+    content, _ = _send(env, arc_forwarded(message(subject="forwarded")))
     seals = sorted(_tags(content, b"ARC-Seal"), key=lambda t: t[b"i"])
     assert [(t[b"i"], t[b"cv"], t[b"d"]) for t in seals] == [
         (b"1", b"none", b"forwarder.example"), (b"2", b"pass", b"gw.example.net")]

@@ -21,7 +21,7 @@ from appliance.mailauth.keys import KeyStore
 from appliance.mailauth.results import HEADER
 from appliance.mailauth.seal import Sealer, seal_message
 from appliance.mailauth.verify import dnsfunc, verify_arc
-from tests.support.dkimkeys import message, rsa_key, sign, txt_chunks
+from tests.support.dkimkeys import arc_forwarded, message, rsa_key, sign, txt_chunks
 from tests.support.dnszone import Zone, ZoneLookup
 from tests.unit.mailauth.conftest import settings
 
@@ -39,10 +39,9 @@ def keys(tmp_path: Path, zone: Zone) -> KeyStore:
 
 
 @pytest.fixture
-def forwarder(zone: Zone) -> bytes:
-    """The test key of forwarder.example, published; returns its PEM."""
+def forwarder(zone: Zone) -> None:
+    """The test key of forwarder.example, published (tests.support.dkimkeys.arc_forwarded)."""
     zone.txt("sel._domainkey.forwarder.example", txt_chunks(rsa_key()[1]))  # type: ignore[arg-type]
-    return rsa_key()[0]
 
 
 def config(**mailauth: object) -> Config:
@@ -102,10 +101,8 @@ def test_the_nodes_dkim_signature_on_top_leaves_the_set_valid(zone: Zone, keys: 
 
 
 def test_an_existing_valid_set_is_continued_with_i2_and_cv_pass(
-        zone: Zone, keys: KeyStore, forwarder: bytes) -> None:
-    first = b"Authentication-Results: forwarder.example; spf=pass smtp.mailfrom=example.com\r\n" + message()
-    hop1 = b"".join(dkim.arc_sign(first, b"sel", b"forwarder.example", forwarder, b"forwarder.example",
-                                  timestamp=NOW - 60)) + first
+        zone: Zone, keys: KeyStore, forwarder: None) -> None:
+    hop1 = arc_forwarded(message(), timestamp=NOW - 60)
     spooled = checked(zone, hop1)
     assert b"arc=pass" in spooled.split(b"\r\n\r\n")[0]  # the inbound check verified the chain
     made = Sealer(keys).seal(spooled, config=config(), now=NOW)
@@ -118,10 +115,8 @@ def test_an_existing_valid_set_is_continued_with_i2_and_cv_pass(
     assert sorted(r["instance"] for r in results) == [1, 2]
 
 
-def test_a_broken_chain_is_sealed_with_cv_fail(zone: Zone, keys: KeyStore, forwarder: bytes) -> None:
-    first = b"Authentication-Results: forwarder.example; spf=pass smtp.mailfrom=example.com\r\n" + message()
-    hop1 = b"".join(dkim.arc_sign(first, b"sel", b"forwarder.example", forwarder, b"forwarder.example",
-                                  timestamp=NOW - 60)) + first
+def test_a_broken_chain_is_sealed_with_cv_fail(zone: Zone, keys: KeyStore, forwarder: None) -> None:
+    hop1 = arc_forwarded(message(), timestamp=NOW - 60)
     spooled = checked(zone, hop1.replace(b"Hello Bob.", b"Hello Eve."))  # changed after hop 1
     assert b"arc=fail" in spooled.split(b"\r\n\r\n")[0]
     made = Sealer(keys).seal(spooled, config=config(), now=NOW)
