@@ -63,6 +63,7 @@ from appliance.db.schema import ensure_schema
 from appliance.delivery.service import DeliveryService
 from appliance.mailauth.keys import KeyStore
 from appliance.mailauth.sign import Signer
+from appliance.mailauth.seal import Sealer
 from appliance.mailauth.dns import system_lookup
 from appliance.mailauth.forensic import ForensicReporter
 from appliance.mailauth.reports import ReportSender
@@ -465,9 +466,10 @@ def build_dmarc_reports(core: Core) -> ReportSender:
 def build_delivery_service(core: Core, policy: PolicyComponent,
                            metrics: Instruments) -> DeliveryService:
     """Queue manager and workers, kicked whenever this process queues mail."""
+    keys = KeyStore(core.settings.dkim_key_dir)
     service = DeliveryService(store=core.store, spool=core.spool, config=core.config, flow=policy,
-                              clock=time.time, metrics=metrics,
-                              signer=Signer(KeyStore(core.settings.dkim_key_dir)))
+                              clock=time.time, metrics=metrics, signer=Signer(keys),
+                              sealer=Sealer(keys))
     core.enqueued.subscribe(service.kick)
     core.config.subscribe(service)  # workers and connection limits follow revisions
     return service

@@ -357,6 +357,29 @@ class MailAuthSection(_Section):
     forensic_domains: list[str] = []  # policy domains that may get them; empty = every ruf= domain
     forensic_rate: int = Field(default=10, ge=1, le=100_000)  # reports per domain per interval
     forensic_interval: int = Field(default=3600, ge=60, le=7 * 86400)  # seconds
+    # ARC sealing (RFC 8617 §5.1) of checked inbound mail at delivery, with a key of the node's
+    # DKIM key store (RSA: §4.1.3 names rsa-sha256 only). Whether the key exists is the node's
+    # to check (keys are per node): a node without it refuses the revision.
+    arc_seal: bool = False
+    arc_domain: str = ""  # d= of the seal; empty = node.hostname
+    arc_selector: str = ""  # s=, the key <arc_domain>/<arc_selector> in the key store
+
+    @field_validator("arc_domain")
+    @classmethod
+    def _arc_domain(cls, value: str) -> str:
+        return check_domain(value) if value else ""
+
+    @field_validator("arc_selector")
+    @classmethod
+    def _arc_selector(cls, value: str) -> str:
+        return check_selector(value) if value else ""
+
+    @model_validator(mode="after")
+    def _arc_key_named(self) -> "MailAuthSection":
+        if self.arc_seal and not self.arc_selector:
+            raise ValueError("arc_seal needs arc_selector: the DKIM key that seals "
+                             "(`appliance dkim keygen DOMAIN SELECTOR`)")
+        return self
 
     @field_validator("forensic_domains")
     @classmethod
@@ -415,6 +438,10 @@ class Config(_Section):
             if problems:
                 raise ValueError(problems[0][1])
         return self
+
+    def authserv_id(self) -> str:
+        """The authserv-id of the node's Authentication-Results (RFC 8601 §2.5)."""
+        return self.mailauth.authserv_id or self.node.hostname
 
     def transport(self, transport_id: str) -> Transport:
         for t in self.transports:

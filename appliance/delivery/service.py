@@ -23,6 +23,7 @@ from appliance.delivery.outcomes import Fate, Outcome, decide, record
 from appliance.replies import Reply
 from appliance.delivery.routing import DnsResolver, Resolver, RouteError, hops_for
 from appliance.errors import InvalidInput, NotFound, StoreUnavailable
+from appliance.mailauth.seal import SEAL_KEY, Sealer
 from appliance.mailauth.sign import CHOICE_KEY, SIGNATURE_KEY, SignError, Signer, parse_choice
 from appliance.policy.flow import Decision, DeliveryInfo, DeliveryOutcome, Flow, Verdict
 from appliance.queue import store as q
@@ -49,9 +50,11 @@ class DeliveryService:
         clock: Callable[[], float] = time.time, resolver: Resolver | None = None,
         connector: Connector | None = None, batch_size: int = 100, idle_timeout: float = 5.0,
         stop_grace: float = 30.0, metrics: Instruments | None = None, signer: Signer | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
+        self._sealer = sealer
         self._sign_lock = threading.Lock()  # one signature per message across this process's workers
         self._metrics = metrics
         self._spool = spool
@@ -85,6 +88,11 @@ class DeliveryService:
         if released:
             log.info("delivery: %d entries left leased by an earlier run are due again", released)
         self._seen = self._config()
+        if self._sealer is not None:
+            try:
+                self._sealer.check(self._seen)
+            except InvalidInput as exc:
+                log.error("delivery: %s; mail goes unsealed until the key is there", exc)
         self._resize(self._seen.queue.workers)
         self._reaper_task = asyncio.create_task(self._reaper(), name="delivery-reaper")
         log.info("delivery: %d workers started as %s", len(self._workers), self.owner)
@@ -128,7 +136,11 @@ class DeliveryService:
         return sum(1 for t in self._tasks if not t.done())
 
     def apply(self, old: Config, new: Config) -> None:
-        """appliance.config.holder.Subscriber: follow a new revision (see `reconfigure`)."""
+        """appliance.config.holder.Subscriber: follow a new revision (see `reconfigure`); a
+        revision that turns ARC sealing on, or names another sealing key, which this node
+        lacks is refused."""
+        if self._sealer is not None and _seal_settings(new) != _seal_settings(old):
+            self._sealer.check(new)
         self.reconfigure(new)
 
     def reconfigure(self, new: Config) -> None:
@@ -239,7 +251,7 @@ class DeliveryService:
         if unsaved:
             routed, held = _without(routed, unsaved)
             now = self._clock()
-            reply = Reply(0, "4.3.0 the DKIM signature could not be recorded; retrying later")
+            reply = Reply(0, "4.3.0 the DKIM signature or ARC set could not be recorded; retrying later")
             outcomes += [decide(e, reply, queue=cfg.queue, now=now) for e in held]
         groups = list(routed.items())
         results = await asyncio.gather(*(self._deliver(d, es, cfg, signatures) for d, es in groups))
@@ -286,66 +298,87 @@ class DeliveryService:
             out.append(body if signature is None else signature + body)
         return out
 
-    # -- DKIM signatures ------------------------------------------------------------------------
+    # -- DKIM signatures and ARC sets ---------------------------------------------------------
     async def _sign(self, routed: dict[Destination, list[QueueEntry]], meta: dict[int, dict[str, str]],
                     cfg: Config) -> tuple[dict[str, bytes], set[str]]:
-        """Each message's DKIM-Signature field by spool path: made once, on its first attempt,
-        and kept in its entries' metadata so that every retry and every recipient sends the
-        same one. Returns also the messages whose new signature could not be recorded."""
-        signatures: dict[str, bytes] = {}
-        todo: dict[str, QueueEntry] = {}
+        """Each message's header fields to put on top by spool path, its ARC set and its
+        DKIM-Signature field: made once, on its first attempt, and kept in its entries'
+        metadata so that every retry and every recipient sends the same ones. Returns also the
+        messages whose new fields could not be recorded."""
+        prefixes: dict[str, bytes] = {}
+        todo: dict[str, _Work] = {}
         signer = self._signer
         may: dict[tuple[str, bool], bool] = {}  # may_sign() once per (choice, is_dsn) in a batch
         for entries in routed.values():
             for entry in entries:
-                kept = meta.get(entry.id, {}).get(SIGNATURE_KEY)
-                if kept:
-                    signatures[entry.path] = kept.encode("ascii")
+                if entry.msgid in todo:
                     continue
-                if entry.msgid in todo or signer is None:
-                    continue
-                asked = (meta.get(entry.id, {}).get(CHOICE_KEY, ""), bool(entry.is_dsn))
-                if asked not in may:
-                    may[asked] = signer.may_sign(choice=parse_choice(asked[0]), is_dsn=asked[1],
-                                                 cfg=cfg.dkim)
-                if may[asked]:
-                    todo[entry.msgid] = entry
+                values = meta.get(entry.id, {})
+                kept = {k: values[k].encode("utf-8") for k in _PREFIX_KEYS if values.get(k)}
+                make: list[str] = []
+                if SIGNATURE_KEY not in kept and signer is not None:
+                    asked = (values.get(CHOICE_KEY, ""), bool(entry.is_dsn))
+                    if asked not in may:
+                        may[asked] = signer.may_sign(choice=parse_choice(asked[0]), is_dsn=asked[1],
+                                                     cfg=cfg.dkim)
+                    if may[asked]:
+                        make.append(SIGNATURE_KEY)
+                if SEAL_KEY not in kept and self._sealer is not None \
+                        and self._sealer.may_seal(values, cfg):
+                    make.append(SEAL_KEY)
+                if make:
+                    todo[entry.msgid] = _Work(entry, make, kept)
+                elif kept:
+                    prefixes[entry.path] = _prefix(kept)
         if not todo:
-            return signatures, set()
+            return prefixes, set()
         made = await self._make_signatures(todo, meta, cfg)
         if made:
             try:
                 made = await asyncio.to_thread(self._keep_signatures, made)
             except StoreUnavailable as exc:
-                log.warning("delivery: DKIM signatures not recorded, deferring: %s", exc)
-                return signatures, set(todo)
-        for msgid, header in made.items():
-            signatures[todo[msgid].path] = header
-        return signatures, set()
+                log.warning("delivery: DKIM signatures / ARC sets not recorded, deferring: %s", exc)
+                return prefixes, set(todo)
+        for msgid, work in todo.items():
+            fields = {**work.kept, **made.get(msgid, {})}
+            if fields:
+                prefixes[work.entry.path] = _prefix(fields)
+        return prefixes, set()
 
-    async def _make_signatures(self, todo: dict[str, QueueEntry], meta: dict[int, dict[str, str]],
-                               cfg: Config) -> dict[str, bytes]:
+    async def _make_signatures(self, todo: dict[str, _Work], meta: dict[int, dict[str, str]],
+                               cfg: Config) -> dict[str, dict[str, bytes]]:
         """The signatures of a batch, made on the event loop one message at a time, with the
         sessions' replies handled between two. A thread signing a whole batch holds the GIL
         (OpenSSL's RSA does not release it) against the loop, which then gets a turn only each
-        switch interval. Large bodies (canonicalization is linear) still go to a thread."""
+        switch interval. Large bodies (canonicalization is linear) still go to a thread, and
+        so do ARC sets (dkimpy's RSA is Python: about 25 ms a set)."""
         bodies = await asyncio.to_thread(self._read_for_signing, todo)
-        made: dict[str, bytes] = {}
+        made: dict[str, dict[str, bytes]] = {}
         for msgid, body in bodies.items():
-            if len(body) > _SIGN_ON_LOOP_MAX:
-                header = await asyncio.to_thread(self._signature, todo[msgid], body, meta, cfg)
-            else:
-                header = self._signature(todo[msgid], body, meta, cfg)
-                await asyncio.sleep(0)  # the sessions' replies between two signatures
-            if header is not None:
-                made[msgid] = header
+            work, fields = todo[msgid], {}
+            if SIGNATURE_KEY in work.make:
+                if len(body) > _SIGN_ON_LOOP_MAX:
+                    header = await asyncio.to_thread(self._signature, work.entry, body, meta, cfg)
+                else:
+                    header = self._signature(work.entry, body, meta, cfg)
+                    await asyncio.sleep(0)  # the sessions' replies between two signatures
+                if header is not None:
+                    fields[SIGNATURE_KEY] = header
+            if SEAL_KEY in work.make:
+                assert self._sealer is not None
+                arc = await asyncio.to_thread(self._sealer.seal, body, config=cfg, now=self._clock(),
+                                              name=work.entry.msgid)
+                if arc is not None:
+                    fields[SEAL_KEY] = arc
+            if fields:
+                made[msgid] = fields
         return made
 
-    def _read_for_signing(self, todo: dict[str, QueueEntry]) -> dict[str, bytes]:
+    def _read_for_signing(self, todo: dict[str, _Work]) -> dict[str, bytes]:
         bodies: dict[str, bytes] = {}
-        for msgid, entry in todo.items():
+        for msgid, work in todo.items():
             try:
-                bodies[msgid] = self._spool.read_own(entry.path)
+                bodies[msgid] = self._spool.read_own(work.entry.path)
             except (NotFound, InvalidInput, FileNotFoundError):
                 continue  # the attempt reports the missing body
         return bodies
@@ -361,14 +394,21 @@ class DeliveryService:
             log.warning("delivery: %s not DKIM-signed: %s", entry.msgid, exc)
             return None
 
-    def _keep_signatures(self, made: dict[str, bytes]) -> dict[str, bytes]:
-        """Record new signatures in one transaction; where another worker signed a message
-        between our claim and now, its signature is kept and returned instead."""
+    def _keep_signatures(self, made: dict[str, dict[str, bytes]]) -> dict[str, dict[str, bytes]]:
+        """Record new fields in one transaction; where another worker made one of a message
+        between our claim and now, its field is kept and returned instead."""
+        out = {msgid: dict(fields) for msgid, fields in made.items()}
         with self._sign_lock, self._store.transaction() as s:
-            kept = q.message_metadata(s, made, SIGNATURE_KEY)
-            q.set_message_metadata(s, {m: h.decode("ascii") for m, h in made.items() if m not in kept},
-                                   SIGNATURE_KEY)
-        return {**made, **{m: h.encode("ascii") for m, h in kept.items()}}
+            for key in _PREFIX_KEYS:
+                new = {m: f[key] for m, f in made.items() if key in f}
+                if not new:
+                    continue
+                kept = q.message_metadata(s, new, key)
+                q.set_message_metadata(s, {m: v.decode("utf-8") for m, v in new.items()
+                                           if m not in kept}, key)
+                for msgid, value in kept.items():
+                    out[msgid][key] = value.encode("utf-8")
+        return out
 
     # -- outcomes ---------------------------------------------------------------------------
     async def _finish(self, outcomes: list[Outcome], meta: dict[int, dict[str, str]], cfg: Config) -> None:
@@ -416,9 +456,31 @@ class DeliveryService:
                 q.release(s, entry_id, owner=self.owner)
 
 
+# The metadata of fields put on top of a message, in their order there: the ARC set above
+# the node's DKIM-Signature (neither covers the other).
+_PREFIX_KEYS = (SEAL_KEY, SIGNATURE_KEY)
+
+
+def _prefix(fields: dict[str, bytes]) -> bytes:
+    return b"".join(fields[k] for k in _PREFIX_KEYS if k in fields)
+
+
+@dataclasses.dataclass
+class _Work:
+    """A message whose fields are to be made: its first entry, what to make, what is kept."""
+
+    entry: QueueEntry
+    make: list[str]
+    kept: dict[str, bytes]
+
+
 @dataclasses.dataclass(eq=False)
 class _Worker:
     retired: bool = False
+
+
+def _seal_settings(config: Config) -> tuple[bool, tuple[str, str]]:
+    return config.mailauth.arc_seal, Sealer.key_name(config)
 
 
 def _without(routed: dict[Destination, list[QueueEntry]], msgids: set[str]

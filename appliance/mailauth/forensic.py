@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import email.utils
+import heapq
+import itertools
 import logging
 import re
 import threading
@@ -39,6 +41,15 @@ _DKIM_FAILED = ("fail", "permerror", "neutral", "policy")
 _SPF_FAILED = ("fail", "softfail", "permerror")
 # RFC 6591 §3.2 Delivery-Result by what the node did with the message.
 DELIVERY_RESULTS = {"accept": "delivered", "quarantine": "spam", "reject": "reject"}
+# A report whose DNS lookups (§7.1) failed is tried again after these delays: three attempts
+# over about six minutes, then it is dropped. Retries wait in memory, at most MAX_RETRIES.
+RETRY_DELAYS = (60.0, 300.0)
+MAX_RETRIES = 100
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Seconds until the next attempt after `attempts` attempts failed on DNS; None: give up."""
+    return RETRY_DELAYS[attempts - 1] if 1 <= attempts <= len(RETRY_DELAYS) else None
 
 
 def fo_options(fo: str) -> frozenset[str]:
@@ -191,7 +202,7 @@ def send_report(store: Store, spool: Spool, failure: Failure, *, config: Any, or
                 now: float) -> SendReport:
     """Queue the report of one failure to each ruf= address that §7.1 allows and whose size
     limit it fits, counting one hit of the policy domain's rate (shared by every process on
-    this store) in the same transaction. DnsTempError propagates (the report is dropped)."""
+    this store) in the same transaction. DnsTempError propagates (the reporter retries)."""
     dm = failure.results.dmarc
     assert dm.record is not None
     settings = report_settings(config)
@@ -242,13 +253,14 @@ class ForensicReporter(Periodic):
     """Takes failures from the DATA path (`submit` only copies them into a bounded queue) and
     sends their reports on its own thread, so the SMTP reply never waits for DNS or a commit.
     A per-domain window in memory drops a flood before it costs a transaction; the stored rate
-    in `send_report` is the limit that counts across receivers."""
+    in `send_report` is the limit that counts across receivers. A report whose DNS failed is
+    tried again after `retry_delay` (in memory: a restart loses the retries waiting)."""
 
     thread_name = "dmarc-forensic"
 
     def __init__(self, store: Store, spool: Spool, *, config: Callable[[], Any],
                  on_enqueued: Callable[[], None] | None = None, max_pending: int = 1000,
-                 clock: Callable[[], float] = time.time) -> None:
+                 max_retries: int = MAX_RETRIES, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.store, self.spool = store, spool
         self.interval = 5.0
@@ -258,6 +270,10 @@ class ForensicReporter(Periodic):
         self._orgs = OrgDomains()
         self._lock = threading.Lock()
         self._pending: collections.deque[Failure] = collections.deque(maxlen=max_pending)
+        # (due, order, attempts made, failure): reports whose DNS failed, earliest due first
+        self._retries: list[tuple[float, int, int, Failure]] = []
+        self._max_retries = max_retries
+        self._order = itertools.count()
         self._windows: dict[str, SlidingWindow] = {}
         self._open = False  # start() was called: a submission may start the thread
         self.sent = 0
@@ -298,19 +314,24 @@ class ForensicReporter(Periodic):
         with self._lock:
             self._open = True
 
+    @property
+    def retrying(self) -> int:
+        """Reports waiting for another attempt after a DNS failure."""
+        with self._lock:
+            return len(self._retries)
+
     def tick(self) -> int:
         queued = 0
         while True:
-            with self._lock:
-                if not self._pending:
-                    break
-                failure = self._pending.popleft()
+            item = self._next()
+            if item is None:
+                break
+            attempts, failure = item
             try:
                 out = send_report(self.store, self.spool, failure, config=self._config(),
                                   orgs=self._orgs, now=self._clock())
             except DnsTempError as exc:
-                log.info("DMARC failure report for %s dropped: %s",
-                         failure.results.dmarc.policy_domain, exc)
+                self._retry(attempts + 1, failure, exc)
                 continue
             except Exception:
                 log.exception("DMARC failure report for %s failed",
@@ -323,9 +344,41 @@ class ForensicReporter(Periodic):
                 self._on_enqueued()
         return queued
 
+    def _next(self) -> tuple[int, Failure] | None:
+        """The next report to try: a new one, else a retry that is due; with attempts made."""
+        with self._lock:
+            if self._pending:
+                return 0, self._pending.popleft()
+            if self._retries and self._retries[0][0] <= self._clock():
+                _due, _order, attempts, failure = heapq.heappop(self._retries)
+                return attempts, failure
+        return None
+
+    def _retry(self, attempts: int, failure: Failure, exc: DnsTempError) -> None:
+        domain = failure.results.dmarc.policy_domain
+        delay = retry_delay(attempts)
+        with self._lock:
+            room = len(self._retries) < self._max_retries
+            if delay is not None and room:
+                heapq.heappush(self._retries, (self._clock() + delay, next(self._order),
+                                               attempts, failure))
+            else:
+                self.dropped += 1
+        if delay is not None and room:
+            log.info("DMARC failure report for %s: DNS failed (%s); attempt %d in %d s",
+                     domain, exc, attempts + 1, delay)
+        else:
+            why = f"{attempts} attempts failed" if delay is None else \
+                f"{self._max_retries} reports wait for a retry already"
+            log.info("DMARC failure report for %s dropped: %s (%s)", domain, exc, why)
+
     def stop(self) -> bool:
         with self._lock:
             self._open = False
         running = super().stop()
         self.tick()  # what is still pending
+        with self._lock:
+            lost, self._retries = len(self._retries), []
+        if lost:
+            log.info("%d DMARC failure reports waiting for a DNS retry dropped at stop", lost)
         return running

@@ -14,9 +14,9 @@ from appliance.mailauth.dns import Budget, DnsTempError, txt_strings
 log = logging.getLogger(__name__)
 
 # dkimpy logs every failed signature at ERROR; the result says it already.
-_quiet = logging.getLogger(__name__ + ".dkimpy")
-_quiet.propagate = False
-_quiet.addHandler(logging.NullHandler())
+DKIMPY_LOG = logging.getLogger(__name__ + ".dkimpy")
+DKIMPY_LOG.propagate = False
+DKIMPY_LOG.addHandler(logging.NullHandler())
 
 _FIELD = re.compile(rb"^dkim-signature[ \t]*:", re.I | re.M)
 
@@ -74,7 +74,7 @@ def verify_dkim(message: bytes, budget: Budget, *, max_signatures: int = 5,
     if not _FIELD.search(message.partition(b"\r\n\r\n")[0] if b"\r\n\r\n" in message else message):
         return []
     try:
-        signer = dkim.DKIM(message, logger=_quiet, minkey=minkey)
+        signer = dkim.DKIM(message, logger=DKIMPY_LOG, minkey=minkey)
         values = _signature_values(signer)
     except Exception as exc:  # a message dkimpy cannot even parse
         return [DkimResult("permerror", reason=f"unparsable message: {exc}")]
@@ -112,7 +112,7 @@ def verify_arc(message: bytes, budget: Budget, *, minkey: int = 1024) -> ArcResu
     if b"arc-seal" not in message[:65536].lower():
         return ArcResult("none")
     try:
-        cv, data, reason = dkim.arc_verify(message, logger=_quiet, minkey=minkey,
+        cv, data, reason = dkim.arc_verify(message, logger=DKIMPY_LOG, minkey=minkey,
                                            dnsfunc=dnsfunc(budget, "arc"))
     except DnsTempError as exc:
         return ArcResult("fail", f"temporary DNS failure: {exc}")

@@ -105,7 +105,7 @@ class AuthenticatedData:
         return not (section.skip_mynetworks and session.mynetwork)
 
     def authserv_id(self) -> str:
-        return self._config.mailauth.authserv_id or self._config.node.hostname
+        return self._config.authserv_id()
 
     def run(self, flow: Flow, session: SessionInfo, content: bytes) -> tuple[DataResult, bytes]:
         """The DATA stage of a checked message, and the message without forged results."""

@@ -42,3 +42,12 @@ def message(*, sender: str = "alice@example.com", subject: str = "Hello", extra:
     return (f"From: Alice <{sender}>\r\nTo: bob@example.net\r\nSubject: {subject}\r\n"
             f"Date: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <m1@example.com>\r\n{extra}"
             "\r\nHello Bob.\r\n").encode()
+
+
+def arc_forwarded(content: bytes, *, domain: str = "forwarder.example", selector: str = "sel",
+                  timestamp: int | None = None) -> bytes:
+    """`content` as a forwarder passes it on: its Authentication-Results and its ARC set (i=1,
+    cv=none) on top, made with the test key (publish `rsa_key()[1]` at SELECTOR._domainkey.DOMAIN)."""
+    first = f"Authentication-Results: {domain}; spf=pass smtp.mailfrom=example.com\r\n".encode() + content
+    return b"".join(dkim.arc_sign(first, selector.encode(), domain.encode(), rsa_key()[0],
+                                  domain.encode(), timestamp=timestamp)) + first

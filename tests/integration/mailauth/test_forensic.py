@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from appliance.config.schema import MailAuthSection
@@ -17,7 +19,7 @@ from appliance.db.models import QueueEntry
 from appliance.mailauth.check import Checker
 from appliance.mailauth.dmarc import OrgDomains
 from appliance.mailauth.forensic import (
-    RATE_NS, Failure, ForensicReporter, failure_type, message_headers, send_report)
+    RATE_NS, Failure, ForensicReporter, failure_type, message_headers, retry_delay, send_report)
 from appliance.mailauth.results import AuthResults
 from appliance.queue.spool import Spool
 from appliance.stats.rates import list_rates
@@ -106,11 +108,65 @@ def test_the_reporter_queues_on_its_thread_and_wakes_delivery(store: Store, spoo
     assert reporter.sent == 2
 
 
-def test_a_dns_failure_drops_the_report_and_keeps_the_rate(store: Store, spool: Spool) -> None:
+def test_a_dns_failure_is_retried_later_and_then_queued(store: Store, spool: Spool) -> None:
+    z = zone()
+    failing_name = "example.com._report._dmarc.reports.example"
+    z.timeouts.add(failing_name)  # §7.1's lookup of vendor@reports.example does not answer
+    now = [T0]
+    reporter = ForensicReporter(store, spool, config=config, clock=lambda: now[0])
+    reporter.interval = 0.05
+    reporter.start()
+    try:
+        assert reporter.submit(failing(z))
+        wait_until(lambda: reporter.retrying == 1, what="the report waiting for a retry")
+        assert queued(store) == [] and reporter.dropped == 0
+        with store.transaction(read_only=True) as session:  # no rate hit for what was not sent
+            assert list_rates(session, RATE_NS, "example.com", offset=0, limit=10, now=T0 + 10) == []
+        asked = len([q for q in z.queries if q[0] == failing_name])
+        z.timeouts.discard(failing_name)  # DNS answers again
+        now[0] = T0 + 59
+        reporter.wake()
+        assert reporter.tick() == 0 and reporter.retrying == 1  # not due yet
+        assert len([q for q in z.queries if q[0] == failing_name]) == asked  # not tried yet
+        now[0] = T0 + 61  # the first back-off is over
+        wait_until(lambda: len(queued(store)) == 2, what="the retried report queued")
+    finally:
+        reporter.stop()
+    assert reporter.retrying == 0 and reporter.sent == 2 and reporter.dropped == 0
+    assert sorted(e.rcpt for e in queued(store)) == ["ruf@example.com", "vendor@reports.example"]
+
+
+def test_a_report_dns_keeps_failing_is_dropped_after_three_attempts(
+        store: Store, spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
+    assert [retry_delay(n) for n in (1, 2, 3)] == [60.0, 300.0, None]
     z = zone()
     z.timeouts.add("example.com._report._dmarc.reports.example")
-    reporter = ForensicReporter(store, spool, config=config, clock=lambda: T0)
+    now = [T0]
+    reporter = ForensicReporter(store, spool, config=config, clock=lambda: now[0])
     reporter.submit(failing(z))
-    assert reporter.tick() == 0 and queued(store) == []
+    with caplog.at_level(logging.INFO, logger="appliance.mailauth.forensic"):
+        for step in (0.0, 60.0, 300.0):
+            now[0] += step
+            assert reporter.tick() == 0
+        assert reporter.retrying == 0 and reporter.dropped == 1
+    assert "dropped" in caplog.text and "3 attempts failed" in caplog.text
+    assert queued(store) == []
     with store.transaction(read_only=True) as session:
         assert list_rates(session, RATE_NS, "example.com", offset=0, limit=10, now=T0 + 10) == []
+
+
+def test_retries_waiting_are_bounded(store: Store, spool: Spool,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    z = zone()
+    z.timeouts.add("example.com._report._dmarc.reports.example")
+    reporter = ForensicReporter(store, spool, config=lambda: config(forensic_rate=100),
+                                clock=lambda: T0, max_retries=2)
+    for i in range(3):
+        assert reporter.submit(failing(z, at=T0 + i))
+    with caplog.at_level(logging.INFO, logger="appliance.mailauth.forensic"):
+        assert reporter.tick() == 0
+    assert reporter.retrying == 2 and reporter.dropped == 1
+    assert "2 reports wait for a retry already" in caplog.text
+    with caplog.at_level(logging.INFO, logger="appliance.mailauth.forensic"):
+        reporter.stop()  # a stop (or restart) loses what waits in memory
+    assert reporter.retrying == 0 and "2 DMARC failure reports waiting" in caplog.text
