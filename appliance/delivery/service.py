@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from appliance.config.schema import Config, Transport
 from appliance.db.engine import Store
@@ -31,6 +31,7 @@ from appliance.queue.spool import Spool
 from appliance.queue.suspend import Holds
 from appliance.stats.metrics import Instruments, reply_class
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _SIGN_ON_LOOP_MAX = 256 * 1024  # bodies up to this are signed on the event loop
@@ -347,27 +348,23 @@ class DeliveryService:
 
     async def _make_signatures(self, todo: dict[str, _Work], meta: dict[int, dict[str, str]],
                                cfg: Config) -> dict[str, dict[str, bytes]]:
-        """The signatures of a batch, made on the event loop one message at a time, with the
-        sessions' replies handled between two. A thread signing a whole batch holds the GIL
-        (OpenSSL's RSA does not release it) against the loop, which then gets a turn only each
-        switch interval. Large bodies (canonicalization is linear) still go to a thread, and
-        so do ARC sets (dkimpy's RSA is Python: about 25 ms a set)."""
+        """The signatures and ARC sets of a batch, made on the event loop one message at a
+        time, with the sessions' replies handled between two. A thread signing a whole batch
+        holds the GIL (OpenSSL's RSA does not release it) against the loop, which then gets a
+        turn only each switch interval. Large bodies (canonicalization is linear) still go to
+        a thread."""
         bodies = await asyncio.to_thread(self._read_for_signing, todo)
         made: dict[str, dict[str, bytes]] = {}
         for msgid, body in bodies.items():
             work, fields = todo[msgid], {}
             if SIGNATURE_KEY in work.make:
-                if len(body) > _SIGN_ON_LOOP_MAX:
-                    header = await asyncio.to_thread(self._signature, work.entry, body, meta, cfg)
-                else:
-                    header = self._signature(work.entry, body, meta, cfg)
-                    await asyncio.sleep(0)  # the sessions' replies between two signatures
+                header = await _beside_loop(len(body), self._signature, work.entry, body, meta, cfg)
                 if header is not None:
                     fields[SIGNATURE_KEY] = header
             if SEAL_KEY in work.make:
                 assert self._sealer is not None
-                arc = await asyncio.to_thread(self._sealer.seal, body, config=cfg, now=self._clock(),
-                                              name=work.entry.msgid)
+                arc = await _beside_loop(len(body), self._sealer.seal, body, config=cfg,
+                                         now=self._clock(), name=work.entry.msgid)
                 if arc is not None:
                     fields[SEAL_KEY] = arc
             if fields:
@@ -477,6 +474,16 @@ class _Work:
 @dataclasses.dataclass(eq=False)
 class _Worker:
     retired: bool = False
+
+
+async def _beside_loop(size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` on the loop, then a turn for the sessions; on a thread when the
+    message is over _SIGN_ON_LOOP_MAX bytes."""
+    if size > _SIGN_ON_LOOP_MAX:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    out = fn(*args, **kwargs)
+    await asyncio.sleep(0)
+    return out
 
 
 def _seal_settings(config: Config) -> tuple[bool, tuple[str, str]]:

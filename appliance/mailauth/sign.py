@@ -18,7 +18,7 @@ import email.utils
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dkim
 from cryptography.hazmat.primitives import hashes
@@ -77,7 +77,7 @@ def sign_message(message: bytes, key: SigningKey, *, headers: Sequence[str],
 
     Each of `headers` is signed as often as it occurs; each of `oversign` once more, so that
     a copy added later breaks the signature (RFC 6376 section 8.15)."""
-    fields, body = _parse(message)
+    fields, body = parse(message)
     return _sign_parsed(fields, body, key, headers=headers, oversign=oversign,
                         canonicalization=canonicalization, now=now)
 
@@ -103,13 +103,8 @@ def _sign_parsed(fields: list[tuple[bytes, bytes]], body: bytes, key: SigningKey
         (b"d", key.domain.encode("ascii")), (b"s", key.selector.encode("ascii")),
         (b"t", str(int(now)).encode("ascii")), (b"h", b" : ".join(include)), (b"bh", body_hash),
     ]
-    # b= on a line of its own: the hashed form (b= empty) and the final one differ only in it.
-    head = dkim.fold(b"; ".join(b"=".join(t) for t in tags) + b";", namelen=len(_NAME)) + b"\r\n b="
-    data = _header_hash_input(policy, fields, include, b" " + head + b"\r\n")
-    signature = _sign(key, data)
-    encoded = base64.b64encode(signature)
-    folded = b"\r\n  ".join(encoded[i:i + 72] for i in range(0, len(encoded), 72))
-    return _NAME + b": " + head + folded + b"\r\n"
+    return signature_field(_NAME, tags, key,
+                           lambda value: _header_hash_input(policy, fields, include, value))
 
 
 # RFC 6376 §3.4.4: WSP runs that relaxed canonicalization changes (a lone space stays).
@@ -135,7 +130,7 @@ def canonical_relaxed_body(body: bytes) -> bytes:
     return b"" if end == 2 else body[:end]
 
 
-def _parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
     head, sep, body = message.partition(b"\r\n\r\n")
     if sep and body.count(b"\n") == body.count(b"\r\n"):
         # A CRLF body (what the spool holds): only the header section goes through the parser,
@@ -151,16 +146,39 @@ def _parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 
 def _header_hash_input(policy: CanonicalizationPolicy, fields: list[tuple[bytes, bytes]],
-                       include: list[bytes], sig_value: bytes) -> bytes:
+                       include: list[bytes], sig_value: bytes, *, sig_name: bytes = _NAME) -> bytes:
     """RFC 6376 section 3.7: the signed fields, canonicalized, then the signature field itself
     with an empty b= and without its final CRLF."""
     # Only the signed fields are canonicalized (dkimpy's own signer does every field).
+    return hash_input(policy, dkim.select_headers(fields, include), (sig_name, sig_value))
+
+
+def hash_input(policy: CanonicalizationPolicy, signed: Sequence[tuple[bytes, bytes]],
+               signature: tuple[bytes, bytes]) -> bytes:
+    """The data a signature field signs: the `signed` fields canonicalized, each with its CRLF,
+    then the signature field (b= empty) without its final CRLF (RFC 6376 §3.7, RFC 8617 §5.1.1)."""
     parts: list[bytes] = []
-    for name, value in policy.canonicalize_headers(dkim.select_headers(fields, include)):
+    for name, value in policy.canonicalize_headers(list(signed)):
         parts += [name, b":", value]
-    [(name, value)] = policy.canonicalize_headers([(_NAME, sig_value)])
+    [(name, value)] = policy.canonicalize_headers([signature])
     parts += [name, b":", value.rstrip()]
     return b"".join(parts)
+
+
+def signature_field(name: bytes, tags: Sequence[tuple[bytes, bytes]], key: SigningKey,
+                    data_before: Callable[[bytes], bytes]) -> bytes:
+    """A signature header field `name` with `tags` and b= last: `data_before(value)` gives
+    the data to sign for the field's value with b= empty (b= on a line of its own, so the
+    hashed form and the final one differ only in it)."""
+    head = dkim.fold(b"; ".join(b"=".join(t) for t in tags) + b";", namelen=len(name)) + b"\r\n b="
+    encoded = base64.b64encode(_sign(key, data_before(b" " + head + b"\r\n")))
+    folded = b"\r\n  ".join(encoded[i:i + 72] for i in range(0, len(encoded), 72))
+    return name + b": " + head + folded + b"\r\n"
+
+
+def body_hash(body: bytes) -> bytes:
+    """bh= of a body under relaxed canonicalization (SHA-256, base64)."""
+    return base64.b64encode(hashlib.sha256(canonical_relaxed_body(body)).digest())
 
 
 def _sign(key: SigningKey, data: bytes) -> bytes:
@@ -247,7 +265,7 @@ class Signer:
         SignError when it should be signed but cannot be."""
         if not self.may_sign(choice=choice, is_dsn=is_dsn, cfg=cfg):
             return None
-        fields, body = _parse(message)
+        fields, body = parse(message)
         key = self._key(fields, choice=choice, cfg=cfg)  # may_sign() said yes just now
         if key is None:
             return None

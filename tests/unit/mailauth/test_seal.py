@@ -135,18 +135,25 @@ def test_a_broken_chain_is_sealed_with_cv_fail(zone: Zone, keys: KeyStore, forwa
      "no results of ours, or its ARC chain ended"),
     (b"Authentication-Results: gw.example.net; arc=fail; spf=pass smtp.mailfrom=example.com\r\n"
      b"ARC-Seal: i=50; cv=pass; a=rsa-sha256; d=x.example; s=s; b=AAAA\r\n" + message(),
-     "not sealed: Maximum instance"),
-    (b"Authentication-Results: other.example; spf=pass \xff\xfe\r\n"
-     b"Authentication-Results: gw.example.net; spf=pass smtp.mailfrom=example.com\r\n" + message(),
-     "not sealed"),
+     "not sealed: the ARC chain already has 50 sets (at most 50)"),
     (b"Authentication-Results: gw.example.net; arc=pass; spf=pass smtp.mailfrom=example.com\r\n"
-     + message(), "not sealed: No existing chain"),  # arc=pass claimed but no chain: refused
+     + message(), "not sealed: arc=pass but the message has no ARC set"),  # claimed, no chain
+    (b"Authentication-Results: gw.example.net; spf=pass\r\n" + message().replace(b"From: ", b"X: "),
+     "not sealed: the message has no From header field"),
 ])
 def test_hostile_or_broken_input_gives_no_set_and_a_log_line(
         keys: KeyStore, caplog: pytest.LogCaptureFixture, content: bytes, words: str) -> None:
     with caplog.at_level(logging.INFO, logger="appliance.mailauth.seal"):
         assert Sealer(keys).seal(content, config=config(), now=NOW, name="m1") is None
     assert any(words in r.getMessage() and "m1" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_results_of_others_that_do_not_parse_are_left_out_of_the_set(zone: Zone, keys: KeyStore) -> None:
+    spooled = checked(zone, b"Authentication-Results: other.example; spf=pass \xff\xfe\r\n" + message())
+    made = seal_message(spooled, keys.load("example.net", "arc1"), authserv_id=AUTHSERV, now=NOW)
+    aar = dkim.rfc822_parse(made + b"\r\n")[0][2][1]
+    assert b"other.example" not in aar and b"spf=pass" in aar
+    assert arc_verify(zone, made + spooled)[0] == b"pass"
 
 
 def test_missing_or_unfit_keys_are_a_clear_error_and_no_set(
