@@ -26,8 +26,14 @@ _PG_QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_tim
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with the settings durability needs on each backend."""
+    """Create an engine with the settings durability needs on each backend.
+
+    The pool hands out the connection returned last (LIFO): a process's work then runs on the
+    few connections it needs at once, their page caches and prepared statements warm, and the
+    rest stay idle instead of each filling caches of their own in turn (FIFO)."""
     if url.startswith("sqlite"):
+        if url not in ("sqlite://", "sqlite:///:memory:"):  # memory: one connection per thread
+            kwargs.setdefault("pool_use_lifo", True)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -35,6 +41,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_use_lifo", True)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

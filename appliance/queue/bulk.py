@@ -89,7 +89,8 @@ def act_on_matching(
             acted, last, paths = _one_chunk(store, cond, action, after=after, ceiling=ceiling,
                                             chunk=chunk, now=now, duplicate=duplicate,
                                             bounce=bounce, bounce_many=bounce_many,
-                                            in_chunk=in_chunk, trash_by=trash_by, done=done)
+                                            in_chunk=in_chunk, trash_by=trash_by, done=done,
+                                            before_commit=orphans.wait)
             if last is None:
                 break
             done += acted
@@ -102,10 +103,10 @@ def act_on_matching(
 
 def _one_chunk(store: Store, cond: ColumnElement[bool] | None, action: str, *, after: int,
                ceiling: int, chunk: int, done: int, in_chunk: Callable[[Session, int], None] | None,
-               **options: Any) -> tuple[int, int | None, list[str]]:
+               before_commit: Callable[[], None], **options: Any) -> tuple[int, int | None, list[str]]:
     """Select the next chunk after `after` and act on it in a transaction of its own:
     (entries acted on, the chunk's last id or None when none is left, orphaned spool paths).
-    `options` go to act_on_chunk."""
+    `before_commit()` runs once the chunk is acted on; `options` go to act_on_chunk."""
     try:
         # The scan for the next chunk runs in a read transaction: SQLite has one writer, and
         # an SMTP intake commit must not wait behind a filter scan (only the short
@@ -118,6 +119,7 @@ def _one_chunk(store: Store, cond: ColumnElement[bool] | None, action: str, *, a
             acted, paths = act_on_chunk(session, ids, cond, action, **options)
             if in_chunk is not None:
                 in_chunk(session, acted)
+            before_commit()
             crashpoint.reached("bulk.chunk.acted")  # DSNs written, chunk not committed
     except Exception as exc:
         exc.bulk_done = done  # type: ignore[attr-defined]
@@ -129,9 +131,9 @@ def _one_chunk(store: Store, cond: ColumnElement[bool] | None, action: str, *, a
 
 class _Behind:
     """Hands each chunk's orphaned spool paths to `on_paths` on a thread of its own, so that
-    removing them (each unlink waits on the file system's journal) overlaps the next chunk;
-    one hand-over at a time, and all of them done when the block is left (also on failure:
-    what was committed is cleaned up)."""
+    removing them (each unlink waits on the file system's journal) overlaps acting on the next
+    chunk, which waits for it before its commit: one hand-over at a time, and all of them done
+    when the block is left (also on failure: what was committed is cleaned up)."""
 
     def __init__(self, on_paths: Callable[[list[str]], None] | None) -> None:
         self._on_paths = on_paths
@@ -144,7 +146,7 @@ class _Behind:
     def hand(self, paths: list[str]) -> None:
         if not paths or self._on_paths is None:
             return
-        self._join()
+        self.wait()
         self._running = threading.Thread(target=self._run, args=(self._on_paths, paths),
                                          name="bulk-orphans", daemon=True)
         self._running.start()
@@ -152,10 +154,11 @@ class _Behind:
     def _run(self, on_paths: Callable[[list[str]], None], paths: list[str]) -> None:
         try:
             on_paths(paths)
-        except BaseException as exc:  # raised in the caller's thread by _join
+        except BaseException as exc:  # raised in the caller's thread by wait()
             self._failure = exc
 
-    def _join(self) -> None:
+    def wait(self) -> None:
+        """Until the paths handed over last are removed; raises what removing them raised."""
         if self._running is not None:
             self._running.join()
             self._running = None
@@ -165,10 +168,10 @@ class _Behind:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
-            self._join()
+            self.wait()
             return
         with contextlib.suppress(Exception):
-            self._join()
+            self.wait()
 
 
 def _check(action: str, chunk: int, bounce: object) -> None:
