@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -44,21 +45,38 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("--spawn", choices=("fork", "exec"), default="fork")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep a copy of the store as filled (its path is printed) for --store")
+    parser.add_argument("--store", type=Path, help="a store --keep left (no fill)")
     args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="p8-pages-", dir="/var/tmp"))
+    try:
+        return run(args, base)
+    finally:
+        if args.keep:
+            print(f"kept {base / 'filled.db'} (for --store)")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
+
+def run(args: argparse.Namespace, base: Path) -> int:
     import requests
     import zeep
     from zeep.transports import Transport
 
     from tests.support.node import RunningNode
 
-    base = Path(tempfile.mkdtemp(prefix="p8-pages-", dir="/var/tmp"))
+    if args.store is not None:
+        shutil.copyfile(args.store, base / "p8.db")
     url = f"sqlite:///{base / 'p8.db'}"
     store = Store(url)
     upgrade(store.engine)
-    fill_s = fill(store, args.n, now=time.time())
+    if args.store is None:
+        fill_s = fill(store, args.n, now=time.time())
+        print(f"filled {args.n} entries in {fill_s:.0f} s")
     store.dispose()
-    print(f"filled {args.n} entries in {fill_s:.0f} s")
+    if args.keep:  # as filled, before a node has run on it (users, config, node identity)
+        shutil.copyfile(base / "p8.db", base / "filled.db")
     samples: list[tuple[int, float]] = []
     with RunningNode(base, database_url=url, extra_args=("--spawn", args.spawn)) as node:
         assert node.proc is not None
