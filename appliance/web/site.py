@@ -7,7 +7,6 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from appliance.process import heap
 from appliance.soap.auth import Authenticator, basic_credentials
 from appliance.web.health import Health, report
 
@@ -30,7 +29,6 @@ class Site:
         self.metrics = metrics
         self.metrics_content_type = metrics_content_type
         self.metrics_loopback_open = metrics_loopback_open
-        self.idle = heap.IdleTrim()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -42,10 +40,9 @@ class Site:
             return _plain(start_response, "200 OK" if ok else "503 Service Unavailable", body)
         if path == "/metrics":
             return self._metrics(environ, start_response)
-        with self.idle.request():  # SOAP answers and console pages are the large ones
-            if self.console is not None and not (path == "/remote" or path.startswith("/remote/")):
-                return self.console(environ, start_response)
-            return self.soap(environ, start_response)
+        if self.console is not None and not (path == "/remote" or path.startswith("/remote/")):
+            return self.console(environ, start_response)
+        return self.soap(environ, start_response)
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         remote = str(environ.get("REMOTE_ADDR", ""))
