@@ -146,11 +146,11 @@ def parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 
 def _header_hash_input(policy: CanonicalizationPolicy, fields: list[tuple[bytes, bytes]],
-                       include: list[bytes], sig_value: bytes, *, sig_name: bytes = _NAME) -> bytes:
+                       include: list[bytes], sig_value: bytes) -> bytes:
     """RFC 6376 section 3.7: the signed fields, canonicalized, then the signature field itself
     with an empty b= and without its final CRLF."""
     # Only the signed fields are canonicalized (dkimpy's own signer does every field).
-    return hash_input(policy, dkim.select_headers(fields, include), (sig_name, sig_value))
+    return hash_input(policy, dkim.select_headers(fields, include), (_NAME, sig_value))
 
 
 def hash_input(policy: CanonicalizationPolicy, signed: Sequence[tuple[bytes, bytes]],
