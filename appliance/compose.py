@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from appliance.access.users import add_user, list_users
 from appliance.alerts.runner import AlertRunner, build_alerts
+from appliance.bounce.notices import BounceNotifier
 from appliance.cluster.component import join_from_config, public_url
 from appliance.cluster.configservice import ConfigService
 from appliance.cluster.service import ClusterService
@@ -336,21 +337,25 @@ class HousekeepingParts(Parts):
     dmarc_reports: ReportSender
     trash: TrashPurger
     drains: DrainRunner
+    notices: BounceNotifier
     wake: WakeSender
 
 
-def build_queue_keepers(core: Core) -> tuple[TrashPurger, DrainRunner]:
-    """The trash purge (follows `queue.trash_hours`) and the drain jobs' runner."""
+def build_queue_keepers(core: Core) -> tuple[TrashPurger, DrainRunner, BounceNotifier]:
+    """The trash purge (follows `queue.trash_hours`), the drain jobs' runner and the bounce
+    notifier (DSNs owed by bulk bounces, naming the node's current host name)."""
     purger = TrashPurger(core.store, core.spool, hours=core.config().queue.trash_hours)
     core.config.subscribe(purger)
-    drains = drain_runner(core.store, core.spool, hostname=lambda: core.config().node.hostname,
-                          kick=core.enqueued.notify_threadsafe)
-    return purger, drains
+    drains = drain_runner(core.store, core.spool, kick=core.enqueued.notify_threadsafe)
+    notices = BounceNotifier(core.store, core.spool, hostname=lambda: core.config().node.hostname,
+                             kick=core.enqueued.notify_threadsafe)
+    return purger, drains, notices
 
 
 def build_housekeeping(core: Core) -> HousekeepingParts:
     """Stats flush and graphs, the config watcher that speaks for the node, the rate() owner,
-    spool sweeps, saved queries' alerts, timeline retention, expired trash, drain jobs."""
+    spool sweeps, saved queries' alerts, timeline retention, expired trash, drain jobs, the
+    DSNs of bulk bounces."""
     rates = core.stats.rates
     assert isinstance(rates, Rates), "housekeeping owns the rate() windows"
     rate_server = RateServer(rates, rates_path(core.settings.data_dir))
@@ -359,16 +364,16 @@ def build_housekeeping(core: Core) -> HousekeepingParts:
     sweeper = SpoolSweeper(core.store, core.spool, grace=core.settings.spool_grace)
     alerts = build_alerts(core.store, core.spool, core.config, on_enqueued=core.enqueued.notify_threadsafe)
     timeline_purge = TimelinePurge(core.store, config=core.config)
-    trash, drains = build_queue_keepers(core)
+    trash, drains, notices = build_queue_keepers(core)
     wake = WakeSender(wake_path(core.settings.data_dir))
     core.enqueued.subscribe(wake.wake)
     dmarc_reports = build_dmarc_reports(core)
     return HousekeepingParts(
         core=core, rate_server=rate_server, listener_check=listener_check, sweeper=sweeper,
         alerts=alerts, timeline_purge=timeline_purge, dmarc_reports=dmarc_reports,
-        trash=trash, drains=drains, wake=wake,
+        trash=trash, drains=drains, notices=notices, wake=wake,
         startables=(*core.startables, rate_server, listener_check, sweeper, alerts,
-                    timeline_purge, dmarc_reports, trash, drains, wake))
+                    timeline_purge, dmarc_reports, trash, drains, notices, wake))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -383,6 +388,7 @@ class SingleParts(Parts):
     dmarc_reports: ReportSender
     trash: TrashPurger
     drains: DrainRunner
+    notices: BounceNotifier
     commands: Runner
     soap: SoapServer
 
@@ -399,15 +405,16 @@ def build_single(core: Core) -> SingleParts:
     alerts = build_alerts(core.store, core.spool, core.config, on_enqueued=core.enqueued.notify_threadsafe)
     timeline_purge = TimelinePurge(core.store, config=core.config)
     dmarc_reports = build_dmarc_reports(core)
-    trash, drains = build_queue_keepers(core)
+    trash, drains, notices = build_queue_keepers(core)
     commands = build_commands(core)
     soap = build_soap_server(core, policy, commands)
     return SingleParts(
         core=core, nodelog=nodelog, policy=policy, smtp=smtp, delivery=delivery,
         sweeper=sweeper, alerts=alerts, timeline_purge=timeline_purge,
-        dmarc_reports=dmarc_reports, trash=trash, drains=drains, commands=commands, soap=soap,
+        dmarc_reports=dmarc_reports, trash=trash, drains=drains, notices=notices,
+        commands=commands, soap=soap,
         startables=(nodelog, *core.startables, policy, smtp, delivery, sweeper, alerts,
-                    timeline_purge, dmarc_reports, trash, drains, commands, soap))
+                    timeline_purge, dmarc_reports, trash, drains, notices, commands, soap))
 
 
 def build_child(role: str, core: Core, sockets: dict[str, socket.socket]) -> Parts:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from appliance.bounce.dsn import FailedRecipient, build_dsn, subject_line
 from appliance.db.models import QueueEntry
+from appliance.db.models_bounce import BounceNotice
 from appliance.replies import enhanced_status
 from appliance.errors import NotFound
 from appliance.queue import store as q
@@ -20,9 +23,6 @@ from appliance.queue.spool import Spool
 from appliance.types import Action, Envelope, NewMessage
 
 log = logging.getLogger(__name__)
-# Originals whose headers a bulk bounce holds at once (each at most 256 KiB): memory stays
-# bounded whatever the chunk size.
-_HEADER_READS = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,52 +63,38 @@ def bounce_entries(
             dsn_id = _queue_dsn(session, spool, group, now=now, hostname=hostname)
         for item in group:
             e = item.entry
-            _log_bounce(item, dsn_id)
+            _log_bounce(item, dsn_id and f"DSN {dsn_id}")
             orphan = q.finish(session, e, Action.BOUNCE, now=now, error=item.reason)
             if orphan and orphan not in orphans:
                 orphans.append(orphan)
     return orphans
 
 
-def bounce_all(
-    session: Session, spool: Spool, entries: Sequence[Any], *, reason: str, now: float,
-    hostname: str,
-) -> list[str]:
+def bounce_all(session: Session, entries: Sequence[Any], *, reason: str, now: float) -> list[str]:
     """Bounce `entries` (a bulk bounce's chunk, locked by the caller) for one `reason`: queue
     entries, or rows with the queue table's columns (queue.bulk reads them so).
 
-    Recipients of one message get ONE DSN listing them all. The chunk's DSNs are written
-    through group commit: every body first, then one concurrent fsync pass over the bodies and
-    their directories (Spool.batch), then one multi-row insert; history rows and removals are
-    set-based (queue.bulk.finish_many). If anything fails before the caller commits, the
-    bodies written here are removed again; if the commit itself fails they are left
-    unreferenced and the spool sweep (queue.sweep) removes them. Returns orphaned paths.
+    Set-based, in the caller's transaction: a BOUNCE history row per entry and the entries
+    removed (queue.bulk.finish_many), and for each message that gets a DSN, ONE bounce notice
+    listing all its bounced recipients. The DSNs themselves are written after the commit by
+    the bounce notifier (bounce.notices), which keeps a bulk bounce as cheap as a delete: no
+    header reads, no body writes, no DSN entries while the chunk holds the write lock. A
+    notice keeps the original's body until its DSN is queued. Returns orphaned paths.
     """
-    messages: list[NewMessage] = []
-    groups = _by_message([BounceItem(entry=e, reason=reason) for e in entries])
-    with spool.batch() as batch:
-        for start in range(0, len(groups), _HEADER_READS):
-            part = groups[start:start + _HEADER_READS]
-            wanted = [g for g in part if not g[0].entry.is_dsn and g[0].entry.sender]
-            # The originals' headers first, read concurrently and before this part's DSN files
-            # are created (a lookup waits for creates in the same directory).
-            heads = dict(zip(map(id, wanted), batch.headers([g[0].entry.path for g in wanted])))
-            for group in part:
-                dsn_id = None
-                if id(group) in heads:
-                    dsn = _dsn_message(spool, group, now=now, hostname=hostname,
-                                       headers=heads[id(group)] or b"")
-                    path = batch.write(dsn.message.msgid, dsn.pop())
-                    messages.append(dataclasses.replace(dsn.message, path=path))
-                    dsn_id = dsn.message.msgid
-                for item in group:
-                    _log_bounce(item, dsn_id)
-        try:
-            q.enqueue_many(session, messages, now=now)
-            return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
-        except BaseException:
-            batch.discard()
-            raise
+    notices: list[dict[str, object]] = []
+    for group in _by_message([BounceItem(entry=e, reason=reason) for e in entries]):
+        first = group[0].entry
+        owed = not first.is_dsn and bool(first.sender)
+        if owed:
+            notices.append(dict(
+                created=now, msgid=first.msgid, sender=first.sender, subject=first.subject,
+                ts0=first.ts0, path=first.path, transport=first.transport, reason=reason,
+                recipients=json.dumps([[item.entry.rcpt, item.entry.id] for item in group])))
+        for item in group:
+            _log_bounce(item, "a DSN" if owed else None)
+    if notices:  # before finish_many: the notices keep the originals' bodies in use
+        session.execute(insert(BounceNotice), notices)
+    return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
 
 
 def _by_message(items: Sequence[BounceItem]) -> list[list[BounceItem]]:
@@ -120,64 +106,56 @@ def _by_message(items: Sequence[BounceItem]) -> list[list[BounceItem]]:
     return list(groups.values())
 
 
-def _log_bounce(item: BounceItem, dsn_id: str | None) -> None:
+def _log_bounce(item: BounceItem, dsn: str | None) -> None:
+    """`dsn`: what goes to the sender (a DSN's id, or "a DSN" still to be written)."""
     e = item.entry
     log.info(
         "bounced %s:%d to %s: %s; %s", e.msgid, e.id, e.rcpt, item.reason,
-        f"DSN {dsn_id} queued to {e.sender}" if dsn_id else "no DSN (bounce or null sender)",
+        f"{dsn} queued to {e.sender}" if dsn else "no DSN (bounce or null sender)",
     )
 
 
-@dataclasses.dataclass
-class _Dsn:
-    message: NewMessage  # path not yet set
-    body: bytes | None
-
-    def pop(self) -> bytes:
-        body, self.body = self.body, None
-        assert body is not None
-        return body
-
-
-def _dsn_message(spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str,
-                 headers: bytes | None = None) -> _Dsn:
-    """The DSN for one message's bounced recipients, as a message to queue and its body."""
-    first = group[0].entry
-    if headers is None:
-        try:
-            headers = spool.read_headers(first.path)
-        except NotFound:
-            headers = b""
+def dsn_message(original: Any, failed: Sequence[FailedRecipient], *, headers: bytes, now: float,
+                hostname: str) -> tuple[NewMessage, bytes]:
+    """The DSN for one message's failed recipients: the message to queue (its path not yet
+    set) and its body. `original` is the queue entry or bounce notice it reports on (msgid,
+    sender, subject, ts0, transport); `headers` are the original's, quoted in the DSN."""
     msgid = str(uuid.uuid4())
     body = build_dsn(
-        hostname=hostname, original_sender=first.sender, original_headers=headers,
-        original_subject=first.subject, arrival=first.ts0, now=now,
-        recipients=[_failed(item, now) for item in group], original_msgid=first.msgid,
-        message_id=f"<{msgid}@{hostname}>",
+        hostname=hostname, original_sender=original.sender, original_headers=headers,
+        original_subject=original.subject, arrival=original.ts0, now=now, recipients=failed,
+        original_msgid=original.msgid, message_id=f"<{msgid}@{hostname}>",
     )
     message = NewMessage(
-        msgid=msgid, envelope=Envelope(sender="", recipients=(first.sender,), helo=hostname),
-        path="", size=len(body), subject=subject_line(first.subject), received=now,
-        transport=first.transport, is_dsn=True,
+        msgid=msgid, envelope=Envelope(sender="", recipients=(original.sender,), helo=hostname),
+        path="", size=len(body), subject=subject_line(original.subject), received=now,
+        transport=original.transport, is_dsn=True,
     )
-    return _Dsn(message, body)
+    return message, body
 
 
 def _queue_dsn(
     session: Session, spool: Spool, group: Sequence[BounceItem], *, now: float, hostname: str
 ) -> str:
-    dsn = _dsn_message(spool, group, now=now, hostname=hostname)
-    path = spool.write(dsn.message.msgid, dsn.pop())
-    q.enqueue(session, dataclasses.replace(dsn.message, path=path), now=now)
-    return dsn.message.msgid
+    first = group[0].entry
+    try:
+        headers = spool.read_headers(first.path)
+    except NotFound:
+        headers = b""
+    failed = [failed_recipient(item.entry.rcpt, item.reason, queueid=item.entry.id,
+                               last_attempt=now, status=item.status, remote_mta=item.remote_mta)
+              for item in group]
+    message, body = dsn_message(first, failed, headers=headers, now=now, hostname=hostname)
+    path = spool.write(message.msgid, body)
+    q.enqueue(session, dataclasses.replace(message, path=path), now=now)
+    return message.msgid
 
 
-def _failed(item: BounceItem, now: float) -> FailedRecipient:
-    status = item.status
+def failed_recipient(rcpt: str, reason: str, *, queueid: int, last_attempt: float,
+                     status: str | None = None, remote_mta: str = "") -> FailedRecipient:
+    """A DSN's per-recipient fields; `status` defaults to the reason's 5.x.x code or 5.0.0."""
     if status is None:
-        found = enhanced_status(item.reason)
+        found = enhanced_status(reason)
         status = found if found and found.startswith("5.") else "5.0.0"
-    return FailedRecipient(
-        recipient=item.entry.rcpt, status=status, diagnostic=item.reason,
-        remote_mta=item.remote_mta, last_attempt=now, queueid=item.entry.id,
-    )
+    return FailedRecipient(recipient=rcpt, status=status, diagnostic=reason, remote_mta=remote_mta,
+                           last_attempt=last_attempt, queueid=queueid)

@@ -157,3 +157,4 @@ import appliance.db.models_trash  # noqa: E402,F401  (trash and queue jobs, migr
 import appliance.db.models_timeline  # noqa: E402,F401  (events, suspensions, alerts, migration 0010)
 import appliance.db.models_mailauth  # noqa: E402,F401  (DMARC evaluations, migration 0011)
 import appliance.db.models_console  # noqa: E402,F401  (console saved filters, migration 0012)
+import appliance.db.models_bounce  # noqa: E402,F401  (bounce notices, migration 0014)

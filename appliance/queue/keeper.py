@@ -108,14 +108,12 @@ def _drain_deleter(job: QueueJob) -> str:
     return f"{job.createdby} (drain {job.id})"
 
 
-def drain_runner(store: Store, spool: Spool, *, hostname: Callable[[], str],
-                 kick: Callable[[], None]) -> DrainRunner:
-    """Housekeeping's drain jobs: bounces name the node's current host name, released
-    entries wake delivery (`kick` is called from the runner's thread)."""
+def drain_runner(store: Store, spool: Spool, *, kick: Callable[[], None]) -> DrainRunner:
+    """Housekeeping's drain jobs: released entries wake delivery (`kick` is called from the
+    runner's thread); bounced ones leave their DSNs to the bounce notifier."""
     from appliance.bounce.handling import bounce_all
 
     def bounce_many(session: Session, entries: Sequence[QueueEntry]) -> list[str]:
-        return bounce_all(session, spool, entries, reason=DRAIN_BOUNCE_REASON,
-                          now=time.time(), hostname=hostname())
+        return bounce_all(session, entries, reason=DRAIN_BOUNCE_REASON, now=time.time())
 
     return DrainRunner(store, spool, bounce_many=bounce_many, kick=kick)

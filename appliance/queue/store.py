@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Table, and_, exists, func, insert, or_, se
 from sqlalchemy.orm import Session
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
+from appliance.db.models_bounce import BounceNotice
 from appliance.db.models_trash import TrashEntry
 from appliance.errors import InvalidInput, NotFound
 from appliance.types import Action, NewMessage, QueueState, domain_of
@@ -212,13 +213,13 @@ def unreferenced_path(session: Session, path: str) -> str | None:
 
 
 def paths_in_use(session: Session, paths: Iterable[str]) -> set[str]:
-    """Those of `paths` a queue entry or an entry in the trash (which keeps its body for a
-    restore) still refers to."""
+    """Those of `paths` a queue entry, an entry in the trash (which keeps its body for a
+    restore) or a bounce notice (whose DSN quotes the body's headers) still refers to."""
     wanted = sorted(set(paths) - {""})
     used: set[str] = set()
     for start in range(0, len(wanted), 500):
         part = wanted[start:start + 500]
-        for model in (QueueEntry, TrashEntry):
+        for model in (QueueEntry, TrashEntry, BounceNotice):
             used.update(session.scalars(select(model.path).where(model.path.in_(part)).distinct()))
     return used
 

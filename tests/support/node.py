@@ -99,7 +99,9 @@ class RunningNode:
         return subprocess.run([*self._base(), *args], input=input_text, capture_output=True,
                               text=True, env=self._env(), cwd=REPO, timeout=120)
 
-    def start(self) -> "RunningNode":
+    def start(self, *, wait: bool = True) -> "RunningNode":
+        """Start the node; with `wait`, until its listeners answer (a node armed to crash at
+        start may never get there: start it with wait=False)."""
         if not self._created:
             done = self.cli("user", "add", "admin", "--role", "admin", "--password-stdin",
                             input_text=self.admin_password + "\n")
@@ -117,6 +119,8 @@ class RunningNode:
             # Its own process group: kill() can take the supervisor and every child at once.
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                          env=self._env(), cwd=REPO, start_new_session=True)
+        if not wait:
+            return self
         try:
             self.ports = read_ports(self.data_dir, proc=self.proc, timeout=self.ready_timeout)
             smtp = self.ports["smtp"]

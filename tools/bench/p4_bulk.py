@@ -7,10 +7,12 @@ The queue holds N matching entries (recipient domain bulk.test) plus `extra` oth
 refills the store, then acts on `to~%@bulk.test` in chunks; it reports seconds, entries per
 second and the peak RSS growth of the process while acting (memory must stay flat: streamed
 chunks) and the 1-minute load average around each run. Bounce uses the batch hook (bounce_all:
-one DSN per message within a chunk, written through group commit) unless --bounce-per-entry
-(the old per-entry path). Matching entries get real spool bodies (unless --no-bodies): bounce
-reads their headers and each chunk's orphaned bodies are unlinked after its commit, as the SOAP
-call does.
+one bounce notice per message within a chunk, as mailQueueBounceBulk does) unless
+--bounce-per-entry (the per-entry path, which writes each DSN in the call); after the call, the
+bounce notifier turns the notices into queued DSNs (group commit, batches of 1,000), timed on
+its own ("DSNs s": what housekeeping does after the call returned). Matching entries get real
+spool bodies (unless --no-bodies): the DSNs quote their headers and orphaned bodies are
+unlinked after each commit, as the node does.
 Target (BENCHMARKS.md): under 20 s for 100,000. Writes tools/bench/results/p4_bulk.json.
 """
 
@@ -32,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 
 from appliance.bounce.handling import bounce_all, bounce_entry  # noqa: E402
+from appliance.bounce.notices import BounceNotifier  # noqa: E402
 from appliance.db.engine import Store  # noqa: E402
 from appliance.db.schema import upgrade  # noqa: E402
 from appliance.queue.bulk import DEFAULT_CHUNK, act_on_matching  # noqa: E402
@@ -101,11 +104,12 @@ def one_run(url: str, action: str, args: argparse.Namespace, spool: Spool) -> di
     os.sync()
     hooks: dict[str, object] = {}
     if action == "bounce":
-        options = {"reason": "bulk bounce (P4)", "now": now, "hostname": "bench.test"}
         if args.bounce_per_entry:
-            hooks["bounce"] = lambda session, entry: bounce_entry(session, spool, entry, **options)
+            hooks["bounce"] = lambda session, entry: bounce_entry(
+                session, spool, entry, reason="bulk bounce (P4)", now=now, hostname="bench.test")
         else:
-            hooks["bounce_many"] = lambda session, entries: bounce_all(session, spool, entries, **options)
+            hooks["bounce_many"] = lambda session, entries: bounce_all(
+                session, entries, reason="bulk bounce (P4)", now=now)
     before = _rss_mb()
     load_before = os.getloadavg()[0]
     removed: list[int] = []
@@ -118,10 +122,14 @@ def one_run(url: str, action: str, args: argparse.Namespace, spool: Spool) -> di
         acted = act_on_matching(store, "to~%@bulk.test", action, now=now, chunk=args.chunk,
                                 on_paths=on_paths, **hooks)  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        dsns = BounceNotifier(store, spool, hostname=lambda: "bench.test").tick()
+        dsn_seconds = time.perf_counter() - started
     store.dispose()
     assert acted == args.n, (acted, args.n)
     return {"seconds": seconds, "per_second": acted / seconds, "rss_before_mb": before,
             "rss_growth_mb": rss.peak - before, "orphaned_paths": float(sum(removed)),
+            "dsns": float(dsns), "dsn_seconds": dsn_seconds,
             "load_1m": (load_before + os.getloadavg()[0]) / 2}
 
 
@@ -138,7 +146,8 @@ def bench(backend: str, action: str, args: argparse.Namespace, tmp: Path) -> dic
             url = pg.create_database("p4")
         try:
             runs.append(one_run(url, action, args, Spool(tmp / f"spool-{backend}-{action}-{i}")))
-            print(f"  run {i + 1}: {runs[-1]['seconds']:.2f} s, RSS growth "
+            print(f"  run {i + 1}: {runs[-1]['seconds']:.2f} s, then {runs[-1]['dsns']:.0f} DSNs "
+                  f"in {runs[-1]['dsn_seconds']:.2f} s, RSS growth "
                   f"{runs[-1]['rss_growth_mb']:.1f} MB, load {runs[-1]['load_1m']:.1f}", flush=True)
         finally:
             if pg is not None:
@@ -164,11 +173,12 @@ def main() -> None:
             for action in args.actions.split(","):
                 print(f"{backend} {action}: {args.runs} runs over {args.n} entries ...", flush=True)
                 results.setdefault(backend, {})[action] = bench(backend, action, args, Path(tmp))
-    print(f"\n{'backend':11} {'action':7} {'entries':>8} {'median s':>9} {'/s':>8} {'x target':>8} {'RSS growth MB':>14} {'load 1m':>8}")
+    print(f"\n{'backend':11} {'action':7} {'entries':>8} {'median s':>9} {'/s':>8} {'x target':>8} {'RSS growth MB':>14} {'DSNs':>7} {'DSNs s':>7} {'load 1m':>8}")
     for backend, by_action in results.items():
         for action, m in by_action.items():
             print(f"{backend:11} {action:7} {args.n:8} {m['seconds']:9.2f} {m['per_second']:8.0f} "
-                  f"{m['seconds'] * TARGET_N / args.n / TARGET_S:8.2f} {m['rss_growth_mb']:14.1f} {m['load_1m']:8.1f}")
+                  f"{m['seconds'] * TARGET_N / args.n / TARGET_S:8.2f} {m['rss_growth_mb']:14.1f} "
+                  f"{m['dsns']:7.0f} {m['dsn_seconds']:7.2f} {m['load_1m']:8.1f}")
     out = REPO / "tools/bench/results/p4_bulk.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"when": time.time(), "n": args.n, "extra": args.extra,

@@ -210,9 +210,8 @@ def _bulk(call: Call, text: str | None, action: str, *, duplicate: bool = False,
     now = call.now()
 
     def bounce_many(session: Session, entries: Any) -> list[str]:
-        # Per chunk: recipients of one message share one DSN (one spool write + fsync).
-        return bounce_all(session, node.spool, entries, reason=BOUNCE_REASON, now=now,
-                          hostname=node.hostname)
+        # Per chunk: recipients of one message share one DSN, written after the commit.
+        return bounce_all(session, entries, reason=BOUNCE_REASON, now=now)
 
     def run(progress: Callable[[Session, int], None]) -> int:
         return bulk.act_on_matching(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.bounce.handling import bounce_all, bounce_entry
+from appliance.bounce.notices import pending, write_dsns
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.errors import InvalidInput
@@ -226,8 +227,7 @@ def _bounce_many(spool: Spool, calls: list[int] | None = None):  # type: ignore[
     def bounce_many(session: Session, entries: list[QueueEntry]) -> list[str]:
         if calls is not None:
             calls.append(len(entries))
-        return bounce_all(session, spool, entries, reason="550 5.7.1 bulk bounce by admin",
-                          now=NOW + 1, hostname="node.test")
+        return bounce_all(session, entries, reason="550 5.7.1 bulk bounce by admin", now=NOW + 1)
     return bounce_many
 
 
@@ -239,6 +239,11 @@ def test_bulk_bounce_sends_one_dsn_per_message_listing_every_recipient(store: St
     n = act_on_matching(store, "to~%@three.test", "bounce", now=NOW + 1,
                         bounce_many=_bounce_many(spool, calls), on_paths=orphans.extend)
     assert n == 3 and calls == [3]  # one call for the chunk
+    # Committed: the history and one notice, which keeps the body for the DSN to quote.
+    assert (orphans, pending(store), rcpts(store, 'from=""')) == ([], 1, ["dave@other.net"])
+    assert len(rcpts(store, "action=BOUNCE", history=True)) == 3
+    queued, orphans = write_dsns(store, spool, now=NOW + 2, hostname="node.test")
+    assert (queued, pending(store)) == (1, 0)
     with store.transaction(read_only=True) as s:
         [dsn] = s.scalars(select(QueueEntry).where(QueueEntry.rcpt == "amy@sender.test")).all()
         bounced = s.scalars(select(HistoryEntry).where(HistoryEntry.action == "BOUNCE")).all()
@@ -272,6 +277,7 @@ def test_bulk_bounce_hook_failure_rolls_the_chunk_back(store: Store, spool: Spoo
     # The first chunk (two recipients, one DSN) is committed; the second is untouched.
     assert rcpts(store, "to~%@three.test") == ["c@three.test"]
     assert len(rcpts(store, "action=BOUNCE", history=True)) == 2
+    assert write_dsns(store, spool, now=NOW + 2, hostname="node.test")[0] == 1
     assert sorted(r.lower() for r in rcpts(store, 'from=""')) == ["amy@sender.test", "dave@other.net"]
 
 

@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from appliance import crashpoint
 from appliance.bounce.handling import bounce_all
+from appliance.bounce.notices import pending, write_dsns
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry
 from appliance.queue.bulk import act_on_matching
@@ -78,23 +80,34 @@ def test_entries_whose_body_is_missing_are_set_aside_as_error(store: Store, spoo
     assert sweep(store, spool, now=NOW, grace=600).set_aside == 0  # once only
 
 
-def test_a_dsn_body_of_a_rolled_back_bounce_chunk_is_swept(store: Store, spool: Spool) -> None:
-    for i in range(3):
-        _queue(store, spool, f"r{i}@bulk.test")
+def test_bounce_notices_keep_their_originals_and_a_rolled_back_dsn_batch_is_swept(
+        store: Store, spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    originals = {_queue(store, spool, f"r{i}@bulk.test") for i in range(3)}
 
-    def bounce_then_fail(session: Session, entries: Sequence[QueueEntry]) -> list[str]:
-        bounce_all(session, spool, entries, reason="550 5.7.1 bulk", now=NOW, hostname="n.test")
-        raise OSError("the commit never happens")
+    def bounce(session: Session, entries: Sequence[QueueEntry]) -> list[str]:
+        return bounce_all(session, entries, reason="550 5.7.1 bulk", now=NOW)
 
+    assert act_on_matching(store, "to~%@bulk.test", "bounce", now=NOW, bounce_many=bounce) == 3
+    # No entry refers to the bodies any more, but the three notices do: their DSNs quote them.
+    assert sweep(store, spool, now=time.time() + 1, grace=0).orphans_removed == 0
+    assert set(spool.all_paths()) == originals
+
+    def lost(name: str) -> None:
+        if name == "bounce.notices.written":
+            raise OSError("the commit never happens")
+
+    monkeypatch.setattr(crashpoint, "reached", lost)
     with pytest.raises(OSError):
-        act_on_matching(store, "to~%@bulk.test", "bounce", now=NOW, bounce_many=bounce_then_fail)
-    with store.transaction(read_only=True) as s:
-        referenced = set(s.scalars(select(QueueEntry.path)))
-    assert len(referenced) == 3  # rolled back: the three entries, no DSN
-    stray = set(spool.all_paths()) - referenced
-    assert len(stray) == 3  # the DSN bodies, durable but unreferenced
+        write_dsns(store, spool, now=NOW, hostname="n.test")
+    assert pending(store) == 3  # rolled back: the notices stay, no DSN entry
+    assert len(set(spool.all_paths()) - originals) == 3  # the DSN bodies, durable, unreferenced
     assert sweep(store, spool, now=time.time() + 1, grace=0).orphans_removed == 3
-    assert set(spool.all_paths()) == referenced
+    assert set(spool.all_paths()) == originals
+    monkeypatch.undo()
+    queued, orphans = write_dsns(store, spool, now=NOW, hostname="n.test")
+    assert (queued, pending(store), sorted(orphans)) == (3, 0, sorted(originals))
+    with store.transaction(read_only=True) as s:
+        assert sorted(s.scalars(select(QueueEntry.rcpt))) == ["s@a.test"] * 3
 
 
 def test_a_failed_group_commit_leaves_no_body(spool: Spool) -> None:
