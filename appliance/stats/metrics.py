@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from appliance.db.engine import Store
 from appliance.db.models import QueueEntry
+from appliance.db.models_bounce import BounceNotice
 from appliance.db.models_stats import RateHit, StatCounter
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class StoreCollector:
             rates = session.execute(
                 select(RateHit.ns, RateHit.entry, RateHit.interval, func.count())
                 .group_by(RateHit.ns, RateHit.entry, RateHit.interval)).all()
+            owed = session.scalar(select(func.count()).select_from(BounceNotice))
         entries = GaugeMetricFamily("appliance_queue_entries", "Queue entries by state and transport",
                                     labels=["queue", "transport"])
         seen = set()
@@ -156,6 +158,9 @@ class StoreCollector:
         for ns, entry, interval, count in rates:
             buckets.add_metric([ns, entry, str(interval)], count)
         yield buckets
+        yield GaugeMetricFamily("appliance_bounce_notices",
+                                "Bulk-bounced messages whose DSN is still to be written",
+                                value=int(owed or 0))
 
 
 def exposition(store: Store, *, top_domains: int = 20,

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance.access.levels import AccessLevel
 from appliance.access.users import add_user
 from appliance.db.engine import Store
+from appliance.db.models_bounce import BounceNotice
 from appliance.queue import store as q
 from appliance.soap.auth import Authenticator
 from appliance.stats.counters import Counters
@@ -122,6 +123,9 @@ def test_metrics_level_may_call_no_soap_operation() -> None:
 def test_queue_figures_and_counters_parse_and_match_the_store(users: Store, tmp_path: Path) -> None:
     _enqueue(users, "x@one.example", "y@one.example", "z@two.example")
     _enqueue(users, "w@two.example", state=QueueState.HOLD)
+    with users.transaction() as s:  # a bulk-bounced message whose DSN is not yet written
+        s.add(BounceNotice(created=1.0, msgid="m", sender="s@one.example", ts0=1.0, path="",
+                           reason="550 5.1.1 gone", recipients='[["r@two.example", 7]]'))
     counters = Counters()
     counters.stat("mail:action:deliver", "inbound", "one.example", 5)
     counters.stat("mail:action:bounce", "inbound", "two.example", 2)
@@ -143,6 +147,7 @@ def test_queue_figures_and_counters_parse_and_match_the_store(users: Store, tmp_
     stats = {(s.labels["key1"], s.labels["key2"], s.labels["key3"]): s.value
              for s in families["appliance_stat"].samples if s.name == "appliance_stat_total"}
     assert stats[("custom", "a", "b")] == 7
+    assert [s.value for s in families["appliance_bounce_notices"].samples] == [1]
     attempts = [s for s in families["appliance_delivery_attempts"].samples
                 if s.name == "appliance_delivery_attempts_total"]
     assert [(s.labels["reply_class"], s.value) for s in attempts] == [("2xx", 3)]
