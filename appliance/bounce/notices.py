@@ -23,8 +23,8 @@ from appliance.bounce.dsn import FailedRecipient
 from appliance.bounce.handling import dsn_message, failed_recipient
 from appliance.db.engine import Store
 from appliance.db.models_bounce import BounceNotice
+from appliance.db.sets import in_values
 from appliance.queue import store as q
-from appliance.queue.bulk import in_ids
 from appliance.queue.spool import Spool
 from appliance.stats.periodic import Periodic
 from appliance.types import NewMessage
@@ -57,7 +57,7 @@ def write_dsns(store: Store, spool: Spool, *, now: float, hostname: str,
                     messages.append(dataclasses.replace(message, path=batch.write(message.msgid, body)))
             q.enqueue_many(session, messages, now=now)
             session.execute(delete(BounceNotice).where(
-                in_ids(session, BounceNotice.id, [n.id for n in notices]))
+                in_values(session, BounceNotice.id, [n.id for n in notices]))
                 .execution_options(synchronize_session=False))
             paths = {n.path for n in notices} - {""}
             orphans = sorted(paths - q.paths_in_use(session, paths))

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import (BigInteger, ColumnElement, any_, bindparam, delete, func, insert, literal,
-                        select, text, update)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement, delete, func, insert, literal, select, text, update
+from sqlalchemy.orm import Session
 
 from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.db.models_trash import TrashEntry, TrashMetadata
+from appliance.db.sets import in_values
 from appliance.errors import InvalidInput, NotFound
 from appliance.queue import store as queue_store
 from appliance.queue.query import Where, as_condition
@@ -198,15 +196,6 @@ def page_cache(session: Session) -> Iterator[None]:
             session.execute(text(f"PRAGMA cache_size={int(before)}"))
 
 
-def in_ids(session: Session, column: InstrumentedAttribute[int], ids: list[int]) -> ColumnElement[bool]:
-    """`column IN ids` as ONE bound parameter (a JSON array on SQLite, an array on PostgreSQL):
-    rendering thousands of bind parameters per statement cost more than running it."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, ids, type_=ARRAY(BigInteger)))
-    values = func.json_each(json.dumps(ids)).table_valued("value")
-    return column.in_(select(values.c.value))
-
-
 def next_ids(
     session: Session, cond: ColumnElement[bool] | None, *, after: int, ceiling: int, limit: int
 ) -> list[int]:
@@ -233,7 +222,7 @@ def act_on_chunk(
     (P4: 100,000 entries in under 20 s). A bounce hands the whole chunk to `bounce_many` if
     given; retry with duplicate and a per-entry bounce go entry by entry.
     """
-    where = [in_ids(session, QueueEntry.id, ids)] + ([cond] if cond is not None else [])
+    where = [in_values(session, QueueEntry.id, ids)] + ([cond] if cond is not None else [])
     if action == "hold":
         return _update(session, where, state=QueueState.HOLD.value, ts=now), []
     if action == "retry" and not duplicate:
@@ -310,12 +299,12 @@ def to_trash(session: Session, ids: list[int], *, now: float, by: str) -> list[s
     normally: the trash keeps the bodies)."""
     if not ids:
         return []
-    chosen = in_ids(session, QueueEntry.id, ids)
+    chosen = in_values(session, QueueEntry.id, ids)
     source = select(*[getattr(QueueEntry, c) for c in TRASHED], literal(now), literal(by[:128]))
     session.execute(insert(TrashEntry).from_select([*TRASHED, "deleted", "deletedby"],
                                                    source.where(chosen)))
     meta = select(QueueMetadata.entry_id, QueueMetadata.key, QueueMetadata.value).where(
-        in_ids(session, QueueMetadata.entry_id, ids))
+        in_values(session, QueueMetadata.entry_id, ids))
     session.execute(insert(TrashMetadata).from_select(["entry_id", "key", "value"], meta))
     return finish_many(session, ids, Action.DELETE, now=now)
 
@@ -328,7 +317,7 @@ def finish_many(
     `ids` (FOR UPDATE on PostgreSQL) and checked they may be acted on."""
     if not ids:
         return []
-    chosen = in_ids(session, QueueEntry.id, ids)
+    chosen = in_values(session, QueueEntry.id, ids)
     paths = set(session.scalars(select(QueueEntry.path).where(chosen).distinct())) - {""}
     write_history_many(session, ids, action, now=now, error=error)
     # queue_metadata rows go with their entry (ON DELETE CASCADE).
@@ -342,7 +331,7 @@ def write_history_many(
 ) -> None:
     """A history row (with the entry's metadata) for each queue entry of `ids`, as
     queue.store.write_history writes one."""
-    chosen = in_ids(session, QueueEntry.id, ids)
+    chosen = in_values(session, QueueEntry.id, ids)
     copied = [c for c in _COPIED if error is None or c != "error"]
     extra = {"queueid": QueueEntry.id, "action": literal(action.value), "ts": literal(now),
              "transfertime": literal(0.0), **({} if error is None else {"error": literal(error)})}
@@ -352,7 +341,7 @@ def write_history_many(
     ))
     meta = (select(HistoryEntry.id, QueueMetadata.key, QueueMetadata.value)
             .join(QueueMetadata, QueueMetadata.entry_id == HistoryEntry.queueid)
-            .where(in_ids(session, HistoryEntry.id, history_ids)))
+            .where(in_values(session, HistoryEntry.id, history_ids)))
     session.execute(insert(HistoryMetadata).from_select(["entry_id", "key", "value"], meta))
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.db.models_bounce import BounceNotice
 from appliance.db.models_trash import TrashEntry
+from appliance.db.sets import in_values
 from appliance.errors import InvalidInput, NotFound
 from appliance.types import Action, NewMessage, QueueState, domain_of
 
@@ -217,10 +218,10 @@ def paths_in_use(session: Session, paths: Iterable[str]) -> set[str]:
     restore) or a bounce notice (whose DSN quotes the body's headers) still refers to."""
     wanted = sorted(set(paths) - {""})
     used: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        part = wanted[start:start + 500]
-        for model in (QueueEntry, TrashEntry, BounceNotice):
-            used.update(session.scalars(select(model.path).where(model.path.in_(part)).distinct()))
+    for model in (QueueEntry, TrashEntry, BounceNotice) if wanted else ():
+        # One query per table whatever the number of paths (a bulk chunk's thousands).
+        used.update(session.scalars(select(model.path).where(
+            in_values(session, model.path, wanted)).distinct()))
     return used
 
 

@@ -18,9 +18,10 @@ from appliance import crashpoint
 from appliance.db.engine import Store
 from appliance.db.models import QueueEntry, QueueMetadata
 from appliance.db.models_trash import TrashEntry, TrashMetadata
+from appliance.db.sets import in_values
 from appliance.errors import InvalidInput
 from appliance.queue import store as queue_store
-from appliance.queue.bulk import (DEFAULT_CHUNK, MAX_CHUNK, in_ids, page_cache, to_trash,
+from appliance.queue.bulk import (DEFAULT_CHUNK, MAX_CHUNK, page_cache, to_trash,
                                   write_history_many)
 from appliance.types import Action
 
@@ -107,7 +108,7 @@ def _chunked(store: Store, where: ColumnElement[bool] | None,
                 break
             with store.transaction() as session, page_cache(session):
                 # Re-checked under the write lock: another call may have taken some meanwhile.
-                cond = [in_ids(session, TrashEntry.id, ids)] + ([where] if where is not None else [])
+                cond = [in_values(session, TrashEntry.id, ids)] + ([where] if where is not None else [])
                 locked = list(session.scalars(
                     select(TrashEntry.id).where(*cond).order_by(TrashEntry.id).with_for_update()))
                 acted, paths = act(session, locked, now) if locked else (0, [])
@@ -131,20 +132,20 @@ def _chunked(store: Store, where: ColumnElement[bool] | None,
 
 
 def _restore_chunk(session: Session, ids: list[int], now: float) -> tuple[int, list[str]]:
-    chosen = in_ids(session, TrashEntry.id, ids)
+    chosen = in_values(session, TrashEntry.id, ids)
     # An id still (or again) in the queue cannot be restored over: skipped, it stays trashed.
-    busy = set(session.scalars(select(QueueEntry.id).where(in_ids(session, QueueEntry.id, ids))))
+    busy = set(session.scalars(select(QueueEntry.id).where(in_values(session, QueueEntry.id, ids))))
     if busy:
         log.error("trash restore: queue ids %s exist already; left in the trash", sorted(busy)[:10])
         ids = [i for i in ids if i not in busy]
         if not ids:
             return 0, []
-        chosen = in_ids(session, TrashEntry.id, ids)
+        chosen = in_values(session, TrashEntry.id, ids)
     source = select(*[getattr(TrashEntry, c) for c in _RESTORED], literal(0.0), literal(""))
     session.execute(insert(QueueEntry).from_select([*_RESTORED, "lease_until", "lease_owner"],
                                                    source.where(chosen)))
     meta = select(TrashMetadata.entry_id, TrashMetadata.key, TrashMetadata.value).where(
-        in_ids(session, TrashMetadata.entry_id, ids))
+        in_values(session, TrashMetadata.entry_id, ids))
     session.execute(insert(QueueMetadata).from_select(["entry_id", "key", "value"], meta))
     write_history_many(session, ids, Action.RESTORE, now=now)
     # trash_metadata rows go with their entry (ON DELETE CASCADE).
@@ -153,7 +154,7 @@ def _restore_chunk(session: Session, ids: list[int], now: float) -> tuple[int, l
 
 
 def _purge_chunk(session: Session, ids: list[int], now: float) -> tuple[int, list[str]]:
-    chosen = in_ids(session, TrashEntry.id, ids)
+    chosen = in_values(session, TrashEntry.id, ids)
     paths = set(session.scalars(select(TrashEntry.path).where(chosen).distinct())) - {""}
     session.execute(delete(TrashEntry).where(chosen).execution_options(synchronize_session=False))
     return len(ids), sorted(paths - queue_store.paths_in_use(session, paths))
