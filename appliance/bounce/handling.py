@@ -1,4 +1,5 @@
-"""Bouncing queue entries: a DSN queued to the sender, a BOUNCE history row, the entry removed."""
+"""Bouncing queue entries: a DSN to the sender (queued at once, or owed by a bounce notice for a
+bulk bounce), a BOUNCE history row, the entry removed."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def bounce_entries(
             dsn_id = _queue_dsn(session, spool, group, now=now, hostname=hostname)
         for item in group:
             e = item.entry
-            _log_bounce(item, dsn_id and f"DSN {dsn_id}")
+            _log_bounce(item, f"DSN {dsn_id} queued to {e.sender}" if dsn_id else _NO_DSN)
             orphan = q.finish(session, e, Action.BOUNCE, now=now, error=item.reason)
             if orphan and orphan not in orphans:
                 orphans.append(orphan)
@@ -92,7 +93,7 @@ def bounce_all(session: Session, entries: Sequence[Any], *, reason: str, now: fl
                 ts0=first.ts0, path=first.path, transport=first.transport, reason=reason,
                 recipients=json.dumps([[item.entry.rcpt, item.entry.id] for item in group])))
         for item in group:
-            _log_bounce(item, "a DSN" if owed else None)
+            _log_bounce(item, f"DSN to {first.sender} owed (bounce notice)" if owed else _NO_DSN)
     if notices:  # before finish_many: the notices keep the originals' bodies in use
         session.connection().execute(insert(_NOTICES), notices)  # Core: no objects back
     return finish_many(session, [e.id for e in entries], Action.BOUNCE, now=now, error=reason)
@@ -107,13 +108,13 @@ def _by_message(items: Sequence[BounceItem]) -> list[list[BounceItem]]:
     return list(groups.values())
 
 
-def _log_bounce(item: BounceItem, dsn: str | None) -> None:
-    """`dsn`: what goes to the sender (a DSN's id, or "a DSN" still to be written)."""
+def _log_bounce(item: BounceItem, dsn: str) -> None:
+    """`dsn`: what the sender gets."""
     e = item.entry
-    log.info(
-        "bounced %s:%d to %s: %s; %s", e.msgid, e.id, e.rcpt, item.reason,
-        f"{dsn} queued to {e.sender}" if dsn else "no DSN (bounce or null sender)",
-    )
+    log.info("bounced %s:%d to %s: %s; %s", e.msgid, e.id, e.rcpt, item.reason, dsn)
+
+
+_NO_DSN = "no DSN (bounce or null sender)"
 
 
 def dsn_message(original: Any, failed: Sequence[FailedRecipient], *, headers: bytes, now: float,

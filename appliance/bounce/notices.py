@@ -1,10 +1,12 @@
 """The bounce notifier: the DSNs of bulk-bounced messages, written after the bounce committed.
 
 A bulk bounce commits, per message, a bounce notice with its recipients' BOUNCE history rows
-(bounce.handling.bounce_all). This turns notices into queued DSNs a batch at a time, each batch
-in one transaction: the bodies through group commit, one multi-row insert, the notices deleted.
+(bounce.handling.bounce_all). This turns notices into queued DSNs a batch at a time: the bodies
+through group commit, then one short transaction inserts the DSN entries and deletes the
+notices.
 A crash before that commit leaves the notices, written again at the next start (no DSN is lost
-or sent twice), and bodies nothing refers to (the spool sweep removes them).
+or sent twice), and bodies nothing refers to (the spool sweep removes them); a failure that is
+not a crash removes those bodies at once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from appliance.bounce.handling import dsn_message, failed_recipient
 from appliance.db.engine import Store
 from appliance.db.models_bounce import BounceNotice
 from appliance.db.sets import in_values
+from appliance.errors import Conflict
 from appliance.queue import store as q
 from appliance.queue.spool import Spool
 from appliance.stats.periodic import Periodic
@@ -38,30 +41,39 @@ _HEADER_READS = 256
 
 def write_dsns(store: Store, spool: Spool, *, now: float, hostname: str,
                limit: int = BATCH) -> tuple[int, list[str]]:
-    """Queue the DSNs of up to `limit` notices, oldest first, in one transaction. Returns how
-    many were queued and the originals' spool paths nothing refers to any more (remove them
-    after this returns)."""
-    with store.transaction() as session:
-        # Plain rows: the notices are deleted by one statement below, not through the ORM.
-        notices = session.execute(
-            select(*BounceNotice.__table__.columns).order_by(BounceNotice.id).limit(limit)
-            .with_for_update(skip_locked=True)).all()
-        if not notices:
-            return 0, []
-        messages: list[NewMessage] = []
-        with spool.batch() as batch:  # durable when the block is left, removed if it fails
-            for start in range(0, len(notices), _HEADER_READS):
-                part = notices[start:start + _HEADER_READS]
-                for notice, headers in zip(part, batch.headers([n.path for n in part])):
-                    message, body = _dsn(notice, headers or b"", now=now, hostname=hostname)
-                    messages.append(dataclasses.replace(message, path=batch.write(message.msgid, body)))
-            q.enqueue_many(session, messages, now=now)
-            session.execute(delete(BounceNotice).where(
+    """Queue the DSNs of up to `limit` notices, oldest first. Returns how many were queued and
+    the originals' spool paths nothing refers to any more (remove them after this returns).
+
+    The notices are read, and their DSNs built and made durable, outside any write
+    transaction; the one that queues them and deletes the notices is short, so SQLite's
+    receivers never wait long for the write lock while thousands of DSNs are written.
+    """
+    with store.transaction(read_only=True) as session:
+        notices = session.execute(select(*BounceNotice.__table__.columns)
+                                  .order_by(BounceNotice.id).limit(limit)).all()
+    if not notices:
+        return 0, []
+    messages: list[NewMessage] = []
+    with spool.batch() as batch:  # durable when the block is left, removed if it fails
+        for start in range(0, len(notices), _HEADER_READS):
+            part = notices[start:start + _HEADER_READS]
+            for notice, headers in zip(part, batch.headers([n.path for n in part])):
+                message, body = _dsn(notice, headers or b"", now=now, hostname=hostname)
+                messages.append(dataclasses.replace(message, path=batch.write(message.msgid, body)))
+    try:
+        with store.transaction() as session:
+            taken = session.execute(delete(BounceNotice).where(
                 in_values(session, BounceNotice.id, [n.id for n in notices]))
                 .execution_options(synchronize_session=False))
+            if taken.rowcount != len(notices):  # type: ignore[attr-defined]
+                raise Conflict("bounce notices were taken by another writer: none queued")
+            q.enqueue_many(session, messages, now=now)
             paths = {n.path for n in notices} - {""}
             orphans = sorted(paths - q.paths_in_use(session, paths))
-        crashpoint.reached("bounce.notices.written")  # DSN bodies durable, nothing committed
+            crashpoint.reached("bounce.notices.written")  # DSN bodies durable, nothing committed
+    except BaseException:
+        spool.remove_many([m.path for m in messages])  # a kill leaves them to the spool sweep
+        raise
     for notice, message in zip(notices, messages):
         log.info("DSN %s queued to %s for %s (bounced %d recipients)", message.msgid,
                  notice.sender, notice.msgid, len(_recipients(notice)))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from appliance.bounce import notices
@@ -19,7 +19,8 @@ from appliance.bounce.handling import bounce_all
 from appliance.bounce.notices import BounceNotifier, pending, write_dsns
 from appliance.db.engine import Store
 from appliance.db.models import QueueEntry
-from appliance.errors import StoreUnavailable
+from appliance.db.models_bounce import BounceNotice
+from appliance.errors import Conflict, StoreUnavailable
 from appliance.queue import store as q
 from appliance.queue.bulk import act_on_matching
 from appliance.queue.spool import Spool
@@ -121,3 +122,26 @@ def test_a_failed_batch_leaves_its_notices_for_the_next_tick(
     assert (pending(store), spool.all_paths()) == (1, [path])  # its DSN body removed again
     monkeypatch.undo()
     assert notifier.tick() == 1 and pending(store) == 0 and len(_dsns(store)) == 1
+
+
+def test_notices_another_writer_took_meanwhile_queue_no_dsn_twice(
+        store: Store, spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    originals = {_queue(store, spool, f"s{i}@sender.test", f"a{i}@gone.test") for i in range(2)}
+    assert _bounce(store, spool) == 2
+    real = notices._dsn
+    taken: list[int] = []
+
+    def racing(notice: Any, headers: bytes, **kw: Any) -> Any:
+        if not taken:  # another writer handles the first notice while this batch is built
+            taken.append(notice.id)
+            with store.transaction() as s:
+                s.execute(delete(BounceNotice).where(BounceNotice.id == notice.id))
+        return real(notice, headers, **kw)
+
+    monkeypatch.setattr(notices, "_dsn", racing)
+    with pytest.raises(Conflict):
+        write_dsns(store, spool, now=NOW + 5, hostname="gw.test")
+    assert (_dsns(store), pending(store)) == ([], 1)
+    assert set(spool.all_paths()) == originals  # the batch's DSN bodies removed again
+    monkeypatch.undo()
+    assert write_dsns(store, spool, now=NOW + 5, hostname="gw.test")[0] == 1

@@ -80,7 +80,7 @@ def test_entries_whose_body_is_missing_are_set_aside_as_error(store: Store, spoo
     assert sweep(store, spool, now=NOW, grace=600).set_aside == 0  # once only
 
 
-def test_bounce_notices_keep_their_originals_and_a_rolled_back_dsn_batch_is_swept(
+def test_bounce_notices_keep_their_originals_and_a_failed_dsn_batch_leaves_no_body(
         store: Store, spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
     originals = {_queue(store, spool, f"r{i}@bulk.test") for i in range(3)}
 
@@ -100,9 +100,8 @@ def test_bounce_notices_keep_their_originals_and_a_rolled_back_dsn_batch_is_swep
     with pytest.raises(OSError):
         write_dsns(store, spool, now=NOW, hostname="n.test")
     assert pending(store) == 3  # rolled back: the notices stay, no DSN entry
-    assert len(set(spool.all_paths()) - originals) == 3  # the DSN bodies, durable, unreferenced
-    assert sweep(store, spool, now=time.time() + 1, grace=0).orphans_removed == 3
-    assert set(spool.all_paths()) == originals
+    assert set(spool.all_paths()) == originals  # the DSN bodies removed again (a kill leaves
+    # them to the sweep: tests/e2e/queue/test_crash_repair.py)
     monkeypatch.undo()
     queued, orphans = write_dsns(store, spool, now=NOW, hostname="n.test")
     assert (queued, pending(store), sorted(orphans)) == (3, 0, sorted(originals))
