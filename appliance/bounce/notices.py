@@ -34,7 +34,7 @@ from appliance.types import NewMessage
 
 log = logging.getLogger(__name__)
 
-BATCH = 1000  # notices turned into DSNs per transaction (the SQLite write lock: under a second)
+BATCH = 1000  # notices per batch: one group commit of bodies, one short write transaction
 # Originals whose headers are held at once (each at most 256 KiB): memory stays bounded.
 _HEADER_READS = 256
 
