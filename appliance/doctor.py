@@ -23,6 +23,7 @@ from appliance.config.document import ConfigError, parse
 from appliance.config.schema import Config
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, NodeInfo, QueueEntry
+from appliance.db.models_bounce import BounceNotice
 from appliance.delivery.routing import Resolver, RouteError
 from appliance.errors import StoreUnavailable
 from appliance.settings import Settings
@@ -30,6 +31,7 @@ from appliance.settings import Settings
 Level = Literal["ok", "warn", "fail"]
 MIN_PG_VERSION = 130000  # server_version_num of the oldest PostgreSQL the node is tested on
 CERT_WARN_DAYS = 21
+NOTICE_LATE = 600.0  # seconds a bulk bounce's DSN may be owed before doctor warns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,8 @@ def real_edges() -> Edges:
 def check_all(settings: Settings, config: Config, store: Store | None, edges: Edges) -> list[Finding]:
     findings = [*check_data_dir(settings), *check_disk(settings, edges)]
     if store is not None:
-        findings += [*check_store(store), *check_clock(store, edges)]
+        findings += [*check_store(store), *check_clock(store, edges),
+                     *check_bounce_notices(store, edges)]
     findings += [*check_dns(config, edges), *check_relays(config, edges),
                  *check_certificates(settings, config, edges.clock), *check_open_relay(config)]
     return findings
@@ -156,6 +159,21 @@ def check_clock(store: Store, edges: Edges) -> list[Finding]:
                            "enable systemd-timesyncd or chrony"))
     return out or [Finding("ok", "clock", "not behind the store" + (
         "; NTP synchronized" if synced else ""))]
+
+
+def check_bounce_notices(store: Store, edges: Edges) -> list[Finding]:
+    """DSNs of bulk bounces still owed long after the bounce: the housekeeping process's
+    bounce notifier writes them within seconds while it runs."""
+    with store.transaction(read_only=True) as session:
+        count, oldest = session.execute(
+            select(func.count(), func.min(BounceNotice.created))).one()
+    late = edges.clock() - float(oldest) if count else 0.0
+    if late > NOTICE_LATE:
+        return [Finding("warn", "bounce notices",
+                        f"{count} DSNs of bulk bounces are owed, the oldest for {late / 60:.0f} "
+                        "minutes", "is the node running? the node log names what stops its "
+                        "housekeeping process from writing them ('bounce notices: ...')")]
+    return [Finding("ok", "bounce notices", f"{count} DSNs owed" if count else "no DSN owed")]
 
 
 def check_dns(config: Config, edges: Edges) -> list[Finding]:

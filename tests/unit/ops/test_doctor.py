@@ -144,3 +144,20 @@ def test_clock_behind_the_store_and_ntp(store: Store) -> None:
         ), now=later)
     found = doctor.check_clock(store, edges(ntp=False))
     assert sorted(levels(found, "clock")) == ["fail", "warn"]
+
+
+def test_bounce_notices_owed_too_long(store: Store) -> None:
+    from appliance.db.models_bounce import BounceNotice
+
+    assert [(f.level, f.message) for f in doctor.check_bounce_notices(store, edges())] == [
+        ("ok", "no DSN owed")]
+    with store.transaction() as session:
+        for age in (30.0, 7200.0):
+            session.add(BounceNotice(created=time.time() - age, msgid="m", sender="s@a.test",
+                                     ts0=1.0, path="", reason="550 gone", recipients="[]"))
+    [late] = doctor.check_bounce_notices(store, edges())
+    assert (late.level, late.message) == (
+        "warn", "2 DSNs of bulk bounces are owed, the oldest for 120 minutes")
+    with store.transaction() as session:
+        session.query(BounceNotice).filter(BounceNotice.created < time.time() - 3600).delete()
+    assert levels(doctor.check_bounce_notices(store, edges()), "bounce notices") == ["ok"]
