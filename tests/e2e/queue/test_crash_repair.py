@@ -1,5 +1,6 @@
-"""kill -9 of a real node at each step of intake and of bulk delete/bounce: after a restart and
-its spool sweep, no body is orphaned, no entry lacks its body, nothing 250'd is lost, and a
+"""kill -9 of a real node at each step of intake, of bulk delete/bounce and of the bounce
+notifier writing a bulk bounce's DSNs: after a restart and its spool sweep, no body is
+orphaned, no entry lacks its body, nothing 250'd is lost, every DSN owed is queued once, and a
 bulk action's audit row counts exactly the chunks that committed (issue 17, items 11 and 15);
 a kill in the middle of a restore from the trash leaves each entry in the queue or in the
 trash, never in both or neither."""
