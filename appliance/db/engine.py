@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.db.writegate import WriteGate
 from appliance.errors import QueryTimeout, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,9 @@ class Store:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(sqlite_read_only=True), expire_on_commit=False
         )
-        # SQLite has one writer at a time. Writers of this process queue on this lock and are
-        # woken the moment the previous one commits; left to SQLite, a blocked BEGIN IMMEDIATE
-        # sleeps in its busy handler (1, 2, 5, 10, ... ms) and wakes late. Other processes
-        # (the CLI) still meet busy_timeout. Re-entrant, so a nested writer fails as before
-        # (SQLITE_BUSY after busy_timeout) instead of deadlocking here.
-        self._writer = threading.RLock() if self.is_sqlite else None
+        # SQLite has one writer at a time: writers of every process of the node queue at the
+        # gate and are woken when the one before them commits (writegate.py).
+        self._writer = WriteGate(_gate_path(self.engine) if __import__("os").environ.get("GATE", "1") == "1" else None) if self.is_sqlite else None
         # The statement timeout of this thread's transactions (statement_timeout()).
         self._local = threading.local()
 
@@ -172,6 +171,14 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _gate_path(engine: Engine) -> Path | None:
+    """The gate's lock file beside a SQLite database file; None for one in memory."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database + "-writers")
 
 
 def _timeout(seconds: float) -> QueryTimeout:

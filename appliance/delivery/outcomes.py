@@ -6,9 +6,9 @@ import dataclasses
 import enum
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from appliance.bounce.handling import BounceItem, bounce_entries
@@ -171,12 +171,15 @@ def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
 def _owned(session: Session, ids: list[int], owner: str) -> dict[int, QueueEntry]:
     """The entries still leased to `owner` (not deleted, bounced or taken over meanwhile)."""
     out: dict[int, QueueEntry] = {}
+    stmt = _OWNED_FOR_UPDATE if session.get_bind().dialect.name == "postgresql" else _OWNED
     for chunk in _chunks(ids):
-        stmt = select(QueueEntry).where(QueueEntry.id.in_(chunk), QueueEntry.lease_owner == owner)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        out.update((e.id, e) for e in session.scalars(stmt))
+        out.update((e.id, e) for e in session.scalars(stmt, {"ids": chunk, "owner": owner}))
     return out
+
+
+_OWNED = select(QueueEntry).where(QueueEntry.id.in_(bindparam("ids", expanding=True)),
+                                  QueueEntry.lease_owner == bindparam("owner"))
+_OWNED_FOR_UPDATE = _OWNED.with_for_update()
 
 
 def _delivered(session: Session, entries: list[QueueEntry], outs: list[Outcome], *, now: float) -> None:
@@ -192,21 +195,29 @@ def _delivered(session: Session, entries: list[QueueEntry], outs: list[Outcome],
                    transfertime=out.transfertime, error=out.reason)
         rows.append(row)
     ids = [e.id for e in entries]
-    meta = [m for chunk in _chunks(ids) for m in session.execute(
-        select(QueueMetadata.entry_id, QueueMetadata.key, QueueMetadata.value)
-        .where(QueueMetadata.entry_id.in_(chunk)))]
+    conn = session.connection()  # tables, not ORM entities: statements built once (below)
+    meta = [m for chunk in _chunks(ids) for m in conn.execute(_METADATA, {"ids": chunk})]
     if meta:
-        stmt = insert(HistoryEntry).returning(HistoryEntry.id, HistoryEntry.queueid, sort_by_parameter_order=True)
-        history_id = {queueid: hid for hid, queueid in session.execute(stmt, rows)}
-        session.execute(insert(HistoryMetadata), [
+        history_id = {queueid: hid for hid, queueid in conn.execute(_INSERT_HISTORY_RETURNING, rows)}
+        conn.execute(_INSERT_HISTORY_METADATA, [
             {"entry_id": history_id[eid], "key": k, "value": v} for eid, k, v in meta])
     else:
-        session.execute(insert(HistoryEntry), rows)
+        conn.execute(_INSERT_HISTORY, rows)
     for chunk in _chunks(ids):  # metadata rows go with them (ON DELETE CASCADE)
-        session.execute(delete(QueueEntry).where(QueueEntry.id.in_(chunk))
-                        .execution_options(synchronize_session=False))
+        conn.execute(_DELETE_ENTRIES, {"ids": chunk})
     for entry in entries:
         session.expunge(entry)
+
+
+_METADATA = (select(QueueMetadata.entry_id, QueueMetadata.key, QueueMetadata.value)
+             .where(QueueMetadata.entry_id.in_(bindparam("ids", expanding=True))))
+_HISTORY = cast(Table, HistoryEntry.__table__)
+_INSERT_HISTORY = insert(_HISTORY)
+_INSERT_HISTORY_RETURNING = insert(_HISTORY).returning(
+    _HISTORY.c.id, _HISTORY.c.queueid, sort_by_parameter_order=True)
+_INSERT_HISTORY_METADATA = insert(cast(Table, HistoryMetadata.__table__))
+_DELETE_ENTRIES = delete(cast(Table, QueueEntry.__table__)).where(
+    QueueEntry.__table__.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _unreferenced(session: Session, paths: set[str]) -> list[str]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from appliance.db.models_timeline import MessageEvent
 
 _TABLE = cast(Table, MessageEvent.__table__)
+_INSERT = insert(_TABLE)
 
 # What the kinds mean (docs/api/timeline.md lists them for clients).
 KINDS = (
@@ -50,8 +51,8 @@ def row(event: Event) -> dict[str, object]:
 def add(session: Session, events: Iterable[Event]) -> None:
     """Insert events in one statement (nothing when there are none)."""
     rows = [row(e) for e in events]
-    if rows:  # the table, not the ORM entity: a plain executemany, no per-row ORM work
-        session.execute(insert(_TABLE), rows)
+    if rows:  # the table on the connection, not the ORM: a plain executemany
+        session.connection().execute(_INSERT, rows)
 
 
 def timeline(session: Session, msgid: str) -> list[Event]:

@@ -180,20 +180,27 @@ class Intake:
                     self._cond.wait()
                 if not self._pending and self._stopping:
                     return
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-            self._commit_batch(batch)
+            self._commit_pending()
 
-    def _commit_batch(self, ready: list[_Item]) -> None:
+    def _take(self) -> list[_Item]:
+        with self._cond:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+        return batch
+
+    def _commit_pending(self) -> None:
+        """One transaction for what is pending once it holds the write lock: what arrived
+        while it waited for another writer (a receiver, delivery) joins the batch."""
+        ready: list[_Item] = []
         try:
-            results = self._transaction(ready)
+            results = self._transaction(ready, take=True)
         except Exception as exc:
             if len(ready) > 1 and not isinstance(exc, StoreUnavailable):
                 # One bad message must not fail its neighbours: retry them one by one.
                 for item in ready:
                     self._commit_batch_one(item)
                 return
-            self._fail(ready, exc)
+            self._fail(ready or self._take(), exc)
             return
         self.batches += 1
         if self._metrics is not None:
@@ -231,10 +238,13 @@ class Intake:
         item.message = dataclasses.replace(item.message, path=path)
         return True
 
-    def _transaction(self, items: list[_Item]) -> list[Accepted]:
-        now = self._clock()
+    def _transaction(self, items: list[_Item], *, take: bool = False) -> list[Accepted]:
+        """Queue `items`; with `take`, first fill `items` from what is pending."""
         with self._store.transaction() as session:
             session.connection()  # BEGIN (IMMEDIATE on SQLite): waits for the write lock
+            if take:
+                items.extend(self._take())
+            now = self._clock()
             self._holds.refresh(session, now=now)
             timeline: list[events.Event] = []
             queued = [item for item in items if item.message.envelope.recipients]

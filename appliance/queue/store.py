@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, insert, or_, select, update
+from sqlalchemy import (ColumnElement, CompoundSelect, Float, Integer, Table, and_, bindparam, exists,
+                        func, insert, or_, select, union, update)
 from sqlalchemy.orm import Session
 
 from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
 from appliance.db.models_bounce import BounceNotice
 from appliance.db.models_trash import TrashEntry
-from appliance.db.sets import in_values
+from appliance.db.sets import bound_values, in_bound
 from appliance.errors import InvalidInput, NotFound
 from appliance.types import Action, NewMessage, QueueState, domain_of
 
@@ -43,6 +44,7 @@ _QUEUE_METADATA = cast(Table, QueueMetadata.__table__)
 # One multi-row INSERT per call (SQLAlchemy's insertmanyvalues): RETURNING in no particular
 # order, so each row says which (message, recipient) it was.
 _INSERT_RETURNING = insert(_QUEUE).returning(_QUEUE.c.id, _QUEUE.c.msgid, _QUEUE.c.rcpt)
+_INSERT_METADATA = insert(_QUEUE_METADATA)
 
 
 def enqueue_batch(session: Session, messages: Sequence[NewMessage], *, now: float) -> list[list[int]]:
@@ -71,7 +73,7 @@ def enqueue_batch(session: Session, messages: Sequence[NewMessage], *, now: floa
             for msg, ids in zip(messages, out) if msg.metadata
             for entry_id in ids for k, v in msg.metadata.items()]
     if meta:
-        conn.execute(insert(_QUEUE_METADATA), meta)
+        conn.execute(_INSERT_METADATA, meta)
     return out
 
 
@@ -114,7 +116,7 @@ def get_entry(session: Session, entry_id: int, *, where: ColumnElement[bool] | N
     return entry
 
 
-def due_condition(now: float) -> ColumnElement[bool]:
+def due_condition(now: float | ColumnElement[float]) -> ColumnElement[bool]:
     """Entries a worker may take now: ACTIVE or DEFER whose retry time has come (an ACTIVE
     entry has none, unless a suspension that held it spread its release); not leased."""
     return and_(
@@ -130,30 +132,39 @@ def claim(
 ) -> list[QueueEntry]:
     """Lease up to `limit` due entries to `owner` until `now + lease`, oldest first; never
     entries matching `exclude`'s negation (what active suspensions hold)."""
-    stmt = select(QueueEntry.id).where(due_condition(now)).order_by(QueueEntry.id).limit(limit)
+    stmt = _DUE
     if transport is not None:
         stmt = stmt.where(QueueEntry.transport == transport)
     if exclude is not None:
         stmt = stmt.where(exclude)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
+    conn = session.connection()
+    ids = list(conn.execute(stmt, {"now": now, "limit": limit}).scalars())
     if not ids:
         return []
+    until = now + lease
     # Conditional on the lease still being free, so two claimers never share an entry.
-    session.execute(
-        update(QueueEntry)
-        .where(QueueEntry.id.in_(ids), QueueEntry.lease_until < now)
-        .values(lease_until=now + lease, lease_owner=owner, state=QueueState.ACTIVE.value)
-    )
-    return list(
-        session.scalars(
-            select(QueueEntry)
-            .where(QueueEntry.id.in_(ids), QueueEntry.lease_owner == owner,
-                   QueueEntry.lease_until == now + lease)
-            .order_by(QueueEntry.id)
-        )
-    )
+    conn.execute(_LEASE, {"ids": ids, "now": now, "until": until, "owner": owner})
+    return list(session.scalars(_LEASED, {"ids": ids, "owner": owner, "until": until}))
+
+
+# The claim's statements, built once (delivery claims many times a second): the due entries'
+# ids, the lease on those still free, and the entries leased.
+_DUE = (select(QueueEntry.id).where(due_condition(bindparam("now", type_=Float)))
+        .order_by(QueueEntry.id).limit(bindparam("limit", type_=Integer)))
+_LEASE = (update(_QUEUE)
+          .where(_QUEUE.c.id.in_(bindparam("ids", expanding=True)),
+                 _QUEUE.c.lease_until < bindparam("now"))
+          .values(lease_until=bindparam("until"), lease_owner=bindparam("owner"),
+                  state=QueueState.ACTIVE.value))
+_LEASED = (select(QueueEntry)
+           .where(QueueEntry.id.in_(bindparam("ids", expanding=True)),
+                  QueueEntry.lease_owner == bindparam("owner"),
+                  QueueEntry.lease_until == bindparam("until"))
+           .order_by(QueueEntry.id)
+           # The lease went in on the connection: entries this session holds already take it.
+           .execution_options(populate_existing=True))
 
 
 def release_all_leases(session: Session) -> int:
@@ -217,12 +228,20 @@ def paths_in_use(session: Session, paths: Iterable[str]) -> set[str]:
     """Those of `paths` a queue entry, an entry in the trash (which keeps its body for a
     restore) or a bounce notice (whose DSN quotes the body's headers) still refers to."""
     wanted = sorted(set(paths) - {""})
-    used: set[str] = set()
-    for model in (QueueEntry, TrashEntry, BounceNotice) if wanted else ():
-        # One query per table whatever the number of paths (a bulk chunk's thousands).
-        used.update(session.scalars(select(model.path).where(
-            in_values(session, model.path, wanted)).distinct()))
-    return used
+    if not wanted:
+        return set()
+    dialect = session.get_bind().dialect.name
+    stmt = _PATHS_IN_USE.get(dialect)
+    if stmt is None:  # one statement over the three tables, whatever the number of paths
+        stmt = _PATHS_IN_USE[dialect] = union(*(
+            select(model.path).where(in_bound(dialect, model.path, "paths", strings=True))
+            for model in (QueueEntry, TrashEntry, BounceNotice)))
+    return set(session.connection().execute(
+        stmt, {"paths": bound_values(dialect, wanted)}).scalars())
+
+
+# Built once per backend: delivery asks after every batch it records.
+_PATHS_IN_USE: dict[str, CompoundSelect] = {}
 
 
 def record_delivered(
@@ -322,15 +341,19 @@ def set_metadata(
     session.flush()
 
 
+# The metadata of some entries (delivery reads it per batch): built once, run on the connection.
+_METADATA_OF = {history: select(model.entry_id, model.key, model.value)
+                .where(model.entry_id.in_(bindparam("ids", expanding=True)))
+                for history, model in ((False, QueueMetadata), (True, HistoryMetadata))}
+
+
 def metadata_of(session: Session, entry_ids: Iterable[int], *, history: bool = False) -> dict[int, dict[str, str]]:
     model = HistoryMetadata if history else QueueMetadata
     out: dict[int, dict[str, str]] = {}
     ids = list(entry_ids)
     if not ids:
         return out
-    for entry_id, key, value in session.execute(
-        select(model.entry_id, model.key, model.value).where(model.entry_id.in_(ids))
-    ):
+    for entry_id, key, value in session.connection().execute(_METADATA_OF[history], {"ids": ids}):
         out.setdefault(entry_id, {})[key] = value
     return out
 

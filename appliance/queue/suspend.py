@@ -113,6 +113,12 @@ def holding(session: Session, entry_id: int) -> list[Suspension]:
     return found
 
 
+# Read in every intake and claim transaction: built once, run on the connection (Core),
+# not through the ORM session, whose execution costs several times the query itself.
+_ACTIVE_HOLDS = (select(Suspension.id, Suspension.expires)
+                 .where(Suspension.state == ACTIVE).order_by(Suspension.id))
+
+
 class Holds:
     """The active suspensions of a process, their filters compiled once per change.
 
@@ -130,8 +136,7 @@ class Holds:
     def refresh(self, session: Session, *, now: float, spread: float | None = None) -> list[str]:
         """Follow the active set; with `spread`, first end (and release) what is due and
         return those ids. Without it (intake) a suspension past its end is just not followed."""
-        rows = list(session.execute(select(Suspension.id, Suspension.expires)
-                                    .where(Suspension.state == ACTIVE).order_by(Suspension.id)))
+        rows = session.connection().execute(_ACTIVE_HOLDS).all()
         expired: list[str] = []
         if spread is not None and any(expires <= now for _, expires in rows):
             expired = expire_due(session, now=now, spread=spread)

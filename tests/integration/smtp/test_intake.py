@@ -100,12 +100,13 @@ def test_a_stopped_intake_refuses_with_store_unavailable(store: Store, spool: Sp
     assert spool.all_paths() == [] and count(store, QueueEntry) == 0
 
 
-def test_a_writer_waits_in_process_and_begins_only_after_the_one_before_commits(
+def test_a_writer_waits_at_the_gate_and_begins_only_after_the_one_before_commits(
         store: Store, spool: Spool) -> None:
-    """Intake commits wait for other writers of the node (delivery) on an in-process lock that
-    wakes them when the writer before commits; left to SQLite, a blocked BEGIN IMMEDIATE sleeps
-    in its busy handler (1, 2, 5, 10, ... ms steps). Shown by order, not by time: with SQLite's
-    busy timeout at 0, a writer that reached SQLite while the lock was held would fail at once."""
+    """Intake commits wait for other writers of the node (delivery) at the store's write gate
+    (appliance.db.writegate), which lets them in when the writer before commits; left to
+    SQLite, a blocked BEGIN IMMEDIATE sleeps in its busy handler (1, 2, 5, 10, ... ms steps).
+    Shown by order, not by time: with SQLite's busy timeout at 0, a writer that reached SQLite
+    while the lock was held would fail at once."""
     if not store.is_sqlite:
         pytest.skip("PostgreSQL has row locks, not one writer")
     events: list[tuple[str, str]] = []
@@ -131,6 +132,30 @@ def test_a_writer_waits_in_process_and_begins_only_after_the_one_before_commits(
     assert events == [("begin", me), ("commit", me),
                       ("begin", "intake-committer"), ("commit", "intake-committer")]
     assert len(accepted.queue_ids) == 1 and count(store, QueueEntry) == 1
+
+
+def test_what_arrives_while_the_committer_waits_for_the_write_lock_joins_its_transaction(
+        store: Store, spool: Spool) -> None:
+    """The committer takes its batch once it holds the write lock, not before: five messages
+    spooled while another writer holds the lock go in with one commit."""
+    if not store.is_sqlite:
+        pytest.skip("PostgreSQL has row locks, not one writer")
+    intake = Intake(store, spool)
+    intake.start()
+    try:
+        with store.transaction() as session:
+            session.execute(text("DELETE FROM queue WHERE id < 0"))  # take the write lock
+            first = intake.submit(message(), b"x")
+            wait_until(lambda: _waiting_in_transaction("intake-committer"), timeout=30,
+                       what="the intake's commit to wait for the write lock")
+            rest = [intake.submit(message(), b"x") for _ in range(4)]
+            wait_until(lambda: intake.submitted == 5, timeout=30, what="five bodies spooled")
+            assert intake.batches == 0
+        accepted = [f.result(timeout=60) for f in [first, *rest]]
+    finally:
+        intake.stop()
+    assert intake.batches == 1
+    assert len({a.queue_ids[0] for a in accepted}) == 5 and count(store, QueueEntry) == 5
 
 
 def _waiting_in_transaction(thread_name: str) -> bool:
