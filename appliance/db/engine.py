@@ -81,8 +81,9 @@ class Store:
             self.engine.execution_options(sqlite_read_only=True), expire_on_commit=False
         )
         # SQLite has one writer at a time: writers of every process of the node queue at the
-        # gate and are woken when the one before them commits (writegate.py).
-        self._writer = WriteGate(_gate_path(self.engine) if __import__("os").environ.get("GATE", "1") == "1" else None) if self.is_sqlite else None
+        # gate and are let in when the one before them commits (writegate.py). Re-entrant, so
+        # a nested writer fails as before (SQLITE_BUSY after busy_timeout), not deadlocks.
+        self._writer = WriteGate(_gate_path(self.engine)) if self.is_sqlite else None
         # The statement timeout of this thread's transactions (statement_timeout()).
         self._local = threading.local()
 
