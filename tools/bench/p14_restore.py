@@ -82,7 +82,7 @@ def bench(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]
         else:
             from tests.support.postgres import PostgresServer
 
-            pg = PostgresServer().start()
+            pg = PostgresServer(durable=True).start()
             url = pg.create_database("p14")
         try:
             runs.append(one_run(url, args, Spool(tmp / f"spool-{backend}-{i}")))

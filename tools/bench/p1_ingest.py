@@ -196,7 +196,7 @@ def main() -> int:
     if args.postgres:
         from tests.support.postgres import PostgresServer
 
-        pg = PostgresServer().start()
+        pg = PostgresServer(durable=True).start()
         args.database = pg.create_database("p1")
     try:
         sink_port = free_port()

@@ -100,7 +100,7 @@ def bench_backend(backend: str, n: int, runs: int, soap: bool, tmp: Path) -> dic
     else:
         from tests.support.postgres import PostgresServer
 
-        pg = PostgresServer().start()
+        pg = PostgresServer(durable=True).start()
         url = pg.create_database("p3")
     try:
         store = Store(url)

@@ -142,7 +142,7 @@ def bench(backend: str, action: str, args: argparse.Namespace, tmp: Path) -> dic
         else:
             from tests.support.postgres import PostgresServer
 
-            pg = PostgresServer().start()
+            pg = PostgresServer(durable=True).start()
             url = pg.create_database("p4")
         try:
             runs.append(one_run(url, action, args, Spool(tmp / f"spool-{backend}-{action}-{i}")))
