@@ -8,6 +8,8 @@ each system in turn; both relay to the same smtp-sink on loopback and both fsync
 before answering 250. Prints medians and the ratio node/Postfix; writes results/p1_ingest.json.
 With --dkim a second node, with a key of that algorithm for the sender's domain (bench.test),
 signs what it relays; it is measured in the same rounds and the ratio signed/unsigned printed.
+With --baseline DIR a node run from another checkout of the project (an earlier commit, say
+`git worktree add DIR REV`) is measured in the same rounds, and the ratio node/baseline printed.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
 
 
 def start_node(base: Path, relay_port: int, database: str | None,
-               config: str | None = None,
-               extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
+               config: str | None = None, extra: tuple[str, ...] = (),
+               repo: Path = REPO) -> tuple[subprocess.Popen[bytes], int]:
     """`appliance run` on port 0; the port it got comes from its run/ports.json."""
     data_dir = base / "node"
     argv = [sys.executable, "-m", "appliance", "run", "--data-dir", str(data_dir),
@@ -78,8 +80,8 @@ def start_node(base: Path, relay_port: int, database: str | None,
         argv += ["--config", str(base / "node.toml")]
     argv += list(extra)
     log = open(base / "node.log", "wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)}, start_new_session=True)
     ports_file = data_dir / "run" / "ports.json"
     deadline = time.monotonic() + 300  # new interpreters start slowly on a busy machine
     while True:
@@ -152,6 +154,8 @@ def measure(systems: dict[str, int], *, count: int, rounds: int, sessions: list[
                 row["ratio"] = float(row["node"]) / float(row["postfix"])  # type: ignore[arg-type]
             if "signed" in systems:
                 row["signed_ratio"] = float(row["signed"]) / float(row["node"])  # type: ignore[arg-type]
+            if "baseline" in systems:
+                row["baseline_ratio"] = float(row["node"]) / float(row["baseline"])  # type: ignore[arg-type]
             rows.append(row)
             print_row(row, list(systems))
     return rows
@@ -161,7 +165,7 @@ def print_row(row: dict[str, object], names: list[str]) -> None:
     cells = [f"{row['size'] // 1024:>4} KiB", f"{row['sessions']:>8}"]  # type: ignore[operator]
     cells += [f"{float(row[n]):>10.0f}" for n in names]  # type: ignore[arg-type]
     cells += [f"{float(row.get(f'{n}_cpu_ms', 0)):>8.2f}" for n in names]  # type: ignore[arg-type]
-    for ratio in ("ratio", "signed_ratio"):
+    for ratio in ("ratio", "signed_ratio", "baseline_ratio"):
         if ratio in row:
             cells.append(f"{float(row[ratio]):>7.2f}")  # type: ignore[arg-type]
     print("  ".join(cells), flush=True)
@@ -179,6 +183,8 @@ def main() -> int:
     parser.add_argument("--no-postfix", action="store_true")
     parser.add_argument("--dkim", choices=("rsa", "ed25519"),
                         help="also measure a node that DKIM-signs the relayed mail with this key")
+    parser.add_argument("--baseline", type=Path,
+                        help="also measure a node run from this other checkout of the project")
     args = parser.parse_args()
     for tool in ("smtp-source", "smtp-sink"):
         if not shutil.which(tool):
@@ -186,6 +192,10 @@ def main() -> int:
             return 1
     if args.dkim and (args.database or args.postgres):
         parser.error("--dkim compares two SQLite nodes; it does not take --database or --postgres")
+    if args.baseline and args.database:
+        parser.error("--baseline needs a store of its own: use SQLite or --postgres")
+    if args.baseline and not (args.baseline / "appliance" / "__main__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a checkout of this project")
     sessions = [int(s) for s in args.sessions.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     base = Path(tempfile.mkdtemp(prefix="p1-", dir="/var/tmp"))
@@ -219,6 +229,15 @@ def main() -> int:
             procs.append(signed)
             systems["signed"] = signed_port
             roots["signed"] = signed.pid
+        if args.baseline:
+            baseline_base = base / "baseline"
+            baseline_base.mkdir()
+            baseline, baseline_port = start_node(
+                baseline_base, sink_port, pg.create_database("p1_baseline") if pg else None,
+                config=NODE_CONFIG, repo=args.baseline.resolve())
+            procs.append(baseline)
+            systems["baseline"] = baseline_port
+            roots["baseline"] = baseline.pid
         if not args.no_postfix and postfix_available():
             postfix = Postfix(smtp_port=free_port(), relay_port=sink_port, base=base)
             postfix.start()
@@ -228,7 +247,8 @@ def main() -> int:
         print("  ".join(["    size", "sessions", *[f"{n:>10}" for n in systems],
                          *[f"{n[:4] + ' ms':>8}" for n in systems],
                          *(["  ratio"] if "postfix" in systems else []),
-                         *(["signed/node"] if "signed" in systems else [])]))
+                         *(["signed/node"] if "signed" in systems else []),
+                         *(["node/baseline"] if "baseline" in systems else [])]))
         if postfix is not None:
             roots["postfix"] = postfix.master_pid()
         rows = measure(systems, count=args.count, rounds=args.rounds, sessions=sessions,
@@ -241,6 +261,7 @@ def main() -> int:
             "database": "postgresql" if args.postgres else (args.database or "sqlite"),
             "load_average": os.getloadavg(),
             "dkim": args.dkim or "",
+            "baseline": str(args.baseline or ""),
             "rows": rows,
         }, indent=2))
         if args.dkim:  # every relayed message should have been signed (history keeps metadata)
