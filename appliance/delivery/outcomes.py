@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from appliance.bounce.handling import BounceItem, bounce_entries
 from appliance.config.schema import QueueSection
-from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry, QueueMetadata
+from appliance.db.models import HistoryEntry, HistoryMetadata, QueueEntry
 from appliance.replies import Kind, Reply, dsn_status
 from appliance.delivery.retry import expired, retry_at
 from appliance.queue import events
@@ -196,7 +196,8 @@ def _delivered(session: Session, entries: list[QueueEntry], outs: list[Outcome],
         rows.append(row)
     ids = [e.id for e in entries]
     conn = session.connection()  # tables, not ORM entities: statements built once (below)
-    meta = [m for chunk in _chunks(ids) for m in conn.execute(_METADATA, {"ids": chunk})]
+    meta = [(eid, k, v) for chunk in _chunks(ids)
+            for eid, fields in q.metadata_of(session, chunk).items() for k, v in fields.items()]
     if meta:
         history_id = {queueid: hid for hid, queueid in conn.execute(_INSERT_HISTORY_RETURNING, rows)}
         conn.execute(_INSERT_HISTORY_METADATA, [
@@ -209,8 +210,6 @@ def _delivered(session: Session, entries: list[QueueEntry], outs: list[Outcome],
         session.expunge(entry)
 
 
-_METADATA = (select(QueueMetadata.entry_id, QueueMetadata.key, QueueMetadata.value)
-             .where(QueueMetadata.entry_id.in_(bindparam("ids", expanding=True))))
 _HISTORY = cast(Table, HistoryEntry.__table__)
 _INSERT_HISTORY = insert(_HISTORY)
 _INSERT_HISTORY_RETURNING = insert(_HISTORY).returning(
