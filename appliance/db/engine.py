@@ -83,7 +83,7 @@ class Store:
         # SQLite has one writer at a time: writers of every process of the node queue at the
         # gate and are let in when the one before them commits (writegate.py). Re-entrant, so
         # a nested writer fails as before (SQLITE_BUSY after busy_timeout), not deadlocks.
-        self._writer = WriteGate(_gate_path(self.engine)) if self.is_sqlite else None
+        self._writer = _gate(self.engine) if self.is_sqlite else None
         # The statement timeout of this thread's transactions (statement_timeout()).
         self._local = threading.local()
 
@@ -174,12 +174,13 @@ class Store:
         self.engine.dispose()
 
 
-def _gate_path(engine: Engine) -> Path | None:
-    """The gate's lock file beside a SQLite database file; None for one in memory."""
+def _gate(engine: Engine) -> WriteGate:
+    """The write gate of a SQLite store: its lock file beside the database file (none for a
+    database in memory, which one process alone sees)."""
     database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database + "-writers")
+        return WriteGate(None)
+    return WriteGate(Path(database + "-writers"), owner_of=Path(database))
 
 
 def _timeout(seconds: float) -> QueryTimeout:

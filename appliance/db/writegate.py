@@ -11,7 +11,9 @@ writers outside the gate (sqlite3 at a shell).
 
 flock belongs to an open file description, which fork shares: each process opens its own.
 The kernel lets go of it when a process dies, so a writer killed in its transaction does not
-block the others.
+block the others. Made by root (the CLI run by hand, say), the file is given to the owner of
+the database, as SQLite does with its -wal and -shm files, so that the node's own user can
+still open it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from appliance.errors import StoreUnavailable
+
 _FIRST_PAUSE = 0.00005  # seconds between tries of a taken file lock, doubling up to _MAX_PAUSE
 _MAX_PAUSE = 0.001
 
@@ -30,8 +34,9 @@ class WriteGate:
     """`acquire(timeout)` / `release()` around each write transaction; re-entrant per thread
     (the file lock is taken by the outermost acquire only)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, owner_of: Path | None = None) -> None:
         self._path = path  # None: one process only (an in-memory database)
+        self._owner_of = owner_of  # the database, whose owner the file gets when root makes it
         self._threads = threading.RLock()
         self._depth = 0
         self._fd = -1  # opened at the first write of this process
@@ -76,7 +81,7 @@ class WriteGate:
     def _lock_file(self, deadline: float) -> bool:
         assert self._path is not None
         if self._fd < 0:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = self._open(self._path)
         pause = _FIRST_PAUSE
         while True:
             try:
@@ -89,3 +94,17 @@ class WriteGate:
                 return False
             time.sleep(min(pause, deadline - now))
             pause = min(pause * 2, _MAX_PAUSE)
+
+    def _open(self, path: Path) -> int:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"store unavailable: cannot open the write gate {path}: "
+                                   f"{exc.strerror}") from exc
+        if os.geteuid() == 0 and self._owner_of is not None:
+            try:
+                owner = os.stat(self._owner_of)
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+            except OSError:
+                pass  # no database file yet: SQLite creates it as this user too
+        return fd

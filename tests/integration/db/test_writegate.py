@@ -139,3 +139,26 @@ def test_a_store_writer_that_finds_the_gate_taken_too_long_is_told_the_store_is_
             holder.end()
     finally:
         store.dispose()
+
+
+def test_a_gate_file_root_makes_belongs_to_the_owner_of_the_database(tmp_path: Path) -> None:
+    """The CLI run as root must not leave a lock file the node's own user cannot open."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file away")
+    database = tmp_path / "appliance.db"
+    database.write_bytes(b"")
+    os.chown(database, 65534, 65534)  # nobody
+    gate = WriteGate(tmp_path / "appliance.db-writers", owner_of=database)
+    assert gate.acquire(timeout=5)
+    gate.release()
+    made = (tmp_path / "appliance.db-writers").stat()
+    assert (made.st_uid, made.st_gid) == (65534, 65534)
+
+
+def test_a_gate_that_cannot_be_opened_is_a_clear_store_error(tmp_path: Path) -> None:
+    gate = WriteGate(tmp_path / "missing" / "appliance.db-writers")
+    with pytest.raises(StoreUnavailable, match="cannot open the write gate .*missing"):
+        gate.acquire(timeout=5)
+    (tmp_path / "missing").mkdir()  # the failure left no thread holding the gate
+    assert gate.acquire(timeout=5)
+    gate.release()
