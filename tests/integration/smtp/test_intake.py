@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 import uuid
-from concurrent.futures import wait
+from collections.abc import Iterator
+from concurrent.futures import Future, wait
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -14,7 +16,7 @@ from sqlalchemy import event, func, select, text
 from appliance.db.engine import Store
 from appliance.db.models import HistoryEntry, QueueEntry
 from appliance.errors import StoreUnavailable
-from appliance.queue.intake import Intake
+from appliance.queue.intake import Accepted, Intake
 from appliance.queue.spool import Spool
 from appliance.types import Envelope, NewMessage
 from tests.support.wait import wait_until
@@ -119,11 +121,7 @@ def test_a_writer_waits_at_the_gate_and_begins_only_after_the_one_before_commits
     intake = Intake(store, spool)
     intake.start()
     try:
-        with store.transaction() as session:
-            session.execute(text("DELETE FROM queue WHERE id < 0"))  # take the write lock
-            future = intake.submit(message(), b"x")
-            wait_until(lambda: _waiting_in_transaction("intake-committer"), timeout=30,
-                       what="the intake's commit to wait for the write lock")
+        with _committer_waiting_for_the_lock(store, intake) as future:
             assert not future.done()
         accepted = future.result(timeout=60)
     finally:
@@ -143,11 +141,7 @@ def test_what_arrives_while_the_committer_waits_for_the_write_lock_joins_its_tra
     intake = Intake(store, spool)
     intake.start()
     try:
-        with store.transaction() as session:
-            session.execute(text("DELETE FROM queue WHERE id < 0"))  # take the write lock
-            first = intake.submit(message(), b"x")
-            wait_until(lambda: _waiting_in_transaction("intake-committer"), timeout=30,
-                       what="the intake's commit to wait for the write lock")
+        with _committer_waiting_for_the_lock(store, intake) as first:
             rest = [intake.submit(message(), b"x") for _ in range(4)]
             wait_until(lambda: intake.submitted == 5, timeout=30, what="five bodies spooled")
             assert intake.batches == 0
@@ -156,6 +150,18 @@ def test_what_arrives_while_the_committer_waits_for_the_write_lock_joins_its_tra
         intake.stop()
     assert intake.batches == 1
     assert len({a.queue_ids[0] for a in accepted}) == 5 and count(store, QueueEntry) == 5
+
+
+@contextlib.contextmanager
+def _committer_waiting_for_the_lock(store: Store, intake: Intake) -> Iterator[Future[Accepted]]:
+    """This thread holds SQLite's write lock while the block runs; one message is submitted
+    and the committer waits for the lock with it. The lock is let go when the block ends."""
+    with store.transaction() as session:
+        session.execute(text("DELETE FROM queue WHERE id < 0"))  # take the write lock
+        future = intake.submit(message(), b"x")
+        wait_until(lambda: _waiting_in_transaction("intake-committer"), timeout=30,
+                   what="the intake's commit to wait for the write lock")
+        yield future
 
 
 def _waiting_in_transaction(thread_name: str) -> bool:
